@@ -1,0 +1,92 @@
+//! Every limit the engine enforces, with its default. Units are the last word of each name.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// Engine limits and timings. `Config::default()` is the production configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Room a client lands in when it names none.
+    pub default_room: String,
+    /// Messages kept per room for history and `since` recovery.
+    pub history_max: usize,
+    /// Outbound frames a client may have queued before it is evicted.
+    pub queue_frames_max: usize,
+    /// Outbound payload bytes a client may have queued before it is evicted.
+    pub queue_bytes_max: usize,
+    /// A client with at least this many frames queued counts as "behind" for flow control.
+    pub queue_high_water_frames: usize,
+    /// A client with at least this many bytes queued counts as "behind" for flow control.
+    pub queue_high_water_bytes: usize,
+    /// Longest chat message text, in UTF-8 bytes after trimming.
+    pub text_bytes_max: usize,
+    /// Frames a client may send in one burst.
+    pub rate_limit_burst: u32,
+    /// Sustained frames per second per client; 0 turns the rate limit off.
+    pub rate_limit_per_second: u32,
+    /// Refused frames in a row after which a flooding client is closed (1008).
+    pub rate_limit_strikes_max: u32,
+    /// Interval between heartbeat pings to every client.
+    pub ping_interval: Duration,
+    /// A client silent for longer than this is closed (4000).
+    pub idle_timeout: Duration,
+    /// Connected clients at most; `connect` beyond it fails with `Error::ServerFull`.
+    pub clients_max: usize,
+    /// Rooms kept at most (empty rooms keep their history until space is needed).
+    pub rooms_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            default_room: "general".to_owned(),
+            history_max: 100,
+            queue_frames_max: 256,
+            queue_bytes_max: 1 << 20,
+            queue_high_water_frames: 128,
+            queue_high_water_bytes: 512 << 10,
+            text_bytes_max: 4096,
+            rate_limit_burst: 20,
+            rate_limit_per_second: 10,
+            rate_limit_strikes_max: 50,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            clients_max: 10_000,
+            rooms_max: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Checks that the limits are usable together; the engine refuses to start otherwise.
+    pub fn validate(&self) -> Result<(), Error> {
+        let fail = |why: &str| Err(Error::InvalidConfig(why.to_owned()));
+        if crate::names::validate_room(&self.default_room).is_err() {
+            return fail("default_room is not a valid room name");
+        }
+        if self.queue_frames_max == 0 || self.queue_bytes_max == 0 {
+            return fail("queue_frames_max and queue_bytes_max must be at least 1");
+        }
+        if self.queue_high_water_frames == 0
+            || self.queue_high_water_frames > self.queue_frames_max
+            || self.queue_high_water_bytes == 0
+            || self.queue_high_water_bytes > self.queue_bytes_max
+        {
+            return fail("queue high-water marks must be between 1 and the queue bounds");
+        }
+        if self.text_bytes_max == 0 {
+            return fail("text_bytes_max must be at least 1");
+        }
+        if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
+            return fail("rate_limit_burst must be at least 1 when the rate limit is on");
+        }
+        if self.ping_interval.is_zero() || self.idle_timeout.is_zero() {
+            return fail("ping_interval and idle_timeout must be positive");
+        }
+        if self.clients_max == 0 || self.rooms_max == 0 {
+            return fail("clients_max and rooms_max must be at least 1");
+        }
+        Ok(())
+    }
+}

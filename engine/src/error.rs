@@ -1,0 +1,31 @@
+//! Errors returned to the shell: caller mistakes and refusals. Hostile peer input never shows up
+//! here; it becomes an `error` frame or a close for that peer.
+
+use crate::ClientId;
+
+/// Why the engine refused a call from the shell.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The id was never handed out, or that client is already gone (closed or disconnected).
+    #[error("unknown client {0}")]
+    UnknownClient(ClientId),
+    /// `connect` while `clients_max` clients are connected.
+    #[error("server full: {max} clients connected")]
+    ServerFull { max: usize },
+    /// The shell reported more flushed than the engine had queued for that client.
+    #[error("client {client} flushed {frames} frames / {bytes} bytes but only {queued_frames} / {queued_bytes} were queued")]
+    FlushExceedsQueue {
+        client: ClientId,
+        frames: usize,
+        bytes: usize,
+        queued_frames: usize,
+        queued_bytes: usize,
+    },
+    /// `kick` named nobody in that room.
+    #[error("no user {nick:?} in room {room:?}")]
+    NoSuchUser { room: String, nick: String },
+    /// The configuration's limits contradict each other.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+}

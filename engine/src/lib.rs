@@ -1,0 +1,31 @@
+//! `chat-engine`: the whole chat logic as a deterministic, sans-IO state machine.
+//!
+//! Inputs go in through [`Engine::connect`], [`Engine::handle`] and [`Engine::kick`], each with
+//! the time ([`Now`]) it happened; instructions come out of [`Engine::poll_output`]; the next
+//! deadline comes from [`Engine::poll_timeout`]. No runtime, sockets, clocks or randomness are
+//! used here: the same inputs always give the same outputs, which is what lets the server, the
+//! simulations, the property tests and the fuzzers all drive this one engine.
+
+mod config;
+mod engine;
+mod error;
+mod ids;
+mod input;
+pub mod names;
+mod output;
+pub mod protocol;
+mod rate;
+mod room;
+mod time;
+
+pub use config::Config;
+pub use engine::{Engine, Stats};
+pub use error::Error;
+pub use ids::ClientId;
+pub use input::Input;
+pub use output::{CloseReason, Output};
+pub use protocol::{JoinRequest, ServerMessage};
+pub use time::Now;
+
+#[cfg(test)]
+mod tests;

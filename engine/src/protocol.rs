@@ -1,0 +1,396 @@
+//! The wire protocol: decoding client frames into commands, and the JSON shapes the server sends.
+//!
+//! Every frame is a JSON object with a `type`, except that a frame which does not start with `{`
+//! is a chat message with that text, so a bare `ws.send("hi")` or `websocat` just works.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// What a client asked for in one text frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Post `text` to the current room.
+    Message { text: String },
+    /// Join (or switch to, or re-join) a room.
+    Join(JoinRequest),
+    /// Change nickname in the current room.
+    Nick { nick: String },
+    /// "I am typing": relayed to the room, never stored.
+    Typing,
+}
+
+/// The optional fields of a join; also what `/ws?nick=&room=&since=&epoch=` carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nick: Option<String>,
+    /// Last `seq` the client saw in this room; with a matching `epoch` it asks for what followed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+}
+
+/// Stable machine-readable error codes of `error` frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The frame starts with `{` but is not one valid JSON object.
+    InvalidJson,
+    /// The `type` names no command.
+    UnknownType,
+    /// A field is missing or has the wrong JSON type.
+    InvalidField,
+    /// The message text is empty after trimming.
+    EmptyMessage,
+    /// The message text is over `text_bytes_max`.
+    MessageTooLong,
+    /// The nickname breaks the nickname rules.
+    InvalidNick,
+    /// Someone in the room already uses that nickname (ignoring case).
+    NickTaken,
+    /// The room name breaks the room-name rules.
+    InvalidRoom,
+    /// The command needs a room and the client is in none.
+    NotInRoom,
+    /// Over the rate limit: the frame was dropped.
+    RateLimited,
+    /// No room can be created: `rooms_max` rooms exist and none is empty.
+    TooManyRooms,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and exhaustive tests.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidField,
+        ErrorCode::EmptyMessage,
+        ErrorCode::MessageTooLong,
+        ErrorCode::InvalidNick,
+        ErrorCode::NickTaken,
+        ErrorCode::InvalidRoom,
+        ErrorCode::NotInRoom,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManyRooms,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::EmptyMessage => "empty_message",
+            ErrorCode::MessageTooLong => "message_too_long",
+            ErrorCode::InvalidNick => "invalid_nick",
+            ErrorCode::NickTaken => "nick_taken",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+        }
+    }
+}
+
+/// A refused frame: the code for programs, the message for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Decodes one client text frame.
+pub fn decode(text: &str) -> Result<Command, ProtocolError> {
+    if !text.trim_start().starts_with('{') {
+        return Ok(Command::Message {
+            text: text.to_owned(),
+        });
+    }
+    let mut object: Map<String, Value> = serde_json::from_str(text)
+        .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")))?;
+    let kind = match object.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(_) => return Err(wrong_type("type", "a string")),
+        None => {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidField,
+                "missing field \"type\"",
+            ))
+        }
+    };
+    match kind {
+        "message" => Ok(Command::Message {
+            text: take_string(&mut object, "text")?.ok_or_else(|| missing("text", "message"))?,
+        }),
+        "join" => Ok(Command::Join(JoinRequest {
+            room: take_string(&mut object, "room")?,
+            nick: take_string(&mut object, "nick")?,
+            since: match object.get("since") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(
+                    value
+                        .as_u64()
+                        .ok_or_else(|| wrong_type("since", "a non-negative integer"))?,
+                ),
+            },
+            epoch: take_string(&mut object, "epoch")?,
+        })),
+        "nick" => Ok(Command::Nick {
+            nick: take_string(&mut object, "nick")?.ok_or_else(|| missing("nick", "nick"))?,
+        }),
+        "typing" => Ok(Command::Typing),
+        other => Err(ProtocolError::new(
+            ErrorCode::UnknownType,
+            format!("unknown type {other:?}: expected message, join, nick or typing"),
+        )),
+    }
+}
+
+fn take_string(
+    object: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ProtocolError> {
+    match object.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(wrong_type(field, "a string")),
+    }
+}
+
+fn wrong_type(field: &str, expected: &str) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::InvalidField,
+        format!("field {field:?} must be {expected}"),
+    )
+}
+
+fn missing(field: &str, kind: &str) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::InvalidField,
+        format!("a {kind:?} frame needs the field {field:?}"),
+    )
+}
+
+impl Command {
+    /// The canonical JSON of this command; `decode(cmd.encode()) == cmd`.
+    pub fn encode(&self) -> String {
+        let value = match self {
+            Command::Message { text } => serde_json::json!({"type": "message", "text": text}),
+            Command::Join(join) => {
+                let mut value = serde_json::to_value(join)
+                    .expect("JoinRequest has only string and integer fields");
+                value["type"] = "join".into();
+                value
+            }
+            Command::Nick { nick } => serde_json::json!({"type": "nick", "nick": nick}),
+            Command::Typing => serde_json::json!({"type": "typing"}),
+        };
+        value.to_string()
+    }
+}
+
+/// One chat message as the server sends it (also an element of `welcome.history`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub room: String,
+    pub seq: u64,
+    pub nick: String,
+    pub text: String,
+    pub ts: String,
+}
+
+/// Every frame the server sends, owned, for clients of this protocol (simulations, load tools).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerMessage {
+    Welcome {
+        nick: String,
+        room: String,
+        users: Vec<String>,
+        history: Vec<ChatMessage>,
+        recovered: bool,
+        seq: u64,
+        epoch: String,
+    },
+    Message(ChatMessage),
+    Join {
+        room: String,
+        nick: String,
+        ts: String,
+    },
+    Leave {
+        room: String,
+        nick: String,
+        ts: String,
+        reason: String,
+    },
+    Nick {
+        room: String,
+        old: String,
+        nick: String,
+        ts: String,
+    },
+    Typing {
+        room: String,
+        nick: String,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+/// Borrowed twin of `ServerMessage` for serializing without copies; history arrives pre-encoded.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub(crate) enum Outgoing<'a> {
+    Welcome {
+        nick: &'a str,
+        room: &'a str,
+        users: &'a [&'a str],
+        history: &'a [&'a serde_json::value::RawValue],
+        recovered: bool,
+        seq: u64,
+        epoch: &'a str,
+    },
+    Message {
+        room: &'a str,
+        seq: u64,
+        nick: &'a str,
+        text: &'a str,
+        ts: &'a str,
+    },
+    Join {
+        room: &'a str,
+        nick: &'a str,
+        ts: &'a str,
+    },
+    Leave {
+        room: &'a str,
+        nick: &'a str,
+        ts: &'a str,
+        reason: &'a str,
+    },
+    Nick {
+        room: &'a str,
+        old: &'a str,
+        nick: &'a str,
+        ts: &'a str,
+    },
+    Typing {
+        room: &'a str,
+        nick: &'a str,
+    },
+    Error {
+        code: &'a str,
+        message: &'a str,
+    },
+}
+
+impl Outgoing<'_> {
+    /// Serializes once; the result is shared by every recipient.
+    pub(crate) fn to_frame(&self) -> bytes::Bytes {
+        // Serializing borrowed strings, integers and pre-validated raw JSON cannot fail.
+        bytes::Bytes::from(serde_json::to_vec(self).expect("outgoing frames always serialize"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        decode(text).expect_err("should be refused").code
+    }
+
+    #[test]
+    fn plain_text_is_a_message() {
+        assert_eq!(
+            decode("hello {world}"),
+            Ok(Command::Message {
+                text: "hello {world}".into()
+            })
+        );
+        assert_eq!(
+            decode("[1,2]"),
+            Ok(Command::Message {
+                text: "[1,2]".into()
+            })
+        );
+    }
+
+    #[test]
+    fn each_malformed_shape_has_its_code() {
+        assert_eq!(code(r#"{"type":"message""#), ErrorCode::InvalidJson);
+        assert_eq!(
+            code(r#"{"type":"message","text":"a"} x"#),
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(code(r#"{"type":"shout"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"text":"a"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":7}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"message","text":5}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(code(r#"{"type":"message"}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"join","since":-1}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":["a"]}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(code(r#"{"type":"nick"}"#), ErrorCode::InvalidField);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_so_nick_cannot_be_smuggled_in() {
+        assert_eq!(
+            decode(r#"{"type":"message","text":"hi","nick":"mallory"}"#),
+            Ok(Command::Message { text: "hi".into() })
+        );
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        let commands = [
+            Command::Message {
+                text: "a \"quoted\" {line}\n".into(),
+            },
+            Command::Join(JoinRequest {
+                room: Some("r".into()),
+                nick: None,
+                since: Some(41),
+                epoch: Some("e".into()),
+            }),
+            Command::Join(JoinRequest::default()),
+            Command::Nick { nick: "n".into() },
+            Command::Typing,
+        ];
+        for command in commands {
+            assert_eq!(decode(&command.encode()), Ok(command));
+        }
+    }
+
+    #[test]
+    fn error_codes_are_distinct_snake_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+            assert!(seen.insert(s), "duplicate code {s}");
+        }
+    }
+}
