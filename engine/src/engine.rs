@@ -78,7 +78,7 @@ struct Client {
     behind: bool,
     /// The shell was told to stop reading from it.
     paused: bool,
-    /// Decided to close during this call; gets nothing more.
+    /// Decided to close during this call (or being removed); gets nothing more.
     doomed: bool,
     rate: RateLimit,
     strikes: u32,
@@ -154,6 +154,8 @@ impl Engine {
         let now = self.advance(now);
         self.fire_timers(now);
         if self.clients.len() >= self.config.clients_max {
+            // Whoever the timers just doomed is still closed in this call.
+            self.finish(now);
             return Err(Error::ServerFull {
                 max: self.config.clients_max,
             });
@@ -201,9 +203,13 @@ impl Engine {
             } => self
                 .slot(client)
                 .and_then(|slot| self.on_flushed(slot, now, frames, bytes)),
-            Input::Disconnect { client } => {
-                self.slot(client).map(|slot| self.remove(slot, now, "left"))
-            }
+            Input::Disconnect { client } => self.slot(client).map(|slot| {
+                // The peer left first: a close the timers decided in this call is moot.
+                if self.clients[slot].doomed {
+                    self.doomed.retain(|&(doomed, _)| doomed != slot);
+                }
+                self.remove(slot, now, "left");
+            }),
             Input::Tick => Ok(()),
         };
         self.finish(now);
@@ -328,6 +334,9 @@ impl Engine {
     }
 
     fn remove(&mut self, slot: usize, now: Now, reason: &str) {
+        // Gone (closed or disconnected): it gets nothing more, not even the `Resume` of leaving a
+        // paused room.
+        self.clients[slot].doomed = true;
         self.leave_room(slot, now, reason);
         let client = self.clients.remove(slot);
         self.ids.remove(&client.id);
@@ -388,13 +397,13 @@ impl Engine {
                     "slow down: at most {} messages per second (bursts of {})",
                     config.rate_limit_per_second, config.rate_limit_burst
                 );
-                self.reply_error(slot, ErrorCode::RateLimited, &message);
+                self.reply_error(slot, now, ErrorCode::RateLimited, &message);
             }
             return;
         }
         client.strikes = 0;
         match protocol::decode(text) {
-            Err(ProtocolError { code, message }) => self.reply_error(slot, code, &message),
+            Err(ProtocolError { code, message }) => self.reply_error(slot, now, code, &message),
             Ok(Command::Message { text }) => self.post(slot, now, &text),
             Ok(Command::Join(join)) => self.join(slot, now, join),
             Ok(Command::Nick { nick }) => self.change_nick(slot, now, &nick),
@@ -431,17 +440,19 @@ impl Engine {
         Ok(())
     }
 
-    fn reply_error(&mut self, slot: usize, code: ErrorCode, message: &str) {
+    fn reply_error(&mut self, slot: usize, now: Now, code: ErrorCode, message: &str) {
         self.stats.errors_total += 1;
         let frame = Outgoing::Error {
             code: code.as_str(),
             message,
         }
         .to_frame();
-        self.send_to(slot, frame);
+        self.send_to(slot, now, frame);
     }
 
-    fn send_to(&mut self, slot: usize, frame: Bytes) {
+    /// Sends `frame` to one client. If that puts it behind, its room's flow control is
+    /// re-evaluated exactly as after a broadcast.
+    fn send_to(&mut self, slot: usize, now: Now, frame: Bytes) {
         let client = &mut self.clients[slot];
         match push_frame(client, &frame, &self.config, &mut self.outputs) {
             Pushed::Sent => self.stats.frames_total += 1,
@@ -449,6 +460,7 @@ impl Engine {
                 self.stats.frames_total += 1;
                 if let Some(r) = client.room {
                     self.rooms[r].behind += 1;
+                    self.rebalance(r, now);
                 }
             }
             Pushed::Overflow => self.doom(slot, CloseReason::SlowConsumer),
@@ -497,7 +509,8 @@ impl Engine {
         room.paused = pause;
         for &slot in &room.members {
             let client = &mut self.clients[slot];
-            if client.paused == pause {
+            // A client doomed during this call gets nothing more but its close.
+            if client.paused == pause || client.doomed {
                 continue;
             }
             client.paused = pause;
@@ -515,13 +528,19 @@ impl Engine {
         let Some(r) = self.clients[slot].room else {
             return self.reply_error(
                 slot,
+                now,
                 ErrorCode::NotInRoom,
                 "join a room before sending messages",
             );
         };
         let text = text.trim();
         if text.is_empty() {
-            return self.reply_error(slot, ErrorCode::EmptyMessage, "a message needs some text");
+            return self.reply_error(
+                slot,
+                now,
+                ErrorCode::EmptyMessage,
+                "a message needs some text",
+            );
         }
         let max = self.config.text_bytes_max;
         if text.len() > max {
@@ -529,7 +548,7 @@ impl Engine {
                 "a message has at most {max} bytes (this one has {})",
                 text.len()
             );
-            return self.reply_error(slot, ErrorCode::MessageTooLong, &message);
+            return self.reply_error(slot, now, ErrorCode::MessageTooLong, &message);
         }
         self.activity += 1;
         let room = &mut self.rooms[r];
@@ -556,7 +575,7 @@ impl Engine {
     fn typing(&mut self, slot: usize, now: Now) {
         let client = &self.clients[slot];
         let Some(r) = client.room else {
-            return self.reply_error(slot, ErrorCode::NotInRoom, "join a room first");
+            return self.reply_error(slot, now, ErrorCode::NotInRoom, "join a room first");
         };
         let room = &self.rooms[r];
         let frame = Outgoing::Typing {
@@ -571,28 +590,29 @@ impl Engine {
         let Some(r) = self.clients[slot].room else {
             return self.reply_error(
                 slot,
+                now,
                 ErrorCode::NotInRoom,
                 "join a room first (a join can carry a nick)",
             );
         };
         let nick = match validate_nick(raw) {
             Ok(nick) => nick.to_owned(),
-            Err(why) => return self.reply_error(slot, ErrorCode::InvalidNick, &why),
+            Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
         };
         if let Some(&holder) = self.rooms[r].nicks.get(&nick_key(&nick)) {
             if holder != slot {
-                return self.nick_taken(slot, &nick, r);
+                return self.nick_taken(slot, now, &nick, r);
             }
         }
         self.rename(slot, r, nick, now);
     }
 
-    fn nick_taken(&mut self, slot: usize, nick: &str, r: usize) {
+    fn nick_taken(&mut self, slot: usize, now: Now, nick: &str, r: usize) {
         let message = format!(
             "the nickname {nick:?} is already used in room {}",
             self.rooms[r].name
         );
-        self.reply_error(slot, ErrorCode::NickTaken, &message);
+        self.reply_error(slot, now, ErrorCode::NickTaken, &message);
     }
 
     fn rename(&mut self, slot: usize, r: usize, nick: String, now: Now) {
@@ -616,7 +636,7 @@ impl Engine {
         let room_name = match join.room {
             Some(name) => match validate_room(&name) {
                 Ok(_) => name,
-                Err(why) => return self.reply_error(slot, ErrorCode::InvalidRoom, &why),
+                Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidRoom, &why),
             },
             None => match current {
                 Some(r) => self.rooms[r].name.clone(),
@@ -626,7 +646,7 @@ impl Engine {
         let nick = match &join.nick {
             Some(raw) => match validate_nick(raw) {
                 Ok(nick) => nick.to_owned(),
-                Err(why) => return self.reply_error(slot, ErrorCode::InvalidNick, &why),
+                Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
             },
             None => self.clients[slot].nick.clone(),
         };
@@ -634,7 +654,7 @@ impl Engine {
         if let Some(t) = target {
             if let Some(&holder) = self.rooms[t].nicks.get(&nick_key(&nick)) {
                 if holder != slot {
-                    return self.nick_taken(slot, &nick, t);
+                    return self.nick_taken(slot, now, &nick, t);
                 }
             }
         }
@@ -647,7 +667,7 @@ impl Engine {
                         "no room can be created: {} rooms exist and none is empty",
                         self.config.rooms_max
                     );
-                    return self.reply_error(slot, ErrorCode::TooManyRooms, &message);
+                    return self.reply_error(slot, now, ErrorCode::TooManyRooms, &message);
                 }
             },
         };
@@ -659,7 +679,7 @@ impl Engine {
             self.leave_room(slot, now, "switched");
             self.enter_room(slot, r, nick, now);
         }
-        self.welcome(slot, r, join.since, join.epoch.as_deref());
+        self.welcome(slot, now, r, join.since, join.epoch.as_deref());
     }
 
     fn enter_room(&mut self, slot: usize, r: usize, nick: String, now: Now) {
@@ -736,9 +756,16 @@ impl Engine {
 
     /// Sends the (re)join greeting, recovering what the client missed when the ring still has it,
     /// and trimming history (oldest first) so the greeting fits the client's queue.
-    fn welcome(&mut self, slot: usize, r: usize, since: Option<u64>, epoch: Option<&str>) {
+    fn welcome(
+        &mut self,
+        slot: usize,
+        now: Now,
+        r: usize,
+        since: Option<u64>,
+        epoch: Option<&str>,
+    ) {
         let frame = self.greeting(slot, r, since, epoch);
-        self.send_to(slot, frame);
+        self.send_to(slot, now, frame);
     }
 
     fn greeting(&self, slot: usize, r: usize, since: Option<u64>, epoch: Option<&str>) -> Bytes {

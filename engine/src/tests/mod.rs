@@ -693,3 +693,121 @@ fn time_going_backwards_is_treated_as_no_time_passing() {
     h.send(ann, "still fine");
     assert_eq!(h.texts(ann), ["still fine"]);
 }
+
+/// Regression (found by the reference model in `tests/model.rs`): a reply sent to one client only
+/// (an `error`, a `welcome`) can push it over the high-water mark; flow control must then be
+/// re-evaluated like after a broadcast, or a room whose only member is behind stays unpaused.
+#[test]
+fn an_error_reply_that_puts_the_room_behind_pauses_it() {
+    let mut h = Harness::new(Config {
+        queue_frames_max: 6,
+        queue_high_water_frames: 4,
+        ..unlimited()
+    });
+    let ann = h.connect("ann");
+    h.stop_flushing(ann);
+    for _ in 0..4 {
+        h.send(ann, "{oops");
+    }
+    assert_eq!(h.errors(ann).len(), 4);
+    assert!(h.paused.contains(&ann), "its room is all behind");
+}
+
+/// Regression (found by the reference model): a broadcast that both overflows one member and
+/// pauses the room must not tell the evicted member to pause; a doomed client gets only its close.
+#[test]
+fn a_client_evicted_by_the_broadcast_that_pauses_its_room_is_not_paused() {
+    let mut h = Harness::new(Config {
+        queue_frames_max: 6,
+        queue_high_water_frames: 4,
+        ..unlimited()
+    });
+    let ann = h.connect("ann");
+    let s1 = h.connect("s1");
+    let s2 = h.connect("s2");
+    h.stop_flushing(s1);
+    for _ in 0..3 {
+        h.send(ann, "m");
+    }
+    h.stop_flushing(s2);
+    for _ in 0..4 {
+        h.send(ann, "m");
+    }
+    assert_eq!(h.closed.get(&s1), Some(&CloseReason::SlowConsumer));
+    assert!(h.paused.contains(&s2), "two of three members were behind");
+    assert!(
+        !h.paused.contains(&s1),
+        "the evicted client was told to pause"
+    );
+}
+
+/// Regression (found by the reference model): a paused client that disconnects is gone; the shell
+/// must not be told to resume reading from a connection the engine has already forgotten.
+#[test]
+fn a_paused_client_that_disconnects_is_not_resumed() {
+    let mut h = Harness::new(Config {
+        queue_frames_max: 6,
+        queue_high_water_frames: 4,
+        ..unlimited()
+    });
+    let slow = h.connect("slow");
+    h.stop_flushing(slow);
+    for _ in 0..4 {
+        h.send(slow, "m");
+    }
+    assert!(
+        h.paused.contains(&slow),
+        "alone and behind: its room paused"
+    );
+    h.engine
+        .handle(h.at(), Input::Disconnect { client: slow })
+        .expect("connected");
+    let outputs: Vec<_> = std::iter::from_fn(|| h.engine.poll_output()).collect();
+    assert_eq!(outputs, [], "nothing is left to say to a gone client");
+}
+
+/// Regression (found by the reference model): a refused `connect` still fires the timers that are
+/// due; the clients they time out must be closed in that same call, not left doomed but open.
+#[test]
+fn a_refused_connect_still_closes_the_clients_its_timers_timed_out() {
+    let mut h = Harness::new(Config {
+        clients_max: 2,
+        idle_timeout: Duration::from_secs(60),
+        ..unlimited()
+    });
+    let ann = h.connect("ann");
+    let bob = h.connect("bob");
+    h.now += Duration::from_secs(61);
+    assert_eq!(
+        h.engine.connect(h.at(), JoinRequest::default()),
+        Err(Error::ServerFull { max: 2 })
+    );
+    h.drive();
+    assert_eq!(h.closed.get(&ann), Some(&CloseReason::IdleTimeout));
+    assert_eq!(h.closed.get(&bob), Some(&CloseReason::IdleTimeout));
+    h.engine.check_invariants();
+}
+
+/// Regression (found by the reference model): when the timers due at a `Disconnect` have just
+/// timed the same client out, the peer's own disconnect wins: the room hears `left` once, and the
+/// engine does not try to close a client it already removed.
+#[test]
+fn a_disconnect_in_the_call_that_times_the_client_out_is_a_plain_leave() {
+    let mut h = Harness::new(Config {
+        idle_timeout: Duration::from_secs(60),
+        ..unlimited()
+    });
+    let ann = h.connect("ann");
+    let bob = h.connect("bob");
+    h.advance(Duration::from_secs(50));
+    h.engine
+        .handle(h.at(), Input::Pong { client: ann })
+        .expect("connected");
+    h.take(ann);
+    h.now += Duration::from_secs(11);
+    h.disconnect(bob);
+    assert!(h.closed.is_empty(), "a gone peer is not closed");
+    assert!(
+        matches!(&h.take(ann)[..], [ServerMessage::Leave { nick, reason, .. }] if nick == "bob" && reason == "left")
+    );
+}

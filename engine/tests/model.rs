@@ -1,0 +1,1522 @@
+//! Reference-model property test (STYLE.md section 6): a small model of the chat semantics,
+//! written to be obviously correct rather than fast, runs side by side with the real `Engine`
+//! over random sequences of client actions. After every step each client must have received
+//! exactly the frames, pings, pauses, resumes and closes the model predicts, and the engine's
+//! state must agree with the model's (see `EngineVsModel::check_invariants`).
+//!
+//! One step: proptest generates an abstract `Transition` (clients are picked by an index taken
+//! modulo the live clients, so every sequence is valid and shrinking stays meaningful). The
+//! model resolves it into a concrete `Action` plus the `Event`s each client should see; the
+//! system under test performs that action on the engine, drains `poll_output`, reports what it
+//! wrote to reading clients as flushed (as a shell would), and compares.
+//!
+//! The configuration is tiny so the rare paths are common: 6 queued frames evict, 4 make a client
+//! "behind" for flow control, 2 rooms and 6 clients at most, 8-byte messages, 4 messages of
+//! history. The byte bounds are set so high that they never bind (every frame here is well under
+//! 1 KiB), so the model counts frames only; byte-bound eviction is covered by the scenario test
+//! `slow_client_is_evicted_at_queue_bytes_max`. The rate limit is off.
+//!
+//! Rules the model states that the scenario tests do not spell out:
+//! - Every call first fires the timers due by its time (pings, idle sweep), then handles its
+//!   input; clients it decided to close are closed at the end of the call, in decision order.
+//! - A client being closed, or gone, gets nothing more: no frames, no pause or resume, only its
+//!   `Close` (and a peer that disconnects gets no `Close` at all).
+//! - The idle sweep visits clients in the engine's table order (a freed slot is reused first);
+//!   the model keeps that order because simultaneous timeouts announce their `leave`s in it.
+//! - A room's epoch is the server epoch and a count of rooms created, so a forgotten and
+//!   recreated room never honours an old `since`.
+//!
+//! `PROPTEST_CASES=5000 cargo test -p chat-engine --test model` searches longer.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use chat_engine::{
+    ClientId, CloseReason, Config, Engine, Error, Input, JoinRequest, Now, Output, ServerMessage,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, TestRunner};
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
+
+/// Cases when `PROPTEST_CASES` is not set: keeps `cargo test -p chat-engine` quick.
+const DEFAULT_CASES: u32 = 256;
+/// Transitions per case.
+const STEPS: std::ops::Range<usize> = 1..80;
+
+const EPOCH: &str = "model";
+const DEFAULT_ROOM: &str = "general";
+const HISTORY_MAX: usize = 4;
+const QUEUE_FRAMES_MAX: usize = 6;
+const HIGH_WATER_FRAMES: usize = 4;
+const QUEUE_BYTES_MAX: usize = 1 << 20;
+const TEXT_BYTES_MAX: usize = 8;
+const CLIENTS_MAX: usize = 6;
+const ROOMS_MAX: usize = 2;
+const PING_MS: u64 = 3_000;
+const IDLE_MS: u64 = 10_000;
+/// Idle sweeps run at most this often: `min(1 s, idle_timeout / 4)`.
+const SWEEP_EVERY_MS: u64 = 1_000;
+/// Nicknames the server gives clients that pick none: this prefix and the client id.
+const GUEST_PREFIX: &str = "guest-";
+
+fn engine_config() -> Config {
+    Config {
+        default_room: DEFAULT_ROOM.to_owned(),
+        history_max: HISTORY_MAX,
+        queue_frames_max: QUEUE_FRAMES_MAX,
+        queue_bytes_max: QUEUE_BYTES_MAX,
+        queue_high_water_frames: HIGH_WATER_FRAMES,
+        queue_high_water_bytes: QUEUE_BYTES_MAX,
+        text_bytes_max: TEXT_BYTES_MAX,
+        rate_limit_per_second: 0,
+        ping_interval: Duration::from_millis(PING_MS),
+        idle_timeout: Duration::from_millis(IDLE_MS),
+        clients_max: CLIENTS_MAX,
+        rooms_max: ROOMS_MAX,
+        ..Config::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alphabets and the naming rules for them.
+
+/// Nicknames clients ask for, as sent: "ANN" collides with "ann" (case is ignored), " cy " is
+/// trimmed, "Guest-7" is reserved for guests and "   " is blank. Kicks use them too.
+const NICKS: [&str; 6] = ["ann", "ANN", "bob", " cy ", "Guest-7", "   "];
+
+/// Rooms clients ask for: three valid names against `ROOMS_MAX = 2` force rooms to be recycled.
+const ROOMS: [&str; 4] = ["general", "rust", "go", "no room"];
+
+/// What a client frame means to the model.
+#[derive(Clone, Copy, Debug)]
+enum Decoded {
+    /// A chat message with this text, before trimming.
+    Say(&'static str),
+    /// A malformed frame, refused with this error code.
+    Bad(&'static str),
+}
+
+/// Chat frames clients send, with what they decode to.
+const TEXTS: [(&str, Decoded); 9] = [
+    ("hi", Decoded::Say("hi")),
+    ("  yo \n", Decoded::Say("  yo \n")),
+    // Exactly text_bytes_max bytes, fewer characters.
+    ("éééé", Decoded::Say("éééé")),
+    (
+        r#"{"type":"message","text":" json "}"#,
+        Decoded::Say(" json "),
+    ),
+    (" \t ", Decoded::Say(" \t ")),
+    // Ten bytes, five characters.
+    ("ééééé", Decoded::Say("ééééé")),
+    ("much too long", Decoded::Say("much too long")),
+    ("{oops", Decoded::Bad("invalid_json")),
+    (r#"{"type":"shout"}"#, Decoded::Bad("unknown_type")),
+];
+
+fn decode(wire: &str) -> Decoded {
+    TEXTS
+        .iter()
+        .find(|(w, _)| *w == wire)
+        .map(|&(_, decoded)| decoded)
+        .expect("only table texts are generated")
+}
+
+/// A nickname is trimmed, not blank, and does not start with the guest prefix (in any case).
+fn valid_nick(wire: &str) -> Option<String> {
+    let nick = wire.trim();
+    let reserved = nick.to_lowercase().starts_with(GUEST_PREFIX);
+    (!nick.is_empty() && !reserved).then(|| nick.to_owned())
+}
+
+/// A room name is letters, digits, '-', '_' and '.'.
+fn valid_room(wire: &str) -> bool {
+    !wire.is_empty()
+        && wire
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Nicknames are the same if they differ only in case.
+fn same_nick(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
+}
+
+/// The epoch of the n-th room created: the server epoch and that count.
+fn epoch_of(incarnation: u64) -> String {
+    format!("{EPOCH}-{incarnation}")
+}
+
+fn leave_reason(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::SlowConsumer => "evicted",
+        CloseReason::IdleTimeout => "timeout",
+        CloseReason::Flooding => "flooding",
+        CloseReason::Kicked => "kicked",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transitions (what proptest generates) and events (what clients see).
+
+#[derive(Clone, Debug)]
+enum Transition {
+    Connect {
+        nick: Option<&'static str>,
+        room: Option<&'static str>,
+    },
+    Join {
+        client: usize,
+        room: Option<&'static str>,
+        nick: Option<&'static str>,
+        since: Option<Since>,
+    },
+    Message {
+        client: usize,
+        text: &'static str,
+    },
+    Nick {
+        client: usize,
+        nick: &'static str,
+    },
+    Typing {
+        client: usize,
+    },
+    /// The client reads everything it was sent.
+    Flush {
+        client: usize,
+    },
+    /// The client stops reading: what it is sent stays queued.
+    Stall {
+        client: usize,
+    },
+    /// The client reads again (everything queued is flushed at the end of the step).
+    Unstall {
+        client: usize,
+    },
+    Pong {
+        client: usize,
+    },
+    Kick {
+        room: &'static str,
+        nick: &'static str,
+    },
+    Disconnect {
+        client: usize,
+    },
+    /// Time passes; with `tick` the shell calls `Input::Tick`, else the next input sees it first.
+    AdvanceTime {
+        ms: u64,
+        tick: bool,
+    },
+}
+
+/// A `since` for a join: `back` messages before the room's current seq (negative: beyond it), with
+/// the room's current epoch or a stale one.
+#[derive(Clone, Copy, Debug)]
+struct Since {
+    back: i64,
+    same_epoch: bool,
+}
+
+/// One chat message as stored and sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Said {
+    seq: u64,
+    nick: String,
+    text: String,
+}
+
+/// One thing a client gets from the engine (timestamps and error wording are not compared).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    Welcome {
+        nick: String,
+        room: String,
+        users: Vec<String>,
+        history: Vec<Said>,
+        recovered: bool,
+        seq: u64,
+        epoch: String,
+    },
+    Message {
+        room: String,
+        said: Said,
+    },
+    Joined {
+        room: String,
+        nick: String,
+    },
+    Left {
+        room: String,
+        nick: String,
+        reason: String,
+    },
+    Renamed {
+        room: String,
+        old: String,
+        nick: String,
+    },
+    Typing {
+        room: String,
+        nick: String,
+    },
+    Error {
+        code: String,
+    },
+    Ping,
+    Pause,
+    Resume,
+    Close(CloseReason),
+}
+
+impl From<ServerMessage> for Event {
+    fn from(message: ServerMessage) -> Self {
+        match message {
+            ServerMessage::Welcome {
+                nick,
+                room,
+                users,
+                history,
+                recovered,
+                seq,
+                epoch,
+            } => Event::Welcome {
+                history: history
+                    .into_iter()
+                    .map(|m| {
+                        assert_eq!(m.room, room, "welcome history from another room");
+                        Said {
+                            seq: m.seq,
+                            nick: m.nick,
+                            text: m.text,
+                        }
+                    })
+                    .collect(),
+                nick,
+                room,
+                users,
+                recovered,
+                seq,
+                epoch,
+            },
+            ServerMessage::Message(m) => Event::Message {
+                room: m.room,
+                said: Said {
+                    seq: m.seq,
+                    nick: m.nick,
+                    text: m.text,
+                },
+            },
+            ServerMessage::Join { room, nick, .. } => Event::Joined { room, nick },
+            ServerMessage::Leave {
+                room, nick, reason, ..
+            } => Event::Left { room, nick, reason },
+            ServerMessage::Nick {
+                room, old, nick, ..
+            } => Event::Renamed { room, old, nick },
+            ServerMessage::Typing { room, nick } => Event::Typing { room, nick },
+            ServerMessage::Error { code, .. } => Event::Error { code },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference model.
+
+#[derive(Clone, Debug)]
+struct Client {
+    nick: String,
+    room: Option<String>,
+    /// Frames sent and not yet flushed.
+    queued: usize,
+    /// Not reading: nothing it is sent gets flushed until `Flush` or `Unstall`.
+    stalled: bool,
+    /// Told to stop sending (flow control).
+    paused: bool,
+    /// Being closed (or gone): gets nothing more but its `Close`.
+    closing: bool,
+    last_seen_ms: u64,
+    /// Position in the engine's client table, which orders idle sweeps (see `take_slot`).
+    slot: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Room {
+    /// Which room creation this is (rooms are forgotten and recreated): gives the epoch.
+    incarnation: u64,
+    seq: u64,
+    history: VecDeque<Said>,
+    /// Client ids in join order.
+    members: Vec<u64>,
+    paused: bool,
+}
+
+/// What one transition does: the concrete call(s) to make and what every client should see.
+#[derive(Clone, Debug, Default)]
+struct Step {
+    action: Action,
+    /// Reading clients reported flushed after the action, in order, with their queued frames.
+    auto_flush: Vec<(u64, usize)>,
+    expected: BTreeMap<u64, Vec<Event>>,
+}
+
+#[derive(Clone, Debug, Default)]
+enum Action {
+    #[default]
+    Nothing,
+    /// `result` is the id the engine hands out, or `None` for `ServerFull`.
+    Connect {
+        join: JoinRequest,
+        result: Option<u64>,
+    },
+    Frame {
+        client: u64,
+        text: String,
+    },
+    Pong {
+        client: u64,
+    },
+    Flush {
+        client: u64,
+        frames: usize,
+    },
+    Kick {
+        room: String,
+        nick: String,
+        result: Option<u64>,
+    },
+    Disconnect {
+        client: u64,
+    },
+    Tick,
+}
+
+/// What a client frame asks for.
+#[derive(Clone, Debug)]
+enum Command {
+    Decoded(Decoded),
+    Join {
+        room: Option<&'static str>,
+        nick: Option<&'static str>,
+        since: Option<(u64, String)>,
+    },
+    Nick(&'static str),
+    Typing,
+}
+
+#[derive(Clone, Debug)]
+struct Model {
+    now_ms: u64,
+    next_id: u64,
+    clients: BTreeMap<u64, Client>,
+    /// The engine's client table: a freed slot is reused before new ones, most recent first.
+    slots: Vec<Option<u64>>,
+    free_slots: Vec<usize>,
+    rooms: BTreeMap<String, Room>,
+    /// Room names, least recently active first (a post or a join makes a room active).
+    recency: Vec<String>,
+    rooms_created: u64,
+    /// The incarnation a forgotten room had, by name (for stale `since`s).
+    forgotten: BTreeMap<String, u64>,
+    ping_at_ms: Option<u64>,
+    sweep_at_ms: Option<u64>,
+    /// Clients to close at the end of the current call, in decision order.
+    doomed: VecDeque<(u64, CloseReason)>,
+    messages_total: u64,
+    evictions_total: u64,
+    last: Step,
+}
+
+impl Model {
+    fn new() -> Self {
+        Self {
+            now_ms: 0,
+            next_id: 1,
+            clients: BTreeMap::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            rooms: BTreeMap::new(),
+            recency: Vec::new(),
+            rooms_created: 0,
+            forgotten: BTreeMap::new(),
+            ping_at_ms: None,
+            sweep_at_ms: None,
+            doomed: VecDeque::new(),
+            messages_total: 0,
+            evictions_total: 0,
+            last: Step::default(),
+        }
+    }
+
+    fn client(&mut self, id: u64) -> &mut Client {
+        self.clients.get_mut(&id).expect("a live client")
+    }
+
+    fn room(&mut self, name: &str) -> &mut Room {
+        self.rooms.get_mut(name).expect("an existing room")
+    }
+
+    fn is_behind(&self, id: u64) -> bool {
+        self.clients[&id].queued >= HIGH_WATER_FRAMES
+    }
+
+    fn take_slot(&mut self, id: u64) -> usize {
+        match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(id);
+                slot
+            }
+            None => {
+                self.slots.push(Some(id));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Applies one transition and records what it should do in `self.last`.
+    fn apply(&mut self, transition: &Transition) {
+        self.last = Step::default();
+        let live: Vec<u64> = self.clients.keys().copied().collect();
+        let pick = |i: usize| (!live.is_empty()).then(|| live[i % live.len()]);
+        match *transition {
+            Transition::Connect { nick, room } => self.connect(nick, room),
+            Transition::Join {
+                client,
+                room,
+                nick,
+                since,
+            } => {
+                if let Some(id) = pick(client) {
+                    let since = since.map(|since| self.resolve_since(id, room, since));
+                    let mut frame = serde_json::Map::new();
+                    frame.insert("type".into(), "join".into());
+                    if let Some(room) = room {
+                        frame.insert("room".into(), room.into());
+                    }
+                    if let Some(nick) = nick {
+                        frame.insert("nick".into(), nick.into());
+                    }
+                    if let Some((since, epoch)) = &since {
+                        frame.insert("since".into(), (*since).into());
+                        frame.insert("epoch".into(), epoch.clone().into());
+                    }
+                    let text = serde_json::Value::Object(frame).to_string();
+                    self.frame(id, text, Command::Join { room, nick, since });
+                }
+            }
+            Transition::Message { client, text } => {
+                if let Some(id) = pick(client) {
+                    self.frame(id, text.to_owned(), Command::Decoded(decode(text)));
+                }
+            }
+            Transition::Nick { client, nick } => {
+                if let Some(id) = pick(client) {
+                    let text = serde_json::json!({"type": "nick", "nick": nick}).to_string();
+                    self.frame(id, text, Command::Nick(nick));
+                }
+            }
+            Transition::Typing { client } => {
+                if let Some(id) = pick(client) {
+                    self.frame(id, r#"{"type":"typing"}"#.to_owned(), Command::Typing);
+                }
+            }
+            Transition::Flush { client } => {
+                if let Some(id) = pick(client) {
+                    let frames = self.clients[&id].queued;
+                    self.call(Action::Flush { client: id, frames }, |m| m.flushed(id));
+                }
+            }
+            Transition::Stall { client } => {
+                if let Some(id) = pick(client) {
+                    self.client(id).stalled = true;
+                }
+            }
+            Transition::Unstall { client } => {
+                if let Some(id) = pick(client) {
+                    self.client(id).stalled = false;
+                }
+            }
+            Transition::Pong { client } => {
+                if let Some(id) = pick(client) {
+                    self.call(Action::Pong { client: id }, |m| {
+                        m.client(id).last_seen_ms = m.now_ms;
+                    });
+                }
+            }
+            Transition::Kick { room, nick } => self.kick(room, nick),
+            Transition::Disconnect { client } => {
+                if let Some(id) = pick(client) {
+                    // The peer is gone at once, even if the timers just decided to close it.
+                    self.call(Action::Disconnect { client: id }, |m| {
+                        m.client(id).closing = true;
+                        m.doomed.retain(|&(doomed, _)| doomed != id);
+                        m.remove(id, "left");
+                    });
+                }
+            }
+            Transition::AdvanceTime { ms, tick } => {
+                self.now_ms += ms;
+                if tick {
+                    self.call(Action::Tick, |_| {});
+                }
+            }
+        }
+        self.flush_readers();
+    }
+
+    /// One engine call: timers due by now fire first, the action runs, then the doomed close.
+    fn call(&mut self, action: Action, body: impl FnOnce(&mut Self)) {
+        self.last.action = action;
+        self.fire_timers();
+        body(self);
+        self.finish();
+    }
+
+    /// The shell writes out everything queued for clients that read, one `Flushed` per client,
+    /// until none of them has anything queued.
+    fn flush_readers(&mut self) {
+        while let Some((&id, client)) = self
+            .clients
+            .iter()
+            .find(|(_, c)| !c.stalled && c.queued > 0)
+        {
+            self.last.auto_flush.push((id, client.queued));
+            self.fire_timers();
+            self.flushed(id);
+            self.finish();
+        }
+    }
+
+    fn emit(&mut self, to: u64, event: Event) {
+        self.last.expected.entry(to).or_default().push(event);
+    }
+
+    /// A pause or resume for `to`, unless it is being closed.
+    fn notify(&mut self, to: u64, event: Event) {
+        if !self.clients[&to].closing {
+            self.emit(to, event);
+        }
+    }
+
+    /// Queues one frame for `to`. A client being closed gets nothing; one whose queue is full is
+    /// closed as a slow consumer instead.
+    fn send(&mut self, to: u64, event: Event) {
+        let client = self.client(to);
+        if client.closing {
+            return;
+        }
+        if client.queued == QUEUE_FRAMES_MAX {
+            return self.doom(to, CloseReason::SlowConsumer);
+        }
+        client.queued += 1;
+        self.emit(to, event);
+    }
+
+    /// A frame for one client; flow control then looks at its room again.
+    fn unicast(&mut self, to: u64, event: Event) {
+        self.send(to, event);
+        if let Some(room) = self.clients[&to].room.clone() {
+            self.rebalance(&room);
+        }
+    }
+
+    fn error(&mut self, to: u64, code: &str) {
+        self.unicast(
+            to,
+            Event::Error {
+                code: code.to_owned(),
+            },
+        );
+    }
+
+    /// A frame for every member of `room` (in join order) but `except`; flow control follows.
+    fn broadcast(&mut self, room: &str, event: Event, except: Option<u64>) {
+        for member in self.rooms[room].members.clone() {
+            if Some(member) != except {
+                self.send(member, event.clone());
+            }
+        }
+        self.rebalance(room);
+    }
+
+    /// Flow control: a room pauses when more than half its members are behind (at or over the
+    /// high-water mark) and resumes once at most a quarter are; a resumed client's silence starts
+    /// now.
+    fn rebalance(&mut self, name: &str) {
+        let room = &self.rooms[name];
+        let members = room.members.clone();
+        let behind = members.iter().filter(|&&m| self.is_behind(m)).count();
+        let pause = if !room.paused && behind * 2 > members.len() {
+            true
+        } else if room.paused && behind * 4 <= members.len() {
+            false
+        } else {
+            return;
+        };
+        self.room(name).paused = pause;
+        let now = self.now_ms;
+        for member in members {
+            let client = self.client(member);
+            if client.paused == pause {
+                continue;
+            }
+            client.paused = pause;
+            if pause {
+                self.notify(member, Event::Pause);
+            } else {
+                client.last_seen_ms = now;
+                self.notify(member, Event::Resume);
+            }
+        }
+    }
+
+    fn doom(&mut self, id: u64, reason: CloseReason) {
+        let client = self.client(id);
+        if !client.closing {
+            client.closing = true;
+            self.doomed.push_back((id, reason));
+        }
+    }
+
+    /// Closes the doomed in order; each one's room hears it left (which may doom others).
+    fn finish(&mut self) {
+        while let Some((id, reason)) = self.doomed.pop_front() {
+            self.emit(id, Event::Close(reason));
+            if reason == CloseReason::SlowConsumer {
+                self.evictions_total += 1;
+            }
+            self.remove(id, leave_reason(reason));
+        }
+    }
+
+    fn remove(&mut self, id: u64, reason: &str) {
+        self.leave(id, reason);
+        let client = self.clients.remove(&id).expect("a live client");
+        self.slots[client.slot] = None;
+        self.free_slots.push(client.slot);
+        if self.clients.is_empty() {
+            self.ping_at_ms = None;
+            self.sweep_at_ms = None;
+        }
+    }
+
+    /// Pings everyone every ping interval; closes clients silent for the idle timeout, except
+    /// paused ones (they cannot talk), sweeping at most once a second.
+    fn fire_timers(&mut self) {
+        let now = self.now_ms;
+        if self.ping_at_ms.is_some_and(|at| at <= now) {
+            for id in self.clients.keys().copied().collect::<Vec<_>>() {
+                self.emit(id, Event::Ping);
+            }
+            self.ping_at_ms = Some(now + PING_MS);
+        }
+        if self.sweep_at_ms.is_some_and(|at| at <= now) {
+            let mut next: Option<u64> = None;
+            let mut silent = Vec::new();
+            for &id in self.slots.iter().flatten() {
+                let client = &self.clients[&id];
+                if client.paused {
+                    continue;
+                }
+                let deadline = client.last_seen_ms + IDLE_MS;
+                if deadline <= now {
+                    silent.push(id);
+                } else {
+                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                }
+            }
+            for id in silent {
+                self.doom(id, CloseReason::IdleTimeout);
+            }
+            self.sweep_at_ms = Some(next.unwrap_or(now + IDLE_MS).max(now + SWEEP_EVERY_MS));
+        }
+    }
+
+    fn connect(&mut self, nick: Option<&'static str>, room: Option<&'static str>) {
+        let join = JoinRequest {
+            room: room.map(str::to_owned),
+            nick: nick.map(str::to_owned),
+            ..JoinRequest::default()
+        };
+        self.fire_timers();
+        let result = if self.clients.len() >= CLIENTS_MAX {
+            None
+        } else {
+            let id = self.next_id;
+            self.next_id += 1;
+            let slot = self.take_slot(id);
+            self.clients.insert(
+                id,
+                Client {
+                    nick: format!("{GUEST_PREFIX}{id}"),
+                    room: None,
+                    queued: 0,
+                    stalled: false,
+                    paused: false,
+                    closing: false,
+                    last_seen_ms: self.now_ms,
+                    slot,
+                },
+            );
+            self.ping_at_ms.get_or_insert(self.now_ms + PING_MS);
+            self.sweep_at_ms.get_or_insert(self.now_ms + IDLE_MS);
+            self.join(id, room, nick, None);
+            Some(id)
+        };
+        self.finish();
+        self.last.action = Action::Connect { join, result };
+    }
+
+    /// A text frame from `id`: it is a sign of life, then the command runs.
+    fn frame(&mut self, id: u64, text: String, command: Command) {
+        self.call(Action::Frame { client: id, text }, |m| {
+            m.client(id).last_seen_ms = m.now_ms;
+            match command {
+                Command::Decoded(Decoded::Bad(code)) => m.error(id, code),
+                Command::Decoded(Decoded::Say(text)) => m.post(id, text),
+                Command::Join { room, nick, since } => m.join(id, room, nick, since),
+                Command::Nick(nick) => m.change_nick(id, nick),
+                Command::Typing => m.typing(id),
+            }
+        });
+    }
+
+    fn flushed(&mut self, id: u64) {
+        let was_behind = self.is_behind(id);
+        self.client(id).queued = 0;
+        if was_behind {
+            if let Some(room) = self.clients[&id].room.clone() {
+                self.rebalance(&room);
+            }
+        }
+    }
+
+    fn kick(&mut self, room: &'static str, nick: &'static str) {
+        self.fire_timers();
+        let target = self.rooms.get(room).and_then(|r| {
+            r.members
+                .iter()
+                .copied()
+                .find(|m| same_nick(&self.clients[m].nick, nick.trim()))
+        });
+        if let Some(id) = target {
+            self.doom(id, CloseReason::Kicked);
+        }
+        self.finish();
+        self.last.action = Action::Kick {
+            room: room.to_owned(),
+            nick: nick.to_owned(),
+            result: target,
+        };
+    }
+
+    /// Someone other than `id` in `room` already uses `nick` (ignoring case).
+    fn taken(&self, room: &str, nick: &str, id: u64) -> bool {
+        self.rooms.get(room).is_some_and(|r| {
+            r.members
+                .iter()
+                .any(|&m| m != id && same_nick(&self.clients[&m].nick, nick))
+        })
+    }
+
+    fn touch(&mut self, room: &str) {
+        self.recency.retain(|r| r != room);
+        self.recency.push(room.to_owned());
+    }
+
+    fn post(&mut self, id: u64, raw: &str) {
+        let Some(room) = self.clients[&id].room.clone() else {
+            return self.error(id, "not_in_room");
+        };
+        let text = raw.trim();
+        if text.is_empty() {
+            return self.error(id, "empty_message");
+        }
+        if text.len() > TEXT_BYTES_MAX {
+            return self.error(id, "message_too_long");
+        }
+        self.touch(&room);
+        let nick = self.clients[&id].nick.clone();
+        let r = self.room(&room);
+        r.seq += 1;
+        let said = Said {
+            seq: r.seq,
+            nick,
+            text: text.to_owned(),
+        };
+        r.history.push_back(said.clone());
+        if r.history.len() > HISTORY_MAX {
+            r.history.pop_front();
+        }
+        self.messages_total += 1;
+        self.broadcast(&room.clone(), Event::Message { room, said }, None);
+    }
+
+    fn typing(&mut self, id: u64) {
+        let Some(room) = self.clients[&id].room.clone() else {
+            return self.error(id, "not_in_room");
+        };
+        let nick = self.clients[&id].nick.clone();
+        self.broadcast(&room.clone(), Event::Typing { room, nick }, Some(id));
+    }
+
+    fn change_nick(&mut self, id: u64, wire: &str) {
+        let Some(room) = self.clients[&id].room.clone() else {
+            return self.error(id, "not_in_room");
+        };
+        let Some(nick) = valid_nick(wire) else {
+            return self.error(id, "invalid_nick");
+        };
+        if self.taken(&room, &nick, id) {
+            return self.error(id, "nick_taken");
+        }
+        self.rename(id, nick);
+    }
+
+    /// Everyone in the room, the renamed client included, hears the new name.
+    fn rename(&mut self, id: u64, nick: String) {
+        let client = self.client(id);
+        let old = std::mem::replace(&mut client.nick, nick.clone());
+        let room = client.room.clone().expect("renamed in a room");
+        self.broadcast(&room.clone(), Event::Renamed { room, old, nick }, None);
+    }
+
+    /// The `since` and `epoch` a rejoining client would send: `back` messages before the target
+    /// room's seq, with that room's current epoch or the stale epoch of an earlier incarnation.
+    fn resolve_since(&self, id: u64, room: Option<&str>, since: Since) -> (u64, String) {
+        let name = match room {
+            Some(room) => room.to_owned(),
+            None => (self.clients[&id].room.clone()).unwrap_or_else(|| DEFAULT_ROOM.to_owned()),
+        };
+        let current = self.rooms.get(&name);
+        let seq = current.map_or(0, |r| r.seq);
+        let since_seq = seq.saturating_add_signed(-since.back);
+        let epoch = match (current, self.forgotten.get(&name)) {
+            (Some(r), _) if since.same_epoch => epoch_of(r.incarnation),
+            (_, Some(&old)) => epoch_of(old),
+            _ => "elsewhere-1".to_owned(),
+        };
+        (since_seq, epoch)
+    }
+
+    fn join(
+        &mut self,
+        id: u64,
+        room: Option<&str>,
+        nick: Option<&str>,
+        since: Option<(u64, String)>,
+    ) {
+        let current = self.clients[&id].room.clone();
+        let room = match room {
+            Some(room) if !valid_room(room) => return self.error(id, "invalid_room"),
+            Some(room) => room.to_owned(),
+            None => current.clone().unwrap_or_else(|| DEFAULT_ROOM.to_owned()),
+        };
+        let nick = match nick {
+            Some(wire) => match valid_nick(wire) {
+                Some(nick) => nick,
+                None => return self.error(id, "invalid_nick"),
+            },
+            None => self.clients[&id].nick.clone(),
+        };
+        if self.taken(&room, &nick, id) {
+            return self.error(id, "nick_taken");
+        }
+        if !self.rooms.contains_key(&room) && !self.create_room(&room) {
+            return self.error(id, "too_many_rooms");
+        }
+        if current.as_deref() == Some(room.as_str()) {
+            if nick != self.clients[&id].nick {
+                self.rename(id, nick);
+            }
+        } else {
+            self.leave(id, "switched");
+            self.enter(id, &room, nick);
+        }
+        self.welcome(id, since);
+    }
+
+    /// Makes room for a new room by forgetting the least recently active empty one, if needed.
+    fn create_room(&mut self, name: &str) -> bool {
+        if self.rooms.len() >= ROOMS_MAX {
+            let Some(stale) = (self.recency.iter())
+                .find(|r| self.rooms[*r].members.is_empty())
+                .cloned()
+            else {
+                return false;
+            };
+            let old = self.rooms.remove(&stale).expect("listed rooms exist");
+            self.recency.retain(|r| *r != stale);
+            self.forgotten.insert(stale, old.incarnation);
+        }
+        self.rooms_created += 1;
+        self.rooms.insert(
+            name.to_owned(),
+            Room {
+                incarnation: self.rooms_created,
+                seq: 0,
+                history: VecDeque::new(),
+                members: Vec::new(),
+                paused: false,
+            },
+        );
+        self.touch(name);
+        true
+    }
+
+    fn enter(&mut self, id: u64, room: &str, nick: String) {
+        self.touch(room);
+        let client = self.client(id);
+        client.nick = nick.clone();
+        client.room = Some(room.to_owned());
+        let r = self.room(room);
+        r.members.push(id);
+        if r.paused {
+            self.client(id).paused = true;
+            self.notify(id, Event::Pause);
+        }
+        let joined = Event::Joined {
+            room: room.to_owned(),
+            nick,
+        };
+        self.broadcast(room, joined, Some(id));
+    }
+
+    fn leave(&mut self, id: u64, reason: &str) {
+        let client = self.client(id);
+        let Some(room) = client.room.take() else {
+            return;
+        };
+        let nick = client.nick.clone();
+        if std::mem::take(&mut client.paused) {
+            self.notify(id, Event::Resume);
+        }
+        self.room(&room).members.retain(|&m| m != id);
+        let left = Event::Left {
+            room: room.clone(),
+            nick,
+            reason: reason.to_owned(),
+        };
+        self.broadcast(&room, left, None);
+    }
+
+    /// The greeting: the room's users and history, recovered (only what was missed) when the
+    /// client names this incarnation of the room and the history still holds every message after
+    /// its `since`.
+    fn welcome(&mut self, id: u64, since: Option<(u64, String)>) {
+        let client = &self.clients[&id];
+        let name = client.room.clone().expect("welcomed into a room");
+        let room = &self.rooms[&name];
+        let epoch = epoch_of(room.incarnation);
+        let held = |seq: u64| room.history.iter().any(|said| said.seq == seq);
+        let recovered = since.as_ref().is_some_and(|(since, their_epoch)| {
+            *their_epoch == epoch && *since <= room.seq && (since + 1..=room.seq).all(held)
+        });
+        let history = room
+            .history
+            .iter()
+            .filter(|said| !recovered || since.as_ref().is_some_and(|(s, _)| said.seq > *s))
+            .cloned()
+            .collect();
+        let welcome = Event::Welcome {
+            nick: client.nick.clone(),
+            room: name,
+            users: room
+                .members
+                .iter()
+                .map(|m| self.clients[m].nick.clone())
+                .collect(),
+            history,
+            recovered,
+            seq: room.seq,
+            epoch,
+        };
+        self.unicast(id, welcome);
+    }
+}
+
+struct ChatModel;
+
+impl ReferenceStateMachine for ChatModel {
+    type State = Model;
+    type Transition = Transition;
+
+    fn init_state() -> BoxedStrategy<Model> {
+        Just(Model::new()).boxed()
+    }
+
+    fn transitions(_: &Model) -> BoxedStrategy<Transition> {
+        let pick = || 0..CLIENTS_MAX * 2;
+        let nick = || prop::sample::select(&NICKS[..]);
+        let room = || prop::sample::select(&ROOMS[..]);
+        let text = prop::sample::select(TEXTS.map(|(wire, _)| wire).to_vec());
+        let since =
+            (-2i64..=6, any::<bool>()).prop_map(|(back, same_epoch)| Since { back, same_epoch });
+        prop_oneof![
+            3 => (prop::option::of(nick()), prop::option::of(room()))
+                .prop_map(|(nick, room)| Transition::Connect { nick, room }),
+            2 => (
+                pick(),
+                prop::option::of(room()),
+                prop::option::of(nick()),
+                prop::option::of(since),
+            )
+                .prop_map(|(client, room, nick, since)| Transition::Join {
+                    client,
+                    room,
+                    nick,
+                    since,
+                }),
+            8 => (pick(), text).prop_map(|(client, text)| Transition::Message { client, text }),
+            1 => (pick(), nick()).prop_map(|(client, nick)| Transition::Nick { client, nick }),
+            1 => pick().prop_map(|client| Transition::Typing { client }),
+            2 => pick().prop_map(|client| Transition::Flush { client }),
+            2 => pick().prop_map(|client| Transition::Stall { client }),
+            1 => pick().prop_map(|client| Transition::Unstall { client }),
+            1 => pick().prop_map(|client| Transition::Pong { client }),
+            1 => (room(), nick()).prop_map(|(room, nick)| Transition::Kick { room, nick }),
+            1 => pick().prop_map(|client| Transition::Disconnect { client }),
+            2 => (0..4_000u64, any::<bool>())
+                .prop_map(|(ms, tick)| Transition::AdvanceTime { ms, tick }),
+        ]
+        .boxed()
+    }
+
+    fn apply(mut model: Model, transition: &Transition) -> Model {
+        model.apply(transition);
+        model
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The system under test: the engine plus a scripted shell.
+
+/// Evictions seen across the whole run ("sometimes" check).
+static EVICTIONS: AtomicUsize = AtomicUsize::new(0);
+/// Chat messages that reached two or more clients across the whole run ("sometimes" check).
+static WIDE_BROADCASTS: AtomicUsize = AtomicUsize::new(0);
+/// Informational counters, printed at the end.
+static PAUSES: AtomicUsize = AtomicUsize::new(0);
+static TIMEOUTS: AtomicUsize = AtomicUsize::new(0);
+static RECOVERED: AtomicUsize = AtomicUsize::new(0);
+static STEPS_RUN: AtomicUsize = AtomicUsize::new(0);
+/// Informational: how often each error code and close reason was seen.
+static OUTCOMES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+struct Shell {
+    engine: Engine,
+    base: Instant,
+    ids: BTreeMap<u64, ClientId>,
+    /// Frames and bytes written to each client and not yet reported flushed: the shell's count.
+    unflushed: BTreeMap<u64, (usize, usize)>,
+    /// Clients the engine told the shell to stop reading.
+    paused: BTreeSet<u64>,
+}
+
+impl Shell {
+    fn new() -> Self {
+        Self {
+            engine: Engine::new(engine_config(), EPOCH).expect("the model's config is valid"),
+            base: Instant::now(),
+            ids: BTreeMap::new(),
+            unflushed: BTreeMap::new(),
+            paused: BTreeSet::new(),
+        }
+    }
+
+    fn at(&self, ms: u64) -> Now {
+        let elapsed = Duration::from_millis(ms);
+        Now::new(
+            self.base + elapsed,
+            UNIX_EPOCH + Duration::from_secs(1_800_000_000) + elapsed,
+        )
+    }
+
+    fn id(&self, client: u64) -> ClientId {
+        *self
+            .ids
+            .get(&client)
+            .expect("the model names a client the engine handed out")
+    }
+
+    fn forget(&mut self, client: u64) {
+        self.ids.remove(&client);
+        self.unflushed.remove(&client);
+        self.paused.remove(&client);
+    }
+
+    /// Carries out every output, recording what each client got.
+    fn drain(&mut self, got: &mut BTreeMap<u64, Vec<Event>>) {
+        while let Some(output) = self.engine.poll_output() {
+            let (to, event) = match output {
+                Output::Send { to, frame } => {
+                    let message: ServerMessage = serde_json::from_slice(&frame)
+                        .expect("server frames parse as ServerMessage");
+                    let unflushed = self.unflushed.entry(to.get()).or_default();
+                    unflushed.0 += 1;
+                    unflushed.1 += frame.len();
+                    (to, Event::from(message))
+                }
+                Output::Ping { to } => (to, Event::Ping),
+                Output::Close { client, reason } => {
+                    self.forget(client.get());
+                    (client, Event::Close(reason))
+                }
+                Output::Pause { to } => {
+                    self.paused.insert(to.get());
+                    (to, Event::Pause)
+                }
+                Output::Resume { to } => {
+                    self.paused.remove(&to.get());
+                    (to, Event::Resume)
+                }
+            };
+            got.entry(to.get()).or_default().push(event);
+        }
+    }
+
+    /// Reports everything written to `client` as flushed; the model expects `frames` of them.
+    fn flush(&mut self, now: Now, client: u64, frames: usize) {
+        let (written, bytes) = self.unflushed.remove(&client).unwrap_or_default();
+        assert_eq!(
+            written, frames,
+            "c{client}: the shell wrote {written} frames, the model queued {frames}"
+        );
+        let input = Input::Flushed {
+            client: self.id(client),
+            frames: written,
+            bytes,
+        };
+        self.engine
+            .handle(now, input)
+            .expect("flushing what was written");
+    }
+}
+
+fn assert_same_events(
+    got: &BTreeMap<u64, Vec<Event>>,
+    expected: &BTreeMap<u64, Vec<Event>>,
+    transition: &Transition,
+) {
+    let clients: BTreeSet<u64> = got.keys().chain(expected.keys()).copied().collect();
+    for client in clients {
+        let got = got.get(&client).map_or(&[][..], Vec::as_slice);
+        let want = expected.get(&client).map_or(&[][..], Vec::as_slice);
+        assert_eq!(
+            got, want,
+            "after {transition:?}: c{client} got (left) what the model did not predict (right)"
+        );
+    }
+}
+
+fn count_sometimes(got: &BTreeMap<u64, Vec<Event>>) {
+    let events = || got.values().flatten();
+    let evictions = events()
+        .filter(|e| matches!(e, Event::Close(CloseReason::SlowConsumer)))
+        .count();
+    EVICTIONS.fetch_add(evictions, Relaxed);
+    let timeouts = events()
+        .filter(|e| matches!(e, Event::Close(CloseReason::IdleTimeout)))
+        .count();
+    TIMEOUTS.fetch_add(timeouts, Relaxed);
+    PAUSES.fetch_add(
+        events().filter(|e| matches!(e, Event::Pause)).count(),
+        Relaxed,
+    );
+    let recovered = events()
+        .filter(
+            |e| matches!(e, Event::Welcome { recovered: true, history, .. } if !history.is_empty()),
+        )
+        .count();
+    RECOVERED.fetch_add(recovered, Relaxed);
+    let mut reached: BTreeMap<(&str, u64), usize> = BTreeMap::new();
+    for event in events() {
+        if let Event::Message { room, said } = event {
+            *reached.entry((room, said.seq)).or_default() += 1;
+        }
+    }
+    let wide = reached.values().filter(|&&n| n >= 2).count();
+    let mut outcomes = OUTCOMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for event in events() {
+        let outcome = match event {
+            Event::Error { code } => code.clone(),
+            Event::Close(reason) => format!("close {}", leave_reason(*reason)),
+            _ => continue,
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    WIDE_BROADCASTS.fetch_add(wide, Relaxed);
+    STEPS_RUN.fetch_add(1, Relaxed);
+}
+
+struct EngineVsModel;
+
+impl StateMachineTest for EngineVsModel {
+    type SystemUnderTest = Shell;
+    type Reference = ChatModel;
+
+    fn init_test(_: &Model) -> Shell {
+        Shell::new()
+    }
+
+    fn apply(mut shell: Shell, model: &Model, transition: Transition) -> Shell {
+        let step = &model.last;
+        let now = shell.at(model.now_ms);
+        let mut got = BTreeMap::new();
+        match &step.action {
+            Action::Nothing => {}
+            Action::Connect { join, result } => {
+                match (shell.engine.connect(now, join.clone()), result) {
+                    (Ok(id), Some(want)) => {
+                        assert_eq!(id.get(), *want, "ids are handed out in order");
+                        shell.ids.insert(*want, id);
+                    }
+                    (Err(Error::ServerFull { max: CLIENTS_MAX }), None) => {}
+                    (result, want) => {
+                        panic!("connect returned {result:?}, the model says {want:?}")
+                    }
+                }
+            }
+            Action::Frame { client, text } => {
+                let input = Input::Frame {
+                    client: shell.id(*client),
+                    text,
+                };
+                shell.engine.handle(now, input).expect("a live client");
+            }
+            Action::Pong { client } => {
+                let input = Input::Pong {
+                    client: shell.id(*client),
+                };
+                shell.engine.handle(now, input).expect("a live client");
+            }
+            Action::Flush { client, frames } => shell.flush(now, *client, *frames),
+            Action::Kick { room, nick, result } => {
+                let kicked = shell.engine.kick(now, room, nick);
+                assert_eq!(
+                    kicked.as_ref().ok().map(|id| id.get()),
+                    *result,
+                    "kick {nick:?} in {room:?}: {kicked:?}"
+                );
+            }
+            Action::Disconnect { client } => {
+                let input = Input::Disconnect {
+                    client: shell.id(*client),
+                };
+                shell.engine.handle(now, input).expect("a live client");
+            }
+            Action::Tick => shell.engine.handle(now, Input::Tick).expect("tick"),
+        }
+        shell.drain(&mut got);
+        if let Action::Disconnect { client } = step.action {
+            shell.forget(client);
+        }
+        for &(client, frames) in &step.auto_flush {
+            shell.flush(now, client, frames);
+            shell.drain(&mut got);
+        }
+        assert_same_events(&got, &step.expected, &transition);
+        count_sometimes(&got);
+        shell
+    }
+
+    /// Runs once before the first transition and after every one (the runner's hook).
+    fn check_invariants(shell: &Shell, model: &Model) {
+        engine_invariants_hold(shell);
+        same_clients_nicks_and_rooms(shell, model);
+        queues_match_the_model(shell, model);
+        byte_counts_match_the_shell(shell, model);
+        reading_clients_are_drained(model);
+        same_room_members_in_join_order(shell, model);
+        nicks_unique_in_each_room(model);
+        history_is_the_latest_consecutive_run(model);
+        pause_state_agrees_everywhere(shell, model);
+        flow_control_is_settled(model);
+        timers_match_the_model(shell, model);
+        counters_match_the_model(shell, model);
+    }
+}
+
+/// The engine's own cross-field invariants hold.
+fn engine_invariants_hold(shell: &Shell) {
+    shell.engine.check_invariants();
+}
+
+/// Exactly the model's clients are connected, each with the model's nickname and room.
+fn same_clients_nicks_and_rooms(shell: &Shell, model: &Model) {
+    assert_eq!(shell.engine.stats().clients, model.clients.len());
+    assert!(shell.ids.keys().eq(model.clients.keys()), "live ids differ");
+    for (id, client) in &model.clients {
+        let info = shell.engine.client_info(shell.id(*id));
+        assert_eq!(
+            info,
+            Some((client.nick.as_str(), client.room.as_deref())),
+            "c{id}"
+        );
+    }
+}
+
+/// Every outbound queue holds exactly the frames the model counts, never more than the bound.
+fn queues_match_the_model(shell: &Shell, model: &Model) {
+    for (id, client) in &model.clients {
+        assert!(client.queued <= QUEUE_FRAMES_MAX, "c{id} over the bound");
+        let queued = shell.engine.queued(shell.id(*id)).map(|(frames, _)| frames);
+        assert_eq!(queued, Some(client.queued), "c{id} queued frames");
+    }
+}
+
+/// The engine's queue accounting equals the frames and bytes the shell wrote and has not flushed.
+fn byte_counts_match_the_shell(shell: &Shell, model: &Model) {
+    for id in model.clients.keys() {
+        let written = shell.unflushed.get(id).copied().unwrap_or_default();
+        assert_eq!(shell.engine.queued(shell.id(*id)), Some(written), "c{id}");
+    }
+}
+
+/// Between steps a client that reads has nothing left queued.
+fn reading_clients_are_drained(model: &Model) {
+    for (id, client) in &model.clients {
+        assert!(
+            client.stalled || client.queued == 0,
+            "c{id} reads but has frames queued"
+        );
+    }
+}
+
+/// Every room lists exactly the model's members, by nickname, in join order.
+fn same_room_members_in_join_order(shell: &Shell, model: &Model) {
+    assert_eq!(shell.engine.stats().rooms, model.rooms.len());
+    for name in ROOMS {
+        let want = model.rooms.get(name).map(|room| {
+            room.members
+                .iter()
+                .map(|m| model.clients[m].nick.as_str())
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(shell.engine.members(name), want, "members of {name}");
+    }
+}
+
+/// No two members of a room have nicknames that differ only in case.
+fn nicks_unique_in_each_room(model: &Model) {
+    for (name, room) in &model.rooms {
+        let keys: BTreeSet<String> = (room.members.iter())
+            .map(|m| model.clients[m].nick.to_lowercase())
+            .collect();
+        assert_eq!(keys.len(), room.members.len(), "duplicate nick in {name}");
+    }
+}
+
+/// A room's history is at most `history_max` consecutive messages ending at the room's seq.
+fn history_is_the_latest_consecutive_run(model: &Model) {
+    for (name, room) in &model.rooms {
+        let seqs: Vec<u64> = room.history.iter().map(|said| said.seq).collect();
+        let want: Vec<u64> = (room.seq.saturating_sub(HISTORY_MAX as u64) + 1..=room.seq).collect();
+        assert_eq!(seqs, want, "history of {name}");
+    }
+}
+
+/// A client is paused exactly when its room is, and the shell was told so.
+fn pause_state_agrees_everywhere(shell: &Shell, model: &Model) {
+    for (id, client) in &model.clients {
+        let room_paused = client.room.as_ref().is_some_and(|r| model.rooms[r].paused);
+        assert_eq!(
+            client.paused, room_paused,
+            "c{id} pause differs from its room"
+        );
+    }
+    let paused: BTreeSet<u64> = (model.clients.iter())
+        .filter(|(_, c)| c.paused)
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(shell.paused, paused, "clients the shell was told to pause");
+}
+
+/// A paused room has more than a quarter of its members behind, an unpaused one at most half.
+fn flow_control_is_settled(model: &Model) {
+    for (name, room) in &model.rooms {
+        let behind = room.members.iter().filter(|&&m| model.is_behind(m)).count();
+        let n = room.members.len();
+        match room.paused {
+            true => assert!(behind * 4 > n, "{name} paused with {behind} of {n} behind"),
+            false => assert!(
+                behind * 2 <= n,
+                "{name} running with {behind} of {n} behind"
+            ),
+        }
+    }
+}
+
+/// The next deadline is the model's next ping or sweep, and nothing is armed with nobody connected.
+fn timers_match_the_model(shell: &Shell, model: &Model) {
+    let next = match (model.ping_at_ms, model.sweep_at_ms) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    assert_eq!(model.clients.is_empty(), next.is_none());
+    let want = next.map(|ms| shell.base + Duration::from_millis(ms));
+    assert_eq!(shell.engine.poll_timeout(), want, "next timeout");
+}
+
+/// The engine's message and eviction counters agree with the model's.
+fn counters_match_the_model(shell: &Shell, model: &Model) {
+    let stats = shell.engine.stats();
+    assert_eq!(stats.messages_total, model.messages_total, "messages_total");
+    assert_eq!(
+        stats.evictions_total, model.evictions_total,
+        "evictions_total"
+    );
+}
+
+/// Runs the state machine, then checks the run exercised what it is for: at least one slow
+/// consumer was evicted and at least one chat message reached two or more clients.
+#[test]
+fn engine_matches_the_reference_model() {
+    let mut config = ProptestConfig {
+        source_file: Some(file!()),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = DEFAULT_CASES;
+    }
+    let mut runner = TestRunner::new(config.clone());
+    let result = runner.run(
+        &ChatModel::sequential_strategy(STEPS),
+        |(initial, transitions, seen)| {
+            EngineVsModel::test_sequential(config.clone(), initial, transitions, seen);
+            Ok(())
+        },
+    );
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+    let count = |counter: &AtomicUsize| counter.load(Relaxed);
+    eprintln!(
+        "model: {} cases, {} steps: {} evictions, {} messages to 2+ clients, {} pauses, {} idle \
+         timeouts, {} recovered welcomes",
+        config.cases,
+        count(&STEPS_RUN),
+        count(&EVICTIONS),
+        count(&WIDE_BROADCASTS),
+        count(&PAUSES),
+        count(&TIMEOUTS),
+        count(&RECOVERED),
+    );
+    eprintln!(
+        "model: outcomes {:?}",
+        OUTCOMES.lock().map(|o| o.clone()).unwrap_or_default()
+    );
+    assert!(count(&EVICTIONS) > 0, "no slow consumer was ever evicted");
+    assert!(
+        count(&WIDE_BROADCASTS) > 0,
+        "no message ever reached two clients"
+    );
+}
