@@ -1,0 +1,155 @@
+//! Command-line flags (each also an environment variable) and how they become `Settings`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chat_engine::Config;
+use clap::{Parser, ValueEnum};
+
+use crate::settings::{new_epoch, Settings, StaticSource, WallClock};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// A real-time chat server: web client at /, WebSocket hub at /ws, status at /status.
+#[derive(Debug, Parser)]
+#[command(name = "chat-server", version, about)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "CHAT_ADDR", default_value = "0.0.0.0:8080")]
+    pub addr: SocketAddr,
+    /// Serve the web client from this directory instead of the copy embedded in the binary.
+    #[arg(long, env = "CHAT_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Origin allowed to open WebSockets besides the page's own (repeatable; `*` allows all).
+    #[arg(
+        long = "allowed-origin",
+        env = "CHAT_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Log format.
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Most simultaneous WebSocket connections; more get HTTP 503.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Largest client message after reassembly, in bytes (close 1009 beyond).
+    #[arg(long, env = "CHAT_MAX_MESSAGE_BYTES", default_value_t = 64 << 10)]
+    pub max_message_bytes: usize,
+    /// Longest chat text, in bytes after trimming (error `message_too_long` beyond).
+    #[arg(long, env = "CHAT_MAX_TEXT_BYTES", default_value_t = 4096)]
+    pub max_text_bytes: usize,
+    /// Messages kept per room for history and reconnect recovery.
+    #[arg(long, env = "CHAT_HISTORY", default_value_t = 100)]
+    pub history: usize,
+    /// Outbound frames queued per client before it is evicted (close 4001).
+    #[arg(long, env = "CHAT_QUEUE_FRAMES", default_value_t = 256)]
+    pub queue_frames: usize,
+    /// Outbound bytes queued per client before it is evicted (close 4001).
+    #[arg(long, env = "CHAT_QUEUE_BYTES", default_value_t = 1 << 20)]
+    pub queue_bytes: usize,
+    /// Queued frames at which a client counts as behind (flow control pauses a room most of
+    /// whose members are behind).
+    #[arg(long, env = "CHAT_QUEUE_HIGH_WATER_FRAMES", default_value_t = 128)]
+    pub queue_high_water_frames: usize,
+    /// Queued bytes at which a client counts as behind.
+    #[arg(long, env = "CHAT_QUEUE_HIGH_WATER_BYTES", default_value_t = 512 << 10)]
+    pub queue_high_water_bytes: usize,
+    /// Messages a client may send in one burst.
+    #[arg(long, env = "CHAT_RATE_LIMIT_BURST", default_value_t = 20)]
+    pub rate_limit_burst: u32,
+    /// Sustained messages per second per client; 0 turns the rate limit off.
+    #[arg(long, env = "CHAT_RATE_LIMIT_PER_SECOND", default_value_t = 10)]
+    pub rate_limit_per_second: u32,
+    /// Refused messages in a row after which a flooding client is closed (1008); 0 never closes.
+    #[arg(long, env = "CHAT_RATE_LIMIT_STRIKES", default_value_t = 50)]
+    pub rate_limit_strikes: u32,
+    /// Heartbeat ping interval.
+    #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "25s", value_parser = duration)]
+    pub ping_interval: Duration,
+    /// A client silent for longer than this is closed (4000).
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Time a connection has to send complete HTTP request headers (slowloris defence).
+    #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub handshake_timeout: Duration,
+    /// A socket that accepts no bytes for this long is dropped.
+    #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub write_timeout: Duration,
+    /// How long shutdown waits for connections after sending close 1001.
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "5s", value_parser = duration)]
+    pub shutdown_grace: Duration,
+    /// Most rooms kept (empty rooms keep their history until space is needed).
+    #[arg(long, env = "CHAT_MAX_ROOMS", default_value_t = 10_000)]
+    pub max_rooms: usize,
+    /// Room for clients that name none.
+    #[arg(long, env = "CHAT_DEFAULT_ROOM", default_value = "general")]
+    pub default_room: String,
+    /// Bearer token enabling POST /admin/kick?room=&nick= (disabled when unset).
+    #[arg(long, env = "CHAT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl Args {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            engine: Config {
+                default_room: self.default_room.clone(),
+                history_max: self.history,
+                queue_frames_max: self.queue_frames,
+                queue_bytes_max: self.queue_bytes,
+                queue_high_water_frames: self.queue_high_water_frames,
+                queue_high_water_bytes: self.queue_high_water_bytes,
+                text_bytes_max: self.max_text_bytes,
+                rate_limit_burst: self.rate_limit_burst,
+                rate_limit_per_second: self.rate_limit_per_second,
+                rate_limit_strikes_max: self.rate_limit_strikes,
+                ping_interval: self.ping_interval,
+                idle_timeout: self.idle_timeout,
+                clients_max: self.max_connections,
+                rooms_max: self.max_rooms,
+            },
+            epoch: new_epoch(),
+            static_source: self
+                .static_dir
+                .clone()
+                .map_or(StaticSource::Embedded, StaticSource::Dir),
+            allowed_origins: self.allowed_origins.clone(),
+            max_connections: self.max_connections,
+            max_message_bytes: self.max_message_bytes,
+            handshake_timeout: self.handshake_timeout,
+            write_timeout: self.write_timeout,
+            shutdown_grace: self.shutdown_grace,
+            admin_token: self.admin_token.clone(),
+            wall_clock: WallClock::System,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_defaults_match_the_library_defaults() {
+        let args = Args::try_parse_from(["chat-server"]).expect("defaults parse");
+        let settings = args.settings();
+        let defaults = Settings::default();
+        assert_eq!(settings.engine, Config::default());
+        assert_eq!(settings.max_connections, defaults.max_connections);
+        assert_eq!(settings.max_message_bytes, defaults.max_message_bytes);
+        assert_eq!(settings.handshake_timeout, defaults.handshake_timeout);
+        assert_eq!(settings.write_timeout, defaults.write_timeout);
+        assert_eq!(settings.shutdown_grace, defaults.shutdown_grace);
+        assert_eq!(args.addr.to_string(), "0.0.0.0:8080");
+    }
+}

@@ -1,0 +1,184 @@
+//! One WebSocket connection after the upgrade: a reader (this task) and a writer (its own task).
+//! `serve_chat` hands messages to the hub; `serve_echo` sends them back (the Autobahn target).
+
+use std::time::Duration;
+
+use chat_engine::{ClientId, JoinRequest};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::hub::{ConnHandle, HubHandle, ReadControl, ToHub, WriterCmd};
+use crate::ws_read::{Incoming, MessageReader, ReadEnd, CLOSE_UNSUPPORTED};
+use crate::ws_write::{close_frame_bytes, write_loop, Report};
+
+/// After we send a close, how long we keep reading for the peer's close before hanging up.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Transport limits of one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    pub max_message_bytes: usize,
+    pub write_timeout: Duration,
+}
+
+/// Serves one chat connection over any byte stream that completed the WebSocket handshake.
+pub(crate) async fn serve_chat<S>(io: S, join: JoinRequest, hub: HubHandle, limits: ConnLimits)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (read, mut write) = tokio::io::split(io);
+    let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+    let (control_tx, mut control) = watch::channel(ReadControl::Run);
+    let conn = ConnHandle {
+        writer: writer_tx.clone(),
+        control: control_tx,
+    };
+    let client = match hub.connect(join, conn).await {
+        Some(Ok(client)) => client,
+        refused => {
+            let (code, reason) = match refused {
+                Some(Err(_)) => (1013, "server full, try again later"),
+                _ => (1001, "server shutting down"),
+            };
+            let _ = tokio::time::timeout(
+                limits.write_timeout,
+                write.write_all(&close_frame_bytes(code, reason)),
+            )
+            .await;
+            return;
+        }
+    };
+    let report = Report::Hub {
+        hub: hub.clone(),
+        client,
+    };
+    let writer = tokio::spawn(write_loop(write, writer_rx, report, limits.write_timeout));
+    let mut reader = MessageReader::new(read, limits.max_message_bytes);
+    let end = read_loop(&mut reader, client, &writer_tx, &mut control, &hub).await;
+    hub.send(ToHub::Disconnect { client }).await;
+    drop(writer_tx);
+    if end == LoopEnd::Linger {
+        linger(&mut reader).await;
+    }
+    let _ = writer.await;
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum LoopEnd {
+    /// We (or the server) sent a close: read until the peer's close, briefly.
+    Linger,
+    /// The peer closed or vanished.
+    Done,
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    client: ClientId,
+    writer: &mpsc::UnboundedSender<WriterCmd>,
+    control: &mut watch::Receiver<ReadControl>,
+    hub: &HubHandle,
+) -> LoopEnd {
+    loop {
+        // Flow control: while paused, leave the bytes in the socket so TCP pushes back.
+        match control
+            .wait_for(|c| *c != ReadControl::Pause)
+            .await
+            .map(|c| *c)
+        {
+            Ok(ReadControl::Run) => {}
+            _ => return LoopEnd::Linger,
+        }
+        let incoming = tokio::select! {
+            biased;
+            _ = control.wait_for(|c| *c == ReadControl::Stop) => return LoopEnd::Linger,
+            incoming = reader.next() => incoming,
+        };
+        match incoming {
+            Ok(Incoming::Text(text)) => hub.send(ToHub::Frame { client, text }).await,
+            Ok(Incoming::Binary(_)) => {
+                let _ = writer.send(WriterCmd::Close {
+                    code: CLOSE_UNSUPPORTED,
+                    reason: "binary frames are not supported: this is a text protocol",
+                });
+                return LoopEnd::Linger;
+            }
+            Ok(Incoming::Ping(payload)) => {
+                let _ = writer.send(WriterCmd::Pong(payload.into()));
+                hub.send(ToHub::Pong { client }).await;
+            }
+            Ok(Incoming::Pong) => hub.send(ToHub::Pong { client }).await,
+            Ok(Incoming::Close { code }) => {
+                let _ = writer.send(WriterCmd::Close {
+                    code: code.unwrap_or(1000),
+                    reason: "",
+                });
+                tracing::info!(client = %client, code = code.unwrap_or(1005), "client closed");
+                return LoopEnd::Done;
+            }
+            Err(ReadEnd::Violation { code, reason }) => {
+                tracing::info!(client = %client, code, reason, "closing a connection that broke the protocol");
+                let _ = writer.send(WriterCmd::Close { code, reason });
+                return LoopEnd::Linger;
+            }
+            Err(ReadEnd::Gone) => {
+                tracing::info!(client = %client, "connection lost");
+                return LoopEnd::Done;
+            }
+        }
+    }
+}
+
+/// Reads and discards until the peer's close or end of stream, for at most `CLOSE_LINGER`.
+async fn linger<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>) {
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        // Any error ends it too: a reader that broke the protocol once cannot be trusted to
+        // make progress, and an always-ready loop would never let the timeout fire.
+        while !matches!(reader.next().await, Ok(Incoming::Close { .. }) | Err(_)) {}
+    })
+    .await;
+}
+
+/// Serves an echo connection with the same reader and writer: every message comes back as it
+/// came. This is what the Autobahn|Testsuite runs against.
+pub async fn serve_echo<S>(io: S, limits: ConnLimits)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (read, write) = tokio::io::split(io);
+    let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(
+        write,
+        writer_rx,
+        Report::Nobody,
+        limits.write_timeout,
+    ));
+    let mut reader = MessageReader::new(read, limits.max_message_bytes);
+    let end = loop {
+        let cmd = match reader.next().await {
+            Ok(Incoming::Text(text)) => WriterCmd::Text(text.into()),
+            Ok(Incoming::Binary(bytes)) => WriterCmd::Binary(bytes.into()),
+            Ok(Incoming::Ping(payload)) => WriterCmd::Pong(payload.into()),
+            Ok(Incoming::Pong) => continue,
+            Ok(Incoming::Close { code }) => {
+                let _ = writer_tx.send(WriterCmd::Close {
+                    code: code.unwrap_or(1000),
+                    reason: "",
+                });
+                break LoopEnd::Done;
+            }
+            Err(ReadEnd::Violation { code, reason }) => {
+                let _ = writer_tx.send(WriterCmd::Close { code, reason });
+                break LoopEnd::Linger;
+            }
+            Err(ReadEnd::Gone) => break LoopEnd::Done,
+        };
+        if writer_tx.send(cmd).is_err() {
+            break LoopEnd::Done;
+        }
+    };
+    drop(writer_tx);
+    if end == LoopEnd::Linger {
+        linger(&mut reader).await;
+    }
+    let _ = writer.await;
+}

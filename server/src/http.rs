@@ -1,0 +1,273 @@
+//! HTTP routing: the web client, the WebSocket upgrade, status, metrics, health, operator kick.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chat_engine::{JoinRequest, Stats};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::Clock;
+use crate::connection::{serve_chat, ConnLimits};
+use crate::hub::HubHandle;
+use crate::metrics::Metrics;
+use crate::origin::origin_allowed;
+use crate::settings::Settings;
+use crate::static_files::StaticFiles;
+
+pub(crate) type Body = Full<Bytes>;
+
+/// Everything request handlers share.
+pub(crate) struct AppState {
+    pub(crate) settings: Settings,
+    pub(crate) hub: HubHandle,
+    pub(crate) stats: watch::Receiver<Stats>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) statics: StaticFiles,
+    pub(crate) clock: Clock,
+    /// WebSocket connections open now (the `--max-connections` cap).
+    pub(crate) connections: Arc<AtomicUsize>,
+    /// WebSocket tasks, awaited at shutdown.
+    pub(crate) tracker: TaskTracker,
+}
+
+pub(crate) async fn route(
+    req: Request<Incoming>,
+    state: Arc<AppState>,
+) -> Result<Response<Body>, Infallible> {
+    let response = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/ws") => upgrade(req, &state),
+        (&Method::GET, "/status") => status(&state),
+        (&Method::GET, "/metrics") => respond(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.encode(),
+        ),
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::POST, "/admin/kick") => kick(&req, &state).await,
+        (_, "/ws" | "/status" | "/metrics" | "/healthz" | "/admin/kick") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        (&Method::GET | &Method::HEAD, path) => match state.statics.get(path).await {
+            Some((body, content_type)) => {
+                let mut response = respond(StatusCode::OK, content_type, body);
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                response
+            }
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+    };
+    Ok(response)
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+fn refuse(
+    state: &AppState,
+    status: StatusCode,
+    reason: &'static str,
+    body: String,
+) -> Response<Body> {
+    state.metrics.refuse(reason);
+    tracing::warn!(status = status.as_u16(), reason, detail = %body.trim_end(), "refused a WebSocket handshake");
+    text(status, body)
+}
+
+/// Decrements the open-connection count when the connection's task ends, however it ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn upgrade(mut req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> {
+    if !fastwebsockets::upgrade::is_upgrade_request(&req) {
+        return refuse(state, StatusCode::BAD_REQUEST, "not_upgrade", "bad handshake: /ws expects a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)\n".into());
+    }
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let (origin, host) = (header(header::ORIGIN), header(header::HOST));
+    if !origin_allowed(origin, host, &state.settings.allowed_origins) {
+        let body = format!("origin {:?} is not allowed to open a WebSocket here (host {:?}); see --allowed-origin\n", origin.unwrap_or_default(), host.unwrap_or_default());
+        return refuse(state, StatusCode::FORBIDDEN, "origin", body);
+    }
+    let join = match join_request(req.uri().query()) {
+        Ok(join) => join,
+        Err(why) => {
+            return refuse(
+                state,
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("bad handshake: {why}\n"),
+            )
+        }
+    };
+    let max = state.settings.max_connections;
+    if state.connections.fetch_add(1, Ordering::Relaxed) >= max {
+        state.connections.fetch_sub(1, Ordering::Relaxed);
+        return refuse(
+            state,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "capacity",
+            format!("server at capacity ({max} connections), try again later\n"),
+        );
+    }
+    let slot = Slot(state.connections.clone());
+    let (response, upgraded) = match fastwebsockets::upgrade::upgrade(&mut req) {
+        Ok(pair) => pair,
+        Err(e) => {
+            return refuse(
+                state,
+                StatusCode::BAD_REQUEST,
+                "bad_handshake",
+                format!("bad handshake: {e}\n"),
+            )
+        }
+    };
+    state.metrics.upgrades.inc();
+    let hub = state.hub.clone();
+    let limits = ConnLimits {
+        max_message_bytes: state.settings.max_message_bytes,
+        write_timeout: state.settings.write_timeout,
+    };
+    // The upgrade completes only after this response is written: never await it here.
+    state.tracker.spawn(async move {
+        let _slot = slot;
+        match upgraded.await {
+            Ok(ws) => serve_chat(ws.into_inner(), join, hub, limits).await,
+            Err(e) => tracing::info!(error = %e, "WebSocket upgrade did not complete"),
+        }
+    });
+    response.map(|_| Full::new(Bytes::new()))
+}
+
+/// `/ws?nick=&room=&since=&epoch=`: the initial join.
+fn join_request(query: Option<&str>) -> Result<JoinRequest, String> {
+    let mut join = JoinRequest::default();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let value = value.into_owned();
+        match &*key {
+            "nick" => join.nick = Some(value),
+            "room" => join.room = Some(value),
+            "epoch" => join.epoch = Some(value),
+            "since" => {
+                join.since =
+                    Some(value.parse().map_err(|_| {
+                        format!("since must be a non-negative integer, not {value:?}")
+                    })?)
+            }
+            _ => {}
+        }
+    }
+    Ok(join)
+}
+
+fn status(state: &AppState) -> Response<Body> {
+    let stats = *state.stats.borrow();
+    let body = serde_json::json!({
+        "connected_users": stats.clients,
+        "timestamp": humantime::format_rfc3339_millis(state.clock.now().wall).to_string(),
+        "rooms": stats.rooms,
+        "messages_total": stats.messages_total,
+        "evictions_total": stats.evictions_total,
+        "connections": state.connections.load(Ordering::Relaxed),
+        "uptime_seconds": state.clock.uptime_seconds(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    respond(StatusCode::OK, "application/json", body.to_string())
+}
+
+async fn kick(req: &Request<Incoming>, state: &AppState) -> Response<Body> {
+    let Some(token) = &state.settings.admin_token else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: start the server with --admin-token to enable /admin/kick\n",
+        );
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        None => {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <token>\n",
+            )
+        }
+        Some(p) if p != token => return text(StatusCode::FORBIDDEN, "wrong admin token\n"),
+        Some(_) => {}
+    }
+    let mut room = None;
+    let mut nick = None;
+    for (key, value) in form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()) {
+        match &*key {
+            "room" => room = Some(value.into_owned()),
+            "nick" => nick = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let (Some(room), Some(nick)) = (room, nick) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "usage: POST /admin/kick?room=ROOM&nick=NICK\n",
+        );
+    };
+    match state.hub.kick(room, nick).await {
+        Some(Ok(client)) => {
+            tracing::info!(client = %client, "kicked by an operator");
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
+        Some(Err(e)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join_request;
+
+    #[test]
+    fn query_parameters_become_the_initial_join() {
+        let join =
+            join_request(Some("nick=ann%20b&room=rust&since=41&epoch=e-1&x=y")).expect("valid");
+        assert_eq!(join.nick.as_deref(), Some("ann b"));
+        assert_eq!(join.room.as_deref(), Some("rust"));
+        assert_eq!(join.since, Some(41));
+        assert_eq!(join.epoch.as_deref(), Some("e-1"));
+        assert!(join_request(Some("since=-1")).is_err());
+        assert_eq!(join_request(None), Ok(Default::default()));
+    }
+}

@@ -1,0 +1,75 @@
+//! Everything the server is configured with, independent of how it was parsed (CLI, tests, sims).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use chat_engine::Config;
+
+/// Where the web client's files come from.
+#[derive(Clone, Debug)]
+pub enum StaticSource {
+    /// The `static/` files compiled into the binary.
+    Embedded,
+    /// A directory on disk (`--static-dir`).
+    Dir(PathBuf),
+}
+
+/// Where wall-clock time comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum WallClock {
+    /// The system clock.
+    System,
+    /// A fixed start time plus elapsed monotonic time: deterministic under simulation.
+    Anchored(SystemTime),
+}
+
+/// The server's configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Chat limits, enforced by the engine.
+    pub engine: Config,
+    /// Distinguishes this server start; clients' `since` from another epoch is not honoured.
+    pub epoch: String,
+    pub static_source: StaticSource,
+    /// Origins allowed besides the request's own host; `*` allows all.
+    pub allowed_origins: Vec<String>,
+    /// Most simultaneous WebSocket connections; more get HTTP 503.
+    pub max_connections: usize,
+    /// Largest client message after reassembly, in bytes (close 1009 beyond).
+    pub max_message_bytes: usize,
+    /// Time a connection has to send its complete HTTP request headers.
+    pub handshake_timeout: Duration,
+    /// Time a socket may accept no bytes before the connection is dropped.
+    pub write_timeout: Duration,
+    /// Time shutdown waits for connections to finish after sending them close 1001.
+    pub shutdown_grace: Duration,
+    /// Bearer token enabling `POST /admin/kick`; `None` disables the endpoint.
+    pub admin_token: Option<String>,
+    pub wall_clock: WallClock,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            engine: Config::default(),
+            epoch: new_epoch(),
+            static_source: StaticSource::Embedded,
+            allowed_origins: Vec::new(),
+            max_connections: 10_000,
+            max_message_bytes: 64 << 10,
+            handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+            admin_token: None,
+            wall_clock: WallClock::System,
+        }
+    }
+}
+
+/// A fresh epoch: start time and process id, unique per server start on a host.
+pub fn new_epoch() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}{:x}", nanos, std::process::id())
+}

@@ -1,0 +1,301 @@
+//! Test support: a real server on `127.0.0.1:0` and an independent WebSocket client
+//! (tokio-tungstenite), plus a raw-socket client for protocol violations.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chat_server::Settings;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start(settings: Settings) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(chat_server::run(listener, settings, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Triggers graceful shutdown and waits for `run` to return.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.take().expect("once").send(());
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("shutdown in time")
+            .expect("join")
+            .expect("run ok");
+    }
+}
+
+/// Settings for tests: no rate limit unless a test sets one.
+pub fn settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.engine.rate_limit_per_second = 0;
+    settings.epoch = "test".into();
+    settings
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+}
+
+impl Client {
+    pub async fn connect(server: &TestServer, query: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(server.url(&format!("/ws{query}")))
+            .await
+            .expect("handshake");
+        Self { ws }
+    }
+
+    /// Connects and consumes the welcome, returning it.
+    pub async fn join(server: &TestServer, query: &str) -> (Self, Value) {
+        let mut client = Self::connect(server, query).await;
+        let welcome = client.recv_type("welcome").await;
+        (client, welcome)
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send(&value.to_string()).await;
+    }
+
+    /// The next JSON frame (skipping pings).
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time")
+                .expect("stream open")
+                .expect("frame ok");
+            match message {
+                Message::Text(text) => {
+                    return serde_json::from_str(&text).expect("server sends JSON")
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame of `kind`, failing on anything else.
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        let value = self.recv().await;
+        assert_eq!(value["type"], kind, "got {value}");
+        value
+    }
+
+    /// Reads until the close frame; returns its code and reason.
+    pub async fn recv_close(&mut self) -> (u16, String) {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close in time");
+            match next {
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return (code.into(), reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts nothing but pings arrives within `quiet` (a fixed window, however many pings).
+    pub async fn assert_silent(&mut self, quiet: Duration) {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// A plain HTTP GET (via a raw socket, to stay independent of the server's stack).
+pub async fn http_get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        server.addr
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    raw_exchange(&mut stream, request.as_bytes()).await
+}
+
+pub async fn http_post(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n",
+        server.addr
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    raw_exchange(&mut stream, request.as_bytes()).await
+}
+
+async fn raw_exchange(stream: &mut TcpStream, request: &[u8]) -> (u16, String) {
+    stream.write_all(request).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    (status, response)
+}
+
+/// A WebSocket opened by hand, for sending frames no well-behaved client library would.
+pub struct RawWs {
+    pub stream: TcpStream,
+}
+
+impl RawWs {
+    pub async fn open(server: &TestServer, extra_headers: &str) -> (Self, String) {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n",
+            server.addr
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = tokio::time::timeout(WAIT, stream.read(&mut byte))
+                .await
+                .expect("response in time")
+                .expect("read");
+            assert_eq!(
+                n,
+                1,
+                "connection closed during handshake: {}",
+                String::from_utf8_lossy(&head)
+            );
+            head.push(byte[0]);
+        }
+        (Self { stream }, String::from_utf8_lossy(&head).into_owned())
+    }
+
+    /// Sends one frame: `first` is FIN|RSV|opcode, masked unless `masked` is false.
+    pub async fn frame(&mut self, first: u8, payload: &[u8], masked: bool) {
+        let mut bytes = vec![first];
+        let mask_bit = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => bytes.push(mask_bit | n as u8),
+            n if n < 65536 => {
+                bytes.push(mask_bit | 126);
+                bytes.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                bytes.push(mask_bit | 127);
+                bytes.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            let key = [0x12, 0x34, 0x56, 0x78];
+            bytes.extend_from_slice(&key);
+            bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        } else {
+            bytes.extend_from_slice(payload);
+        }
+        // The server may already have closed: a failed write is fine, the close frame tells.
+        let _ = self.stream.write_all(&bytes).await;
+    }
+
+    /// Reads server frames until a close frame, returning its code (1005 for an empty close, 1006
+    /// if the stream ended without one).
+    pub async fn close_code(&mut self) -> u16 {
+        let mut buf = Vec::new();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut at = 0;
+            while buf.len() >= at + 2 {
+                let opcode = buf[at] & 0x0f;
+                let (len, head) = match buf[at + 1] & 0x7f {
+                    126 if buf.len() >= at + 4 => {
+                        (u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize, 4)
+                    }
+                    127 if buf.len() >= at + 10 => (
+                        u64::from_be_bytes(buf[at + 2..at + 10].try_into().expect("8 bytes"))
+                            as usize,
+                        10,
+                    ),
+                    126 | 127 => break,
+                    n => (n as usize, 2),
+                };
+                if buf.len() < at + head + len {
+                    break;
+                }
+                if opcode == 0x8 {
+                    let payload = &buf[at + head..at + head + len];
+                    return if payload.len() >= 2 {
+                        u16::from_be_bytes([payload[0], payload[1]])
+                    } else {
+                        1005
+                    };
+                }
+                at += head + len;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk))
+                .await
+                .expect("close in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return 1006;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Hostile and broken clients, over real TCP: each gets its defined answer and nobody else suffers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{settings, Client, RawWs, TestServer};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const FIN_TEXT: u8 = 0x81;
+const TEXT: u8 = 0x01;
+const CONT: u8 = 0x00;
+const FIN_CONT: u8 = 0x80;
+const FIN_BINARY: u8 = 0x82;
+const FIN_PING: u8 = 0x89;
+const FIN_PONG: u8 = 0x8A;
+const FIN_CLOSE: u8 = 0x88;
+
+async fn violation(server: &TestServer, frames: &[(u8, Vec<u8>, bool)]) -> u16 {
+    let (mut ws, status) = RawWs::open(server, "").await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    for (first, payload, masked) in frames {
+        ws.frame(*first, payload, *masked).await;
+    }
+    ws.close_code().await
+}
+
+#[tokio::test]
+async fn rfc6455_violations_get_their_close_codes() {
+    let mut settings = settings();
+    settings.max_message_bytes = 1024;
+    let server = TestServer::start(settings).await;
+    let cases: Vec<(&str, Vec<(u8, Vec<u8>, bool)>, u16)> = vec![
+        (
+            "binary frame",
+            vec![(FIN_BINARY, b"\x00\x01".to_vec(), true)],
+            1003,
+        ),
+        (
+            "invalid UTF-8 text",
+            vec![(FIN_TEXT, vec![0xff, 0xfe, 0x41], true)],
+            1007,
+        ),
+        (
+            "invalid UTF-8 across fragments",
+            vec![(TEXT, b"ok".to_vec(), true), (FIN_CONT, vec![0xc3], true)],
+            1007,
+        ),
+        (
+            "one frame over the cap",
+            vec![(FIN_TEXT, vec![b'a'; 1025], true)],
+            1009,
+        ),
+        (
+            "fragments over the cap",
+            vec![
+                (TEXT, vec![b'a'; 600], true),
+                (FIN_CONT, vec![b'a'; 600], true),
+            ],
+            1009,
+        ),
+        (
+            "unmasked frame",
+            vec![(FIN_TEXT, b"hi".to_vec(), false)],
+            1002,
+        ),
+        (
+            "reserved bit",
+            vec![(FIN_TEXT | 0x40, b"hi".to_vec(), true)],
+            1002,
+        ),
+        ("reserved opcode", vec![(0x83, b"hi".to_vec(), true)], 1002),
+        (
+            "ping over 125 bytes",
+            vec![(FIN_PING, vec![0; 126], true)],
+            1002,
+        ),
+        (
+            "pong over 125 bytes",
+            vec![(FIN_PONG, vec![0; 126], true)],
+            1002,
+        ),
+        ("fragmented ping", vec![(0x09, b"x".to_vec(), true)], 1002),
+        (
+            "continuation without start",
+            vec![(FIN_CONT, b"x".to_vec(), true)],
+            1002,
+        ),
+        (
+            "text inside a fragmented message",
+            vec![(TEXT, b"a".to_vec(), true), (FIN_TEXT, b"b".to_vec(), true)],
+            1002,
+        ),
+        (
+            "close with 1-byte payload",
+            vec![(FIN_CLOSE, vec![3], true)],
+            1002,
+        ),
+        (
+            "close with invalid code",
+            vec![(FIN_CLOSE, 999u16.to_be_bytes().to_vec(), true)],
+            1002,
+        ),
+        (
+            "close with 126-byte payload",
+            vec![(
+                FIN_CLOSE,
+                [1000u16.to_be_bytes().to_vec(), vec![b'a'; 124]].concat(),
+                true,
+            )],
+            1002,
+        ),
+        (
+            "close with invalid UTF-8 reason",
+            vec![(
+                FIN_CLOSE,
+                [1000u16.to_be_bytes().to_vec(), vec![0xff]].concat(),
+                true,
+            )],
+            1007,
+        ),
+        (
+            "a valid close is echoed",
+            vec![(FIN_CLOSE, 4321u16.to_be_bytes().to_vec(), true)],
+            4321,
+        ),
+    ];
+    for (name, frames, expected) in cases {
+        assert_eq!(violation(&server, &frames).await, expected, "{name}");
+    }
+    // A fragmented message exactly at the cap is fine.
+    let (mut ws, _) = RawWs::open(&server, "").await;
+    ws.frame(TEXT, &[b'a'; 512], true).await;
+    ws.frame(FIN_CONT, &[b'a'; 512], true).await;
+    ws.frame(FIN_CLOSE, &1000u16.to_be_bytes(), true).await;
+    assert_eq!(ws.close_code().await, 1000);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn application_errors_get_codes_and_keep_the_connection_open() {
+    let server = TestServer::start(settings()).await;
+    let (mut ann, _) = Client::join(&server, "?nick=ann").await;
+    let cases = [
+        (
+            r#"{"type":"message","text":"unterminated"#.to_owned(),
+            "invalid_json",
+        ),
+        (r#"{"type":"shout"}"#.to_owned(), "unknown_type"),
+        (
+            r#"{"type":"message","text":42}"#.to_owned(),
+            "invalid_field",
+        ),
+        (
+            r#"{"type":"message","text":"   "}"#.to_owned(),
+            "empty_message",
+        ),
+        (
+            json!({"type":"message","text":"x".repeat(4097)}).to_string(),
+            "message_too_long",
+        ),
+        (r#"{"type":"nick","nick":""}"#.to_owned(), "invalid_nick"),
+        (
+            r#"{"type":"join","room":"bad room!"}"#.to_owned(),
+            "invalid_room",
+        ),
+    ];
+    for (frame, code) in cases {
+        ann.send(&frame).await;
+        let error = ann.recv_type("error").await;
+        assert_eq!(error["code"], code, "{frame}");
+    }
+    ann.send("still connected").await;
+    assert_eq!(ann.recv_type("message").await["text"], "still connected");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_flood_is_refused_then_closed_with_1008_and_others_are_unaffected() {
+    let mut settings = settings();
+    settings.engine.rate_limit_burst = 5;
+    settings.engine.rate_limit_per_second = 1;
+    settings.engine.rate_limit_strikes_max = 10;
+    let server = TestServer::start(settings).await;
+    let (mut calm, _) = Client::join(&server, "?nick=calm").await;
+    let (mut flood, _) = Client::join(&server, "?nick=flood").await;
+    calm.recv_type("join").await;
+    for i in 0..15 {
+        flood.send(&format!("spam {i}")).await;
+    }
+    let mut delivered = 0;
+    let mut refused = 0;
+    let (code, _) = loop {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        match tokio::time::timeout(common::WAIT, flood.ws.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+                match value["type"].as_str() {
+                    Some("message") => delivered += 1,
+                    Some("error") if value["code"] == "rate_limited" => refused += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            Some(Ok(Message::Close(Some(frame)))) => break (u16::from(frame.code), frame.reason),
+            Some(Ok(_)) => {}
+            other => panic!("expected a close, got {other:?}"),
+        }
+    };
+    assert_eq!((delivered, refused, code), (5, 9, 1008));
+    for _ in 0..5 {
+        assert_eq!(calm.recv_type("message").await["nick"], "flood");
+    }
+    assert_eq!(calm.recv_type("leave").await["reason"], "flooding");
+    calm.send("I can still talk").await;
+    assert_eq!(calm.recv_type("message").await["text"], "I can still talk");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_request_is_dropped() {
+    let mut settings = settings();
+    settings.handshake_timeout = Duration::from_millis(300);
+    let server = TestServer::start(settings).await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial request");
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf))
+        .await
+        .expect("dropped in time");
+    // hyper answers 408 or just closes; either way the connection ends.
+    let n = read.unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || head.starts_with("HTTP/1.1 408"), "{head}");
+    let (mut ok, _) = Client::join(&server, "?nick=ok").await;
+    ok.send("fine").await;
+    ok.recv_type("message").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_websocket_is_closed_after_the_idle_timeout() {
+    let mut settings = settings();
+    settings.engine.idle_timeout = Duration::from_millis(400);
+    settings.engine.ping_interval = Duration::from_secs(60);
+    let server = TestServer::start(settings).await;
+    // tungstenite answers pings, but nothing pings within the test: the client stays silent.
+    let (mut quiet, _) = Client::join(&server, "?nick=quiet").await;
+    let (code, reason) = quiet.recv_close().await;
+    assert_eq!(code, 4000, "{reason}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn pings_keep_a_responsive_client_alive() {
+    let mut settings = settings();
+    settings.engine.idle_timeout = Duration::from_millis(600);
+    settings.engine.ping_interval = Duration::from_millis(100);
+    let server = TestServer::start(settings).await;
+    let (mut alive, _) = Client::join(&server, "?nick=alive").await;
+    // Reading lets tungstenite answer the pings with pongs.
+    alive.assert_silent(Duration::from_millis(1500)).await;
+    alive.send("still here").await;
+    assert_eq!(alive.recv_type("message").await["text"], "still here");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_socket_that_accepts_nothing_is_dropped_after_the_write_timeout() {
+    let mut settings = settings();
+    settings.write_timeout = Duration::from_millis(300);
+    settings.engine.text_bytes_max = 60_000;
+    settings.engine.queue_frames_max = 100_000;
+    settings.engine.queue_high_water_frames = 100_000;
+    settings.engine.queue_bytes_max = 1 << 30;
+    settings.engine.queue_high_water_bytes = 1 << 30;
+    let server = TestServer::start(settings).await;
+    let (mut sender, _) = Client::join(&server, "?nick=sender").await;
+    let (_stuck, _) = RawWs::open(&server, "").await;
+    sender.recv_type("join").await;
+    let big = "y".repeat(60_000);
+    let mut left = false;
+    for _ in 0..2_000 {
+        sender.send(&big).await;
+        loop {
+            let frame = sender.recv().await;
+            if frame["type"] == "leave" {
+                assert_eq!(frame["reason"], "left");
+                left = true;
+            } else {
+                break;
+            }
+        }
+        if left {
+            break;
+        }
+    }
+    assert!(left, "the stuck connection was never dropped");
+    server.shutdown().await;
+}
