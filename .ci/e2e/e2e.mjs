@@ -1,0 +1,405 @@
+// End-to-end test of the browser client against the real chat server, in headless Chromium.
+//
+//   node --test e2e.mjs            (or: bash .ci/e2e/run.sh from anywhere)
+//
+// Environment (all optional):
+//   CHAT_SERVER_BIN   server binary (default: <repo>/target/release/chat-server)
+//   CHROMIUM_PATH     browser (default: /usr/bin/chromium)
+//   E2E_STATIC_DIR    pass --static-dir to the server (serve static/ from disk instead of the embedded copy)
+//   E2E_OUT           where screenshots and the server log go (default: <repo>/.ci/out)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..', '..');
+const OUT = process.env.E2E_OUT || path.join(ROOT, '.ci', 'out');
+const SERVER_BIN = process.env.CHAT_SERVER_BIN || path.join(ROOT, 'target', 'release', 'chat-server');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const TOKEN = crypto.randomBytes(18).toString('hex');
+const RUN = crypto.randomBytes(3).toString('hex'); // keeps texts unique per run
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const RECOVERY_NOTICE = /could not be recovered/i;
+const NICK_TAKEN_TEXT = 'That nickname is already taken in this room. Please pick another.';
+
+let port;
+let base;
+let server; // { proc, exited }
+let browser;
+let context;
+const pages = {}; // name -> page
+const pageErrors = [];
+const ALICE = `alice_${RUN}`;
+const BOB = `bob_${RUN}`;
+
+// ------------------------------------------------------------------ helpers
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls fn until it returns a truthy value (and does not throw); fails with what it last saw. */
+async function eventually(fn, { timeout = 10000, interval = 100, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value;
+      last = value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      const detail = last instanceof Error ? last.message : JSON.stringify(last);
+      throw new Error(`timed out after ${timeout} ms waiting for ${what} (last: ${detail})`);
+    }
+    await sleep(interval);
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port: p } = srv.address();
+      srv.close(() => resolve(p));
+    });
+  });
+}
+
+async function startServer() {
+  const args = ['--addr', `127.0.0.1:${port}`, '--admin-token', TOKEN];
+  if (process.env.E2E_STATIC_DIR) args.push('--static-dir', process.env.E2E_STATIC_DIR);
+  const log = fs.createWriteStream(path.join(OUT, 'server.log'), { flags: 'a' });
+  log.write(`\n=== ${new Date().toISOString()} starting ${SERVER_BIN} ${args.join(' ').replace(TOKEN, '<token>')}\n`);
+  const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  proc.stdout.pipe(log, { end: false });
+  proc.stderr.pipe(log, { end: false });
+  const exited = once(proc, 'exit');
+  let early = null;
+  exited.then(([code, signal]) => { early = `server exited early (code ${code}, signal ${signal})`; });
+  server = { proc, exited };
+  await eventually(async () => {
+    if (early) throw new Error(early + '; see .ci/out/server.log');
+    const res = await fetch(`${base}/status`);
+    return res.ok;
+  }, { timeout: 30000, interval: 100, what: `GET ${base}/status` }).catch((err) => {
+    if (early) throw new Error(early + '; see .ci/out/server.log');
+    throw err;
+  });
+}
+
+async function stopServer(signal = 'SIGTERM') {
+  if (!server) return;
+  const { proc, exited } = server;
+  server = null;
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill(signal);
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 10000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function watchPage(name, page) {
+  page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !/WebSocket connection|ERR_CONNECTION_REFUSED|Failed to load resource/.test(msg.text())) {
+      pageErrors.push(`${name} console: ${msg.text()}`);
+    }
+  });
+}
+
+async function openTab(name, ctx = context, room = 'general') {
+  const page = await ctx.newPage();
+  watchPage(name, page);
+  await page.goto(`${base}/#${room}`);
+  pages[name] = page;
+  return page;
+}
+
+async function statusText(page) {
+  return (await page.locator('#status').innerText()).trim();
+}
+
+async function waitConnected(page, timeout = 15000) {
+  await eventually(async () => (await statusText(page)) === 'Connected', { timeout, what: 'status "Connected"' });
+}
+
+/** Fills the nickname form and waits for the chat (or returns right after submitting). */
+async function signIn(page, nick, { expectChat = true } = {}) {
+  const input = page.getByLabel('Nickname');
+  await input.waitFor({ state: 'visible' });
+  await input.fill(nick);
+  await input.press('Enter');
+  if (!expectChat) return;
+  await page.getByLabel('Message').waitFor({ state: 'visible', timeout: 15000 });
+  await waitConnected(page);
+}
+
+async function sendMessage(page, text) {
+  const input = page.getByLabel('Message');
+  await input.fill(text);
+  await input.press('Enter');
+}
+
+function log(page) {
+  return page.getByRole('log');
+}
+
+/** How many times the exact message text is rendered in the conversation. */
+async function countMessage(page, text) {
+  return log(page).getByText(text, { exact: true }).count();
+}
+
+async function waitForMessage(page, text, timeout = 10000) {
+  await eventually(async () => (await countMessage(page, text)) >= 1, { timeout, what: `message ${JSON.stringify(text)}` });
+}
+
+async function onlineUsers(page) {
+  const names = await page.locator('#users .user-name').allInnerTexts();
+  return names.map((t) => t.trim());
+}
+
+async function kick(room, nick, token = TOKEN) {
+  const url = `${base}/admin/kick?room=${encodeURIComponent(room)}&nick=${encodeURIComponent(nick)}`;
+  return fetch(url, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+}
+
+// ------------------------------------------------------------------ setup
+before(async () => {
+  fs.mkdirSync(OUT, { recursive: true });
+  fs.rmSync(path.join(OUT, 'server.log'), { force: true });
+  assert.ok(fs.existsSync(SERVER_BIN), `server binary missing: ${SERVER_BIN} (cargo build --release -p chat-server)`);
+  assert.ok(fs.existsSync(CHROMIUM), `chromium missing: ${CHROMIUM} (apt-get install chromium)`);
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  await startServer();
+  // launch() runs Chromium with a fresh temporary user-data-dir; each context is a clean profile.
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+});
+
+after(async () => {
+  try {
+    if (browser) await browser.close();
+  } catch (_) { /* already gone */ }
+  await stopServer();
+});
+
+process.on('exit', () => {
+  if (server && server.proc.exitCode === null) server.proc.kill('SIGKILL');
+});
+
+// ------------------------------------------------------------------ tests
+test('the page is served and offers a nickname form', async () => {
+  for (const [url, type] of [['/', 'text/html'], ['/app.js', 'javascript'], ['/style.css', 'text/css']]) {
+    const res = await fetch(base + url);
+    assert.equal(res.status, 200, `GET ${url}`);
+    assert.match(res.headers.get('content-type') || '', new RegExp(type), `content-type of ${url}`);
+  }
+  const a = await openTab('alice');
+  await a.getByLabel('Nickname').waitFor({ state: 'visible' });
+  await a.screenshot({ path: path.join(OUT, 'desktop-login.png'), animations: 'disabled' });
+});
+
+test('two tabs: a message typed in one appears in the other with the nickname', { timeout: 60000 }, async () => {
+  const a = pages.alice;
+  await signIn(a, ALICE);
+  const b = await openTab('bob');
+  await signIn(b, BOB);
+
+  const text = `Hello from alice ${RUN}`;
+  await sendMessage(a, text);
+  await waitForMessage(b, text);
+  const row = log(b).locator('li').filter({ hasText: text });
+  assert.equal(await row.count(), 1);
+  assert.match(await row.innerText(), new RegExp(ALICE), 'the message shows the sender nickname');
+  assert.match(await row.innerText(), /\d{1,2}[:.]\d{2}/, 'the message shows a time');
+  // The sender sees its own message (the server's acknowledgement), marked as its own.
+  await waitForMessage(a, text);
+  const own = log(a).locator('li').filter({ hasText: text });
+  assert.match((await own.getAttribute('class')) || '', /\bmine\b/, 'own message is visually distinguished');
+  assert.doesNotMatch((await row.getAttribute('class')) || '', /\bmine\b/);
+
+  const reply = `Hi alice, bob here ${RUN}`;
+  await sendMessage(b, reply);
+  await waitForMessage(a, reply);
+});
+
+test('presence: both nicknames are listed in each tab, joins are announced', async () => {
+  for (const name of ['alice', 'bob']) {
+    await eventually(async () => {
+      const users = await onlineUsers(pages[name]);
+      return users.includes(ALICE) && users.includes(BOB) && users.length === 2;
+    }, { what: `both users listed in ${name}'s tab` });
+  }
+  await eventually(async () => (await log(pages.alice).getByText(`${BOB} joined`).count()) === 1, { what: 'join notice' });
+});
+
+test('typing hint appears in the other tab and goes away', { timeout: 30000 }, async () => {
+  const a = pages.alice;
+  const b = pages.bob;
+  await a.getByLabel('Message').pressSequentially('typing something', { delay: 20 });
+  await eventually(async () => b.getByText(`${ALICE} is typing...`).isVisible(), { what: 'typing hint' });
+  await eventually(async () => !(await b.getByText(`${ALICE} is typing...`).isVisible()), { timeout: 8000, what: 'typing hint to go away' });
+  await a.getByLabel('Message').fill('');
+});
+
+test('HTML in a message is shown as text and never executed', { timeout: 30000 }, async () => {
+  const a = pages.alice;
+  const b = pages.bob;
+  const payload = '<img src=x onerror="window.__xss=1">';
+  await sendMessage(a, payload);
+  for (const page of [a, b]) {
+    await waitForMessage(page, payload);
+    assert.equal(await log(page).locator('img').count(), 0, 'no <img> element was created');
+  }
+  await sleep(500);
+  for (const page of [a, b]) {
+    assert.equal(await page.evaluate(() => typeof window.__xss), 'undefined', 'the onerror handler never ran');
+  }
+});
+
+test('a kicked tab reconnects by itself and shows every message exactly once', { timeout: 60000 }, async () => {
+  const a = pages.alice;
+  const b = pages.bob;
+  const bad = await kick('general', BOB, 'wrong-token');
+  assert.ok([401, 403].includes(bad.status), `kick with a bad token answers 401/403 (got ${bad.status})`);
+  const missing = await kick('general', `nobody_${RUN}`);
+  assert.equal(missing.status, 404, 'kick of an unknown user answers 404');
+
+  const res = await kick('general', BOB);
+  assert.equal(res.status, 204, 'kick answers 204');
+  const texts = [1, 2, 3].map((i) => `while kicked ${i} ${RUN}`);
+  for (const text of texts) {
+    await sendMessage(a, text);
+    await sleep(150);
+  }
+  await eventually(async () => (await log(b).getByText(/disconnected by an operator/i).count()) >= 1, { what: 'kick notice in the kicked tab' });
+  await waitConnected(b, 30000);
+  for (const text of texts) await waitForMessage(b, text, 15000);
+  await sleep(1500); // give any duplicate a chance to show up
+  for (const text of texts) {
+    assert.equal(await countMessage(b, text), 1, `kicked tab shows ${JSON.stringify(text)} exactly once`);
+    assert.equal(await countMessage(a, text), 1, `sender shows ${JSON.stringify(text)} exactly once`);
+  }
+  // Earlier messages are not duplicated by the rejoin either.
+  assert.equal(await countMessage(b, `Hello from alice ${RUN}`), 1);
+  await eventually(async () => (await log(a).getByText(/removed by an operator/i).count()) >= 1, { what: 'leave (kicked) notice' });
+  await eventually(async () => (await onlineUsers(a)).includes(BOB), { what: 'bob back in the user list' });
+  // The rejoined tab still works both ways.
+  const after = `back after the kick ${RUN}`;
+  await sendMessage(b, after);
+  await waitForMessage(a, after);
+});
+
+test('after a server restart both tabs reconnect and say what could not be recovered', { timeout: 90000 }, async () => {
+  const a = pages.alice;
+  const b = pages.bob;
+  await stopServer('SIGTERM');
+  await eventually(async () => /Reconnecting|Offline|Connecting/.test(await statusText(a)), { what: 'tab A notices the outage' });
+  await eventually(async () => /Reconnecting|Offline|Connecting/.test(await statusText(b)), { what: 'tab B notices the outage' });
+  await startServer();
+  for (const [name, page] of [['alice', a], ['bob', b]]) {
+    await waitConnected(page, 45000);
+    await eventually(async () => (await log(page).getByText(RECOVERY_NOTICE).count()) === 1, { timeout: 5000, what: `recovery notice in ${name}'s tab` });
+  }
+  for (const page of [a, b]) {
+    await eventually(async () => {
+      const users = await onlineUsers(page);
+      return users.includes(ALICE) && users.includes(BOB);
+    }, { timeout: 15000, what: 'both users listed after the restart' });
+  }
+  const text = `after the restart ${RUN}`;
+  await sendMessage(a, text);
+  await waitForMessage(b, text);
+  assert.equal(await countMessage(b, text), 1);
+  assert.equal(await countMessage(b, `Hello from alice ${RUN}`), 1, 'old messages stay, once');
+});
+
+test('a nickname already in the room gets an inline error on the nickname form', { timeout: 30000 }, async () => {
+  const c = await openTab('carol');
+  await signIn(c, ALICE, { expectChat: false });
+  const error = c.getByText(NICK_TAKEN_TEXT);
+  await error.waitFor({ state: 'visible', timeout: 10000 });
+  assert.ok(await c.getByLabel('Nickname').isVisible(), 'back on the nickname form');
+  await c.screenshot({ path: path.join(OUT, 'desktop-nick-taken.png'), animations: 'disabled' });
+  // Picking another name over the same page joins the room.
+  await signIn(c, `carol_${RUN}`);
+  assert.ok(!(await error.isVisible()), 'the error is gone');
+  await eventually(async () => (await onlineUsers(pages.alice)).includes(`carol_${RUN}`), { what: 'carol listed in tab A' });
+});
+
+test('rooms: switching updates the hash and the conversation', { timeout: 30000 }, async () => {
+  const c = pages.carol;
+  await c.getByLabel('Room').fill(`rust_${RUN}`);
+  await c.getByLabel('Room').press('Enter');
+  await eventually(async () => (await c.locator('#room-name').innerText()) === `rust_${RUN}`, { what: 'header shows the new room' });
+  await waitConnected(c);
+  assert.equal(new URL(c.url()).hash, `#rust_${RUN}`);
+  await eventually(async () => JSON.stringify(await onlineUsers(c)) === JSON.stringify([`carol_${RUN}`]), { what: 'only carol in the new room' });
+  assert.equal(await countMessage(c, `Hello from alice ${RUN}`), 0, 'the old room\'s messages are gone');
+  await eventually(async () => !(await onlineUsers(pages.alice)).includes(`carol_${RUN}`), { what: 'carol left general' });
+  await c.close();
+});
+
+test('screenshots: desktop 1280x800 and phone 360x740', { timeout: 60000 }, async () => {
+  const a = pages.alice;
+  await sendMessage(pages.bob, 'Looks great on desktop. Anyone tried it on a phone yet?');
+  await waitForMessage(a, 'Looks great on desktop. Anyone tried it on a phone yet?');
+  await a.bringToFront();
+  await a.setViewportSize({ width: 1280, height: 800 });
+  await a.screenshot({ path: path.join(OUT, 'desktop.png'), animations: 'disabled' });
+  await pages.bob.screenshot({ path: path.join(OUT, 'desktop-bob.png'), animations: 'disabled' });
+  await a.emulateMedia({ colorScheme: 'dark' });
+  await a.screenshot({ path: path.join(OUT, 'desktop-dark.png'), animations: 'disabled' });
+  await a.emulateMedia({ colorScheme: 'light' });
+
+  const phone = await browser.newContext({
+    viewport: { width: 360, height: 740 },
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+  });
+  try {
+    const p = await phone.newPage();
+    watchPage('phone', p);
+    await p.goto(`${base}/#general`);
+    await p.getByLabel('Nickname').waitFor({ state: 'visible' });
+    await p.screenshot({ path: path.join(OUT, 'phone-login.png'), animations: 'disabled' });
+    await signIn(p, `dave_${RUN}`);
+    await sendMessage(p, 'Checking in from my phone');
+    await waitForMessage(a, 'Checking in from my phone');
+    await sendMessage(a, 'Welcome, dave! The user list moves to the top on small screens.');
+    await waitForMessage(p, 'Welcome, dave! The user list moves to the top on small screens.');
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no horizontal scrolling on a 360 px screen (overflow ${overflow} px)`);
+    assert.ok(await p.getByRole('button', { name: 'Send' }).isVisible(), 'Send button visible on the phone');
+    await p.screenshot({ path: path.join(OUT, 'phone.png'), animations: 'disabled' });
+  } finally {
+    await phone.close();
+  }
+});
+
+test('no script errors in any tab', () => {
+  assert.deepEqual(pageErrors, []);
+});
