@@ -83,6 +83,9 @@ pub async fn run<L: Listener>(
     // HTTP connections (keep-alive, or mid-handshake) are told to finish at shutdown.
     let http_tracker = TaskTracker::new();
     let stop_http = CancellationToken::new();
+    if state.settings.allowed_origins.iter().any(|o| o == "*") {
+        tracing::warn!("--allowed-origin '*': any web page may open WebSockets to this server");
+    }
     tracing::info!("Server started on {}", display_url(addr));
 
     let mut shutdown = pin!(shutdown);

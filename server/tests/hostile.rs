@@ -10,14 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FIN_TEXT: u8 = 0x81;
 const TEXT: u8 = 0x01;
-const CONT: u8 = 0x00;
 const FIN_CONT: u8 = 0x80;
 const FIN_BINARY: u8 = 0x82;
 const FIN_PING: u8 = 0x89;
 const FIN_PONG: u8 = 0x8A;
 const FIN_CLOSE: u8 = 0x88;
 
-async fn violation(server: &TestServer, frames: &[(u8, Vec<u8>, bool)]) -> u16 {
+/// One raw frame: first byte (FIN|RSV|opcode), payload, masked.
+type RawFrame = (u8, Vec<u8>, bool);
+
+async fn violation(server: &TestServer, frames: &[RawFrame]) -> u16 {
     let (mut ws, status) = RawWs::open(server, "").await;
     assert!(status.starts_with("HTTP/1.1 101"), "{status}");
     for (first, payload, masked) in frames {
@@ -31,7 +33,7 @@ async fn rfc6455_violations_get_their_close_codes() {
     let mut settings = settings();
     settings.max_message_bytes = 1024;
     let server = TestServer::start(settings).await;
-    let cases: Vec<(&str, Vec<(u8, Vec<u8>, bool)>, u16)> = vec![
+    let cases: Vec<(&str, Vec<RawFrame>, u16)> = vec![
         (
             "binary frame",
             vec![(FIN_BINARY, b"\x00\x01".to_vec(), true)],
