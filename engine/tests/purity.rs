@@ -1,0 +1,106 @@
+//! The engine stays sans-IO: no runtime, network or randomness crate anywhere in its dependency
+//! tree, and no clock read in its source. Time and entropy can only come in as inputs.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Crates that would let the engine do I/O, read time or draw randomness on its own.
+const FORBIDDEN: [&str; 10] = [
+    "tokio",
+    "hyper",
+    "mio",
+    "socket2",
+    "async-std",
+    "smol",
+    "rand",
+    "getrandom",
+    "fastrand",
+    "chrono",
+];
+
+#[test]
+fn the_dependency_tree_has_no_runtime_socket_or_randomness_crate() {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "-p",
+            "chat-engine",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8(output.stdout).expect("utf-8");
+    let crates: Vec<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert!(
+        crates.contains(&"serde_json"),
+        "the tree was really listed: {crates:?}"
+    );
+    for forbidden in FORBIDDEN {
+        assert!(
+            !crates.contains(&forbidden),
+            "chat-engine depends on {forbidden}:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn the_source_never_reads_a_clock() {
+    let mut offenders = Vec::new();
+    visit(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut offenders,
+    );
+    assert!(
+        offenders.is_empty(),
+        "clock reads in engine/src: {offenders:?}"
+    );
+}
+
+fn visit(dir: &Path, offenders: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).expect("readable src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            // Scenario tests may make up instants; only the engine itself must not read clocks.
+            if path.file_name().is_some_and(|n| n != "tests") {
+                visit(&path, offenders);
+            }
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).expect("utf-8 source");
+        // Unit tests at the bottom of a file may fabricate an origin instant; the engine may not.
+        let engine_code = source
+            .lines()
+            .take_while(|line| line.trim() != "#[cfg(test)]");
+        for (number, line) in engine_code.enumerate() {
+            if [
+                "Instant::now",
+                "SystemTime::now",
+                "thread_rng",
+                "RandomState",
+            ]
+            .iter()
+            .any(|c| line.contains(c))
+            {
+                offenders.push(format!(
+                    "{}:{}: {}",
+                    path.display(),
+                    number + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+}
