@@ -155,22 +155,24 @@ impl Client {
 
 /// A plain HTTP GET (via a raw socket, to stay independent of the server's stack).
 pub async fn http_get(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-        server.addr
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    raw_exchange(&mut stream, request.as_bytes()).await
+    http_request(server, "GET", path, headers).await
 }
 
+/// A body-less HTTP POST.
 pub async fn http_post(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    http_request(server, "POST", path, headers).await
+}
+
+/// Sends one request with `Connection: close` and returns the status and the whole response.
+async fn http_request(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let mut stream = TcpStream::connect(server.addr).await.expect("connect");
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n",
         server.addr
     );
     for (name, value) in headers {
