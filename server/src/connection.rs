@@ -57,10 +57,12 @@ where
     let end = read_loop(&mut reader, client, &writer_tx, &mut control, &hub).await;
     hub.send(ToHub::Disconnect { client }).await;
     drop(writer_tx);
+    // Flush everything (the close frame last) before lingering: the linger is bounded, and a
+    // socket dropped with unread bytes resets, which could cost the peer its last frames.
+    let _ = writer.await;
     if end == LoopEnd::Linger {
         linger(&mut reader).await;
     }
-    let _ = writer.await;
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -177,8 +179,10 @@ where
         }
     };
     drop(writer_tx);
+    // Flush everything (the close frame last) before lingering: the linger is bounded, and a
+    // socket dropped with unread bytes resets, which could cost the peer its last frames.
+    let _ = writer.await;
     if end == LoopEnd::Linger {
         linger(&mut reader).await;
     }
-    let _ = writer.await;
 }
