@@ -3,8 +3,12 @@
 //! Every frame is a JSON object with a `type`, except that a frame which does not start with `{`
 //! is a chat message with that text, so a bare `ws.send("hi")` or `websocat` just works.
 
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 
 /// What a client asked for in one text frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,11 +120,14 @@ pub fn decode(text: &str) -> Result<Command, ProtocolError> {
             text: text.to_owned(),
         });
     }
-    let mut object: Map<String, Value> = serde_json::from_str(text)
+    // Field values stay raw JSON until read as the exact type wanted. Never `Value`: with the
+    // `raw_value` feature, serde_json reads an object keyed `$serde_json::private::RawValue` as
+    // the JSON text it holds, so `{"text":{"$serde_json::private::RawValue":"\"hi\""}}` passed
+    // as a string and `{"x":{"$serde_json::private::RawValue":null}}` as malformed JSON.
+    let mut object: BTreeMap<String, &RawValue> = serde_json::from_str(text)
         .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")))?;
-    let kind = match object.get("type") {
-        Some(Value::String(kind)) => kind.as_str(),
-        Some(_) => return Err(wrong_type("type", "a string")),
+    let kind: String = match object.remove("type") {
+        Some(raw) => read(raw, "type", "a string")?,
         None => {
             return Err(ProtocolError::new(
                 ErrorCode::InvalidField,
@@ -128,25 +135,19 @@ pub fn decode(text: &str) -> Result<Command, ProtocolError> {
             ))
         }
     };
-    match kind {
+    match kind.as_str() {
         "message" => Ok(Command::Message {
-            text: take_string(&mut object, "text")?.ok_or_else(|| missing("text", "message"))?,
+            text: take(&mut object, "text", "a string")?
+                .ok_or_else(|| missing("text", "message"))?,
         }),
         "join" => Ok(Command::Join(JoinRequest {
-            room: take_string(&mut object, "room")?,
-            nick: take_string(&mut object, "nick")?,
-            since: match object.get("since") {
-                None | Some(Value::Null) => None,
-                Some(value) => Some(
-                    value
-                        .as_u64()
-                        .ok_or_else(|| wrong_type("since", "a non-negative integer"))?,
-                ),
-            },
-            epoch: take_string(&mut object, "epoch")?,
+            room: take(&mut object, "room", "a string")?,
+            nick: take(&mut object, "nick", "a string")?,
+            since: take(&mut object, "since", "a non-negative integer")?,
+            epoch: take(&mut object, "epoch", "a string")?,
         })),
         "nick" => Ok(Command::Nick {
-            nick: take_string(&mut object, "nick")?.ok_or_else(|| missing("nick", "nick"))?,
+            nick: take(&mut object, "nick", "a string")?.ok_or_else(|| missing("nick", "nick"))?,
         }),
         "typing" => Ok(Command::Typing),
         other => Err(ProtocolError::new(
@@ -156,14 +157,28 @@ pub fn decode(text: &str) -> Result<Command, ProtocolError> {
     }
 }
 
-fn take_string(
-    object: &mut Map<String, Value>,
+/// Reads one field as `T`: a value of another JSON type is `invalid_field`, an undecodable one
+/// (a lone surrogate escape) `invalid_json`.
+fn read<T: DeserializeOwned>(
+    raw: &RawValue,
     field: &str,
-) -> Result<Option<String>, ProtocolError> {
+    expected: &str,
+) -> Result<T, ProtocolError> {
+    serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
+        Category::Data => wrong_type(field, expected),
+        _ => ProtocolError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")),
+    })
+}
+
+/// An optional field: absent and `null` are both `None`.
+fn take<T: DeserializeOwned>(
+    object: &mut BTreeMap<String, &RawValue>,
+    field: &str,
+    expected: &str,
+) -> Result<Option<T>, ProtocolError> {
     match object.remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(wrong_type(field, "a string")),
+        None => Ok(None),
+        Some(raw) => read::<Option<T>>(raw, field, expected),
     }
 }
 
@@ -382,6 +397,52 @@ mod tests {
         for command in commands {
             assert_eq!(decode(&command.encode()), Ok(command));
         }
+    }
+
+    /// Found by the `protocol_decode` fuzz target: serde_json's `Value` (with the `raw_value`
+    /// feature) reads an object keyed `$serde_json::private::RawValue` as the JSON text it holds.
+    #[test]
+    fn raw_value_token_objects_are_objects() {
+        let token = "$serde_json::private::RawValue";
+        assert_eq!(
+            code(&format!(
+                r#"{{"type":"message","text":{{"{token}":"\"hi\""}}}}"#
+            )),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(&format!(r#"{{"type":"join","since":{{"{token}":"7"}}}}"#)),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            decode(&format!(r#"{{"type":"typing","x":{{"{token}":null}}}}"#)),
+            Ok(Command::Typing)
+        );
+        assert_eq!(
+            code(&format!(r#"{{"{token}":null}}"#)),
+            ErrorCode::InvalidField
+        );
+    }
+
+    #[test]
+    fn null_fields_are_absent_and_bad_escapes_are_invalid_json() {
+        assert_eq!(
+            code(r#"{"type":"message","text":null}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(code(r#"{"type":null}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            decode(r#"{"type":"join","room":null,"nick":null,"since":null,"epoch":null}"#),
+            Ok(Command::Join(JoinRequest::default()))
+        );
+        assert_eq!(
+            code(r#"{"type":"message","text":"\ud800"}"#),
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            code(r#"{"type":"join","since":1.5}"#),
+            ErrorCode::InvalidField
+        );
     }
 
     #[test]
