@@ -1,0 +1,159 @@
+//! `chat-sim`: deterministic simulations of `chat-server` on turmoil's simulated network.
+//!
+//! The real serving code ([`chat_server::run`]) runs on a simulated host through [`SimListener`];
+//! every user is a real WebSocket client ([`client::Client`]) on its own simulated host. Each
+//! client records what it sees in a [`trace::Trace`]; after a run, [`checker::check`] asserts the
+//! chat invariants over the whole record. [`seeds::run`] repeats a scenario over seeds and prints
+//! the command that replays a failing one. The scenarios are the tests in `sim/tests/`.
+//!
+//! ```text
+//! cargo test -p chat-sim                     # 3 seeds per scenario
+//! CHAT_SIM_SEEDS=50 cargo test -p chat-sim   # a sweep (debug: the engine checks its invariants)
+//! CHAT_SIM_SEED=17 cargo test -p chat-sim --test slow NAME -- --exact --nocapture  # replay
+//! ```
+
+pub mod checker;
+pub mod client;
+pub mod seeds;
+pub mod trace;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use chat_engine::Config;
+use chat_server::{Settings, StaticSource, WallClock};
+
+pub use client::{sleep_until, Client, PORT, SERVER};
+pub use trace::{Role, Trace};
+
+/// turmoil's listener as the server's accept seam.
+pub struct SimListener(pub turmoil::net::TcpListener);
+
+impl chat_server::Listener for SimListener {
+    type Io = turmoil::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, SocketAddr)> {
+        self.0.accept().await
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// Mixes a run's seed with a name, so every client gets its own random stream.
+pub fn mix(seed: u64, name: &str) -> u64 {
+    name.bytes().fold(seed ^ 0x9e37_79b9_7f4a_7c15, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A turmoil builder with this suite's defaults: the seed, a 5 ms tick, 1-20 ms of latency per
+/// message, room in the accept backlog, and 60 s of simulated time at most.
+pub fn builder(seed: u64) -> turmoil::Builder {
+    let mut builder = turmoil::Builder::new();
+    builder
+        .rng_seed(seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+        .tick_duration(Duration::from_millis(5))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(20))
+        .tcp_capacity(128)
+        .simulation_duration(Duration::from_secs(60));
+    builder
+}
+
+/// Engine limits for simulations: production defaults with quicker heartbeats.
+pub fn engine_config() -> Config {
+    Config {
+        ping_interval: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(3),
+        ..Config::default()
+    }
+}
+
+/// How the simulated server is started.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    pub engine: Config,
+    /// Time a socket may accept no bytes before the server drops the connection.
+    pub write_timeout: Duration,
+    /// When (simulated time since the run started) the server shuts down gracefully, if ever.
+    pub shutdown_at: Option<Duration>,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        Self {
+            engine: engine_config(),
+            write_timeout: Duration::from_secs(10),
+            shutdown_at: None,
+        }
+    }
+}
+
+/// The server's settings for its `start`-th start (1-based): fixed wall clock, epoch `sim-N`.
+pub fn settings(spec: &ServerSpec, start: u64) -> Settings {
+    Settings {
+        engine: spec.engine.clone(),
+        epoch: format!("sim-{start}"),
+        static_source: StaticSource::Embedded,
+        allowed_origins: vec!["*".to_owned()],
+        max_connections: 10_000,
+        max_message_bytes: 64 << 10,
+        handshake_timeout: Duration::from_secs(5),
+        write_timeout: spec.write_timeout,
+        shutdown_grace: Duration::from_secs(2),
+        admin_token: None,
+        wall_clock: WallClock::Anchored(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+    }
+}
+
+/// Adds the `server` host running `chat_server::run`. Returns its start counter: every
+/// `Sim::bounce` starts it again with the next epoch (`sim-1`, `sim-2`, ...).
+pub fn add_server(sim: &mut turmoil::Sim<'_>, spec: ServerSpec) -> Arc<AtomicU64> {
+    let starts = Arc::new(AtomicU64::new(0));
+    let counter = starts.clone();
+    sim.host(SERVER, move || {
+        let start = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let spec = spec.clone();
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
+            let shutdown = async move {
+                match spec.shutdown_at {
+                    Some(at) => sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            chat_server::run(SimListener(listener), settings(&spec, start), shutdown).await?;
+            Ok(())
+        }
+    });
+    starts
+}
+
+/// Runs the simulation to the end; a client's error or panic fails the test.
+pub fn run(sim: &mut turmoil::Sim<'_>) {
+    if let Err(e) = sim.run() {
+        panic!("the simulation failed: {e}");
+    }
+}
+
+/// A join request for `room` as `nick`.
+pub fn join(room: &str, nick: &str) -> chat_engine::JoinRequest {
+    chat_engine::JoinRequest {
+        room: Some(room.to_owned()),
+        nick: Some(nick.to_owned()),
+        ..chat_engine::JoinRequest::default()
+    }
+}
+
+/// The checker limits matching `spec`.
+pub fn limits(spec: &ServerSpec) -> checker::Limits {
+    checker::Limits {
+        queue_frames_max: spec.engine.queue_frames_max,
+    }
+}
