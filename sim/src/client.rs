@@ -327,6 +327,16 @@ impl Client {
         text
     }
 
+    /// Says something after each random pause drawn from `pause_ms` (milliseconds, from this
+    /// client's seeded RNG) until the simulated clock reaches `until`.
+    pub async fn chat_until(&mut self, until: Duration, pause_ms: std::ops::Range<u64>) {
+        while crate::trace::now() < until {
+            let pause = rand::Rng::random_range(self.rng(), pause_ms.clone());
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            self.say();
+        }
+    }
+
     /// Joins (or switches to) `room`, keeping the current nickname.
     pub fn join(&mut self, room: &str) {
         self.send(&Command::Join(JoinRequest {

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use chat_sim::checker::{self, assert_invariants};
-use chat_sim::trace::now;
 use chat_sim::{add_server, builder, join, limits, seeds, sleep_until, Client, ServerSpec, Trace};
 use rand::Rng;
 
@@ -34,11 +33,7 @@ fn chat(seed: u64, clients: usize) -> Trace {
                 c.connect(join(room, &name)).await,
                 "{name} could not connect"
             );
-            while now() < ACT_UNTIL {
-                let pause = Duration::from_millis(c.rng().random_range(100..600));
-                tokio::time::sleep(pause).await;
-                c.say();
-            }
+            c.chat_until(ACT_UNTIL, 100..600).await;
             sleep_until(SNAPSHOT_AT).await;
             c.snapshot();
             sleep_until(CLOSE_AT).await;

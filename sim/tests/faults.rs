@@ -10,7 +10,6 @@ use chat_sim::{
     add_server, builder, engine_config, join, limits, seeds, sleep_until, Client, ServerSpec,
     Trace, SERVER,
 };
-use rand::Rng;
 
 fn name(i: usize) -> String {
     format!("user{i}")
@@ -25,11 +24,7 @@ async fn chatter(mut c: Client, room: &str, [until, snapshot, close]: [u64; 3]) 
         c.connect(join(room, &nick)).await,
         "{nick} could not connect"
     );
-    while now() < until {
-        let ms = c.rng().random_range(100..500);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        c.say();
-    }
+    c.chat_until(until, 100..500).await;
     sleep_until(snapshot_at).await;
     c.snapshot();
     sleep_until(close_at).await;
@@ -178,11 +173,8 @@ fn graceful_shutdown_closes_everyone_with_1001() {
                 let mut c = Client::new(&trace, &name, seed);
                 assert!(c.connect(join(["a", "b"][i % 2], &name)).await);
                 // Chat right up to the shutdown.
-                while now() < SHUTDOWN_AT - Duration::from_millis(500) {
-                    let ms = c.rng().random_range(50..300);
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    c.say();
-                }
+                c.chat_until(SHUTDOWN_AT - Duration::from_millis(500), 50..300)
+                    .await;
                 sleep_until(SHUTDOWN_AT - Duration::from_millis(100)).await;
                 c.snapshot();
                 let closed = c.wait_until(|v| !v.open, Duration::from_secs(5)).await;

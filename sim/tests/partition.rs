@@ -10,7 +10,6 @@ use chat_sim::{
     add_server, builder, engine_config, join, limits, seeds, sleep_until, Client, ServerSpec,
     Trace, SERVER,
 };
-use rand::Rng;
 
 const PEERS: usize = 5;
 const CUT: &str = "cut_dave";
@@ -51,11 +50,7 @@ fn a_partitioned_client_times_out_and_the_room_is_told() {
                         c.connect(join("main", &name)).await,
                         "{name} could not connect"
                     );
-                    while now() < ACT_UNTIL {
-                        let ms = c.rng().random_range(200..800);
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                        c.say();
-                    }
+                    c.chat_until(ACT_UNTIL, 200..800).await;
                     sleep_until(SNAPSHOT_AT).await;
                     c.snapshot();
                     sleep_until(CLOSE_AT).await;

@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use chat_sim::checker::{self, assert_invariants};
-use chat_sim::trace::now;
 use chat_sim::{
     add_server, builder, engine_config, join, limits, seeds, sleep_until, Client, ServerSpec, Trace,
 };
-use rand::Rng;
 
 const TALKERS: usize = 4;
 const HISTORY: usize = 20;
@@ -53,11 +51,7 @@ fn reconnecting_recovers_exactly_what_was_missed_or_says_it_cannot() {
                         c.connect(join("main", &name)).await,
                         "{name} could not connect"
                     );
-                    while now() < ACT_UNTIL {
-                        let ms = c.rng().random_range(200..600);
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                        c.say();
-                    }
+                    c.chat_until(ACT_UNTIL, 200..600).await;
                     sleep_until(SNAPSHOT_AT).await;
                     c.snapshot();
                     sleep_until(CLOSE_AT).await;
@@ -79,11 +73,7 @@ fn reconnecting_recovers_exactly_what_was_missed_or_says_it_cannot() {
                     let resume = c.resume_request();
                     assert!(resume.since.is_some() && resume.epoch.is_some());
                     assert!(c.connect(resume).await, "{name} could not reconnect");
-                    while now() < ACT_UNTIL {
-                        let ms = c.rng().random_range(200..600);
-                        tokio::time::sleep(Duration::from_millis(ms)).await;
-                        c.say();
-                    }
+                    c.chat_until(ACT_UNTIL, 200..600).await;
                     sleep_until(SNAPSHOT_AT).await;
                     c.snapshot();
                     sleep_until(CLOSE_AT).await;

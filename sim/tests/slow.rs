@@ -10,7 +10,6 @@ use chat_sim::{
     add_server, builder, engine_config, join, limits, seeds, sleep_until, Client, Role, ServerSpec,
     Trace,
 };
-use rand::Rng;
 
 const TALKERS: usize = 10;
 const SLOW: &str = "slow_carol";
@@ -62,13 +61,8 @@ fn slow_run(seed: u64, stop: Duration, resume: Resume, talk_every_ms: u64) -> Tr
                 c.connect(join("main", &name)).await,
                 "{name} could not connect"
             );
-            while now() < ACT_UNTIL {
-                let ms = c
-                    .rng()
-                    .random_range(talk_every_ms / 2..talk_every_ms * 3 / 2);
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                c.say();
-            }
+            c.chat_until(ACT_UNTIL, talk_every_ms / 2..talk_every_ms * 3 / 2)
+                .await;
             sleep_until(SNAPSHOT_AT).await;
             c.snapshot();
             sleep_until(CLOSE_AT).await;
