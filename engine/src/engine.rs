@@ -76,7 +76,8 @@ struct Client {
     queued_bytes: usize,
     /// At or above a high-water mark (counted in its room's `behind`).
     behind: bool,
-    /// The shell was told to stop reading from it.
+    /// The shell was told to stop reading from it: its room is paused, or it is behind itself
+    /// (a client may not talk faster than it listens).
     paused: bool,
     /// Decided to close during this call (or being removed); gets nothing more.
     doomed: bool,
@@ -115,9 +116,30 @@ fn push_frame(
     });
     if !client.behind && is_behind(client, config) {
         client.behind = true;
+        // It stops being read from until it catches up, whatever its room does.
+        if !client.paused {
+            client.paused = true;
+            outputs.push_back(Output::Pause { to: client.id });
+        }
         return Pushed::SentNowBehind;
     }
     Pushed::Sent
+}
+
+/// Tells the shell to pause or resume reading from `client`, if that changes anything.
+fn set_paused(client: &mut Client, pause: bool, now: Now, outputs: &mut VecDeque<Output>) {
+    // A client doomed during this call gets nothing more but its close.
+    if client.paused == pause || client.doomed {
+        return;
+    }
+    client.paused = pause;
+    if pause {
+        outputs.push_back(Output::Pause { to: client.id });
+    } else {
+        // It could not talk while paused: its silence starts now.
+        client.last_seen = now.mono;
+        outputs.push_back(Output::Resume { to: client.id });
+    }
 }
 
 fn is_behind(client: &Client, config: &Config) -> bool {
@@ -436,6 +458,7 @@ impl Engine {
                 self.rooms[r].behind -= 1;
                 self.rebalance(r, now);
             }
+            self.sync_pause(slot, now);
         }
         Ok(())
     }
@@ -496,7 +519,8 @@ impl Engine {
         self.rebalance(r, now);
     }
 
-    /// Applies flow control to room `r`: pause or resume reading from all its members.
+    /// Applies flow control to room `r`: pause or resume reading from all its members (a member
+    /// behind on its own queue stays paused either way).
     fn rebalance(&mut self, r: usize, now: Now) {
         let room = &mut self.rooms[r];
         let pause = if room.should_pause() {
@@ -509,19 +533,15 @@ impl Engine {
         room.paused = pause;
         for &slot in &room.members {
             let client = &mut self.clients[slot];
-            // A client doomed during this call gets nothing more but its close.
-            if client.paused == pause || client.doomed {
-                continue;
-            }
-            client.paused = pause;
-            if pause {
-                self.outputs.push_back(Output::Pause { to: client.id });
-            } else {
-                // It could not talk while paused: its silence starts now.
-                client.last_seen = now.mono;
-                self.outputs.push_back(Output::Resume { to: client.id });
-            }
+            set_paused(client, pause || client.behind, now, &mut self.outputs);
         }
+    }
+
+    /// Pauses or resumes one client to match its own and its room's state.
+    fn sync_pause(&mut self, slot: usize, now: Now) {
+        let client = &mut self.clients[slot];
+        let room_paused = client.room.is_some_and(|r| self.rooms[r].paused);
+        set_paused(client, room_paused || client.behind, now, &mut self.outputs);
     }
 
     fn post(&mut self, slot: usize, now: Now, text: &str) {
@@ -694,10 +714,10 @@ impl Engine {
         if client.behind {
             room.behind += 1;
         }
-        if room.paused && !client.paused {
-            client.paused = true;
-            self.outputs.push_back(Output::Pause { to: client.id });
-        }
+        let paused = room.paused || client.behind;
+        set_paused(client, paused, now, &mut self.outputs);
+        let room = &self.rooms[r];
+        let client = &self.clients[slot];
         let frame = Outgoing::Join {
             room: &room.name,
             nick: &client.nick,
@@ -718,11 +738,10 @@ impl Engine {
         if client.behind {
             room.behind -= 1;
         }
-        if client.paused {
+        if client.doomed {
             client.paused = false;
-            if !client.doomed {
-                self.outputs.push_back(Output::Resume { to: client.id });
-            }
+        } else {
+            set_paused(client, client.behind, now, &mut self.outputs);
         }
         let frame = Outgoing::Leave {
             room: &room.name,
@@ -882,12 +901,17 @@ impl Engine {
                         client.id
                     );
                     assert_eq!(
-                        client.paused, room.paused,
-                        "{} pause state differs from its room",
+                        client.paused,
+                        room.paused || client.behind,
+                        "{} pause state differs from its room's and its own",
                         client.id
                     );
                 }
-                None => assert!(!client.paused, "{} paused outside any room", client.id),
+                None => assert_eq!(
+                    client.paused, client.behind,
+                    "{} paused outside any room but not behind",
+                    client.id
+                ),
             }
         }
         let mut members = 0;

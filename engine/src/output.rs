@@ -18,7 +18,8 @@ pub enum Output {
         client: ClientId,
         reason: CloseReason,
     },
-    /// Stop reading from this client until `Resume`: its room's members are behind (flow control).
+    /// Stop reading from this client until `Resume`: it is behind on its own queue, or most of its
+    /// room is (flow control).
     Pause { to: ClientId },
     /// Read from this client again.
     Resume { to: ClientId },

@@ -23,6 +23,9 @@
 //!   `Close` (and a peer that disconnects gets no `Close` at all).
 //! - The idle sweep visits clients in the engine's table order (a freed slot is reused first);
 //!   the model keeps that order because simultaneous timeouts announce their `leave`s in it.
+//! - A client that goes behind is paused at once, right after the frame that put it there, and
+//!   stays paused until it is neither behind nor in a paused room (a client may not talk faster
+//!   than it listens).
 //! - A room's epoch is the server epoch and a count of rooms created, so a forgotten and
 //!   recreated room never honours an old `since`.
 //!
@@ -612,7 +615,30 @@ impl Model {
             return self.doom(to, CloseReason::SlowConsumer);
         }
         client.queued += 1;
+        let now_behind = client.queued == HIGH_WATER_FRAMES && !client.paused;
         self.emit(to, event);
+        if now_behind {
+            self.client(to).paused = true;
+            self.notify(to, Event::Pause);
+        }
+    }
+
+    /// Pauses or resumes `id` to match its own and its room's state.
+    fn sync_pause(&mut self, id: u64) {
+        let room_paused = (self.clients[&id].room.as_ref()).is_some_and(|r| self.rooms[r].paused);
+        let pause = room_paused || self.is_behind(id);
+        let now = self.now_ms;
+        let client = self.client(id);
+        if client.paused == pause {
+            return;
+        }
+        client.paused = pause;
+        if pause {
+            self.notify(id, Event::Pause);
+        } else {
+            client.last_seen_ms = now;
+            self.notify(id, Event::Resume);
+        }
     }
 
     /// A frame for one client; flow control then looks at its room again.
@@ -657,19 +683,8 @@ impl Model {
             return;
         };
         self.room(name).paused = pause;
-        let now = self.now_ms;
         for member in members {
-            let client = self.client(member);
-            if client.paused == pause {
-                continue;
-            }
-            client.paused = pause;
-            if pause {
-                self.notify(member, Event::Pause);
-            } else {
-                client.last_seen_ms = now;
-                self.notify(member, Event::Resume);
-            }
+            self.sync_pause(member);
         }
     }
 
@@ -791,6 +806,7 @@ impl Model {
             if let Some(room) = self.clients[&id].room.clone() {
                 self.rebalance(&room);
             }
+            self.sync_pause(id);
         }
     }
 
@@ -974,10 +990,7 @@ impl Model {
         client.room = Some(room.to_owned());
         let r = self.room(room);
         r.members.push(id);
-        if r.paused {
-            self.client(id).paused = true;
-            self.notify(id, Event::Pause);
-        }
+        self.sync_pause(id);
         let joined = Event::Joined {
             room: room.to_owned(),
             nick,
@@ -991,10 +1004,8 @@ impl Model {
             return;
         };
         let nick = client.nick.clone();
-        if std::mem::take(&mut client.paused) {
-            self.notify(id, Event::Resume);
-        }
         self.room(&room).members.retain(|&m| m != id);
+        self.sync_pause(id);
         let left = Event::Left {
             room: room.clone(),
             nick,
@@ -1421,13 +1432,14 @@ fn history_is_the_latest_consecutive_run(model: &Model) {
     }
 }
 
-/// A client is paused exactly when its room is, and the shell was told so.
+/// A client is paused exactly when its room is or it is behind itself, and the shell was told so.
 fn pause_state_agrees_everywhere(shell: &Shell, model: &Model) {
     for (id, client) in &model.clients {
         let room_paused = client.room.as_ref().is_some_and(|r| model.rooms[r].paused);
         assert_eq!(
-            client.paused, room_paused,
-            "c{id} pause differs from its room"
+            client.paused,
+            room_paused || model.is_behind(*id),
+            "c{id} pause differs from its room's and its own"
         );
     }
     let paused: BTreeSet<u64> = (model.clients.iter())

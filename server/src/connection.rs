@@ -1,13 +1,14 @@
 //! One WebSocket connection after the upgrade: a reader (this task) and a writer (its own task).
 //! `serve_chat` hands messages to the hub; `serve_echo` sends them back (the Autobahn target).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chat_engine::{ClientId, JoinRequest};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
 
-use crate::hub::{ConnHandle, HubHandle, ReadControl, ToHub, WriterCmd};
+use crate::hub::{ConnHandle, HubHandle, ReadControl, ToHub, WriterCmd, FRAME_CREDIT};
 use crate::ws_read::{Incoming, MessageReader, ReadEnd, CLOSE_UNSUPPORTED};
 use crate::ws_write::{close_frame_bytes, write_loop, Report};
 
@@ -29,9 +30,11 @@ where
     let (read, mut write) = tokio::io::split(io);
     let (writer_tx, writer_rx) = mpsc::unbounded_channel();
     let (control_tx, mut control) = watch::channel(ReadControl::Run);
+    let credit = Arc::new(Semaphore::new(FRAME_CREDIT));
     let conn = ConnHandle {
         writer: writer_tx.clone(),
         control: control_tx,
+        credit: credit.clone(),
     };
     let client = match hub.connect(join, conn).await {
         Some(Ok(client)) => client,
@@ -54,7 +57,7 @@ where
     };
     let writer = tokio::spawn(write_loop(write, writer_rx, report, limits.write_timeout));
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
-    let end = read_loop(&mut reader, client, &writer_tx, &mut control, &hub).await;
+    let end = read_loop(&mut reader, client, &writer_tx, &mut control, &credit, &hub).await;
     hub.send(ToHub::Disconnect { client }).await;
     drop(writer_tx);
     // Flush everything (the close frame last) before lingering: the linger is bounded, and a
@@ -78,6 +81,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     client: ClientId,
     writer: &mpsc::UnboundedSender<WriterCmd>,
     control: &mut watch::Receiver<ReadControl>,
+    credit: &Semaphore,
     hub: &HubHandle,
 ) -> LoopEnd {
     loop {
@@ -90,13 +94,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(ReadControl::Run) => {}
             _ => return LoopEnd::Linger,
         }
-        let incoming = tokio::select! {
+        let (incoming, permit) = tokio::select! {
             biased;
             _ = control.wait_for(|c| *c == ReadControl::Stop) => return LoopEnd::Linger,
-            incoming = reader.next() => incoming,
+            read = next_with_credit(reader, credit) => read,
         };
         match incoming {
-            Ok(Incoming::Text(text)) => hub.send(ToHub::Frame { client, text }).await,
+            Ok(Incoming::Text(text)) => {
+                // The hub gives the permit back once the engine has taken the frame.
+                permit.forget();
+                hub.send(ToHub::Frame { client, text }).await;
+            }
             Ok(Incoming::Binary(_)) => {
                 let _ = writer.send(WriterCmd::Close {
                     code: CLOSE_UNSUPPORTED,
@@ -128,6 +136,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// The next message, read only once there is credit for it: a reader whose frames the engine is
+/// not taking (its room is paused) leaves the rest in the socket, so TCP pushes back.
+async fn next_with_credit<'c, R: AsyncRead + Unpin>(
+    reader: &mut MessageReader<R>,
+    credit: &'c Semaphore,
+) -> (Result<Incoming, ReadEnd>, SemaphorePermit<'c>) {
+    // Never closed: the semaphore lives as long as the connection.
+    let permit = credit.acquire().await.expect("credit is never closed");
+    (reader.next().await, permit)
 }
 
 /// Reads and discards until the peer's close or end of stream, for at most `CLOSE_LINGER`.

@@ -1,15 +1,21 @@
 //! The hub: the one task that owns the engine. Connections talk to it through a bounded inbox;
 //! it answers through each connection's writer channel and read control. No locks around chat
 //! state: every change goes through this task, in order.
+//!
+//! Flow control is the hub's to finish: when the engine pauses a client, its reader stops, but
+//! frames it read before it heard of the pause may still be in the inbox. The hub holds those
+//! back until the client is resumed, so a paused room gets nothing more from its own members.
+//! Each reader has a small credit of frames the engine has not taken yet (`FRAME_CREDIT`), so
+//! what the hub holds back is bounded too: a paused reader runs out of credit and stops.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::pin::pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_engine::{ClientId, Engine, Error, Input, JoinRequest, Output, Stats};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -41,11 +47,18 @@ pub(crate) enum ReadControl {
     Stop,
 }
 
+/// How many of a connection's frames may be read but not yet taken by the engine (in the inbox
+/// or held back by the hub). A reader takes one permit per frame; the hub gives it back when
+/// the engine takes the frame.
+pub(crate) const FRAME_CREDIT: usize = 32;
+
 /// The hub's grip on one connection.
 #[derive(Debug)]
 pub(crate) struct ConnHandle {
     pub(crate) writer: mpsc::UnboundedSender<WriterCmd>,
     pub(crate) control: watch::Sender<ReadControl>,
+    /// `FRAME_CREDIT` permits, shared with the reader.
+    pub(crate) credit: Arc<Semaphore>,
 }
 
 pub(crate) enum ToHub {
@@ -108,7 +121,17 @@ impl HubHandle {
     }
 }
 
-type ConnMap = HashMap<ClientId, ConnHandle, BuildHasherDefault<DefaultHasher>>;
+/// One connection as the hub sees it.
+#[derive(Debug)]
+struct Conn {
+    handle: ConnHandle,
+    /// The engine paused it: its frames wait in `held` until it is resumed.
+    paused: bool,
+    /// Frames it read before its reader stopped, in order, not yet given to the engine.
+    held: VecDeque<String>,
+}
+
+type ConnMap = HashMap<ClientId, Conn, BuildHasherDefault<DefaultHasher>>;
 
 pub(crate) struct Hub {
     engine: Engine,
@@ -117,10 +140,16 @@ pub(crate) struct Hub {
     stats: watch::Sender<Stats>,
     metrics: Arc<Metrics>,
     last_stats: Stats,
+    /// Clients resumed while they had frames held back, to be replayed before anything newer.
+    resumed: Vec<ClientId>,
 }
 
-/// How many messages the hub takes from its inbox per wake-up.
-const INBOX_BATCH: usize = 256;
+/// How many inbox messages the hub handles before it lets other tasks run. One message can be a
+/// broadcast that puts a frame on every member's queue, and the writers that drain those queues
+/// need this thread too: without the yield one turn of the hub put hundreds of frames on each
+/// queue before any writer ran, and members evenly behind were evicted (BENCHMARKS.md, 3c).
+/// Kept well under the gap between a queue's high-water mark and its bound (128 by default).
+const INBOX_BATCH: usize = 32;
 /// Inbox bound: readers wait (and so stop reading their sockets) when the hub is this far behind.
 pub(crate) const INBOX_CAPACITY: usize = 4096;
 
@@ -138,6 +167,7 @@ impl Hub {
             conns: ConnMap::default(),
             stats,
             metrics,
+            resumed: Vec::new(),
         };
         (hub, stats_rx)
     }
@@ -169,14 +199,17 @@ impl Hub {
                         break;
                     }
                     for message in batch.drain(..) {
-                        self.on_message(message);
-                        self.dispatch();
+                        self.handle(message);
+                    }
+                    if received == INBOX_BATCH {
+                        tokio::task::yield_now().await;
                     }
                 }
                 () = timer.as_mut(), if armed.is_some() => {
                     armed = None;
                     let _ = self.engine.handle(self.clock.now(), Input::Tick);
                     self.dispatch();
+                    self.replay_held();
                 }
             }
             self.publish();
@@ -185,25 +218,40 @@ impl Hub {
         self.publish();
     }
 
+    /// One inbox message, and everything the engine asked for because of it.
+    fn handle(&mut self, message: ToHub) {
+        self.on_message(message);
+        self.dispatch();
+        self.replay_held();
+    }
+
     fn on_message(&mut self, message: ToHub) {
         let now = self.clock.now();
         let result = match message {
             ToHub::Connect { join, conn, reply } => {
                 let result = self.engine.connect(now, join);
                 if let Ok(id) = result {
+                    let conn = Conn {
+                        handle: conn,
+                        paused: false,
+                        held: VecDeque::new(),
+                    };
                     self.conns.insert(id, conn);
                     tracing::info!(client = %id, "connected");
                 }
                 let _ = reply.send(result);
                 Ok(())
             }
-            ToHub::Frame { client, text } => self.engine.handle(
-                now,
-                Input::Frame {
-                    client,
-                    text: &text,
-                },
-            ),
+            ToHub::Frame { client, text } => match self.conns.get_mut(&client) {
+                Some(conn) if conn.paused || !conn.held.is_empty() => {
+                    conn.held.push_back(text);
+                    Ok(())
+                }
+                _ => {
+                    self.feed(client, &text);
+                    Ok(())
+                }
+            },
             ToHub::Pong { client } => self.engine.handle(now, Input::Pong { client }),
             ToHub::Flushed {
                 client,
@@ -219,7 +267,12 @@ impl Hub {
             ),
             ToHub::Disconnect { client } => {
                 if let Some(conn) = self.conns.remove(&client) {
-                    conn.control.send_replace(ReadControl::Stop);
+                    conn.handle.control.send_replace(ReadControl::Stop);
+                    // What it said before it left was read and counts: deliver it, even into a
+                    // paused room (a bounded excess: its reader stopped at the pause).
+                    for text in conn.held {
+                        self.feed(client, &text);
+                    }
                 }
                 self.engine.handle(now, Input::Disconnect { client })
             }
@@ -242,31 +295,68 @@ impl Hub {
                 Output::Send { to, frame } => self.to_writer(to, WriterCmd::Text(frame)),
                 Output::Ping { to } => self.to_writer(to, WriterCmd::Ping),
                 Output::Close { client, reason } => {
+                    // Frames still held are dropped with it: the engine takes nothing more from
+                    // a client it closed.
                     if let Some(conn) = self.conns.remove(&client) {
-                        let _ = conn.writer.send(WriterCmd::Close {
+                        let _ = conn.handle.writer.send(WriterCmd::Close {
                             code: reason.code(),
                             reason: reason.text(),
                         });
-                        conn.control.send_replace(ReadControl::Stop);
+                        conn.handle.control.send_replace(ReadControl::Stop);
                     }
                     tracing::info!(client = %client, code = reason.code(), reason = reason.text(), "closed by the server");
                 }
-                Output::Pause { to } => self.control(to, ReadControl::Pause),
-                Output::Resume { to } => self.control(to, ReadControl::Run),
+                Output::Pause { to } => {
+                    if let Some(conn) = self.conns.get_mut(&to) {
+                        conn.paused = true;
+                        conn.handle.control.send_replace(ReadControl::Pause);
+                    }
+                }
+                Output::Resume { to } => {
+                    if let Some(conn) = self.conns.get_mut(&to) {
+                        conn.paused = false;
+                        conn.handle.control.send_replace(ReadControl::Run);
+                        if !conn.held.is_empty() {
+                            self.resumed.push(to);
+                        }
+                    }
+                }
             }
+        }
+    }
+
+    /// Gives resumed clients' held frames to the engine, oldest first, until each is paused
+    /// again or has none left. Runs before the next inbox message, so order per client holds.
+    fn replay_held(&mut self) {
+        while let Some(client) = self.resumed.pop() {
+            while let Some(text) = self
+                .conns
+                .get_mut(&client)
+                .filter(|conn| !conn.paused)
+                .and_then(|conn| conn.held.pop_front())
+            {
+                self.feed(client, &text);
+                self.dispatch();
+            }
+        }
+    }
+
+    /// One frame from `client` into the engine, and its credit back to the reader.
+    fn feed(&mut self, client: ClientId, text: &str) {
+        if let Some(conn) = self.conns.get(&client) {
+            conn.handle.credit.add_permits(1);
+        }
+        let now = self.clock.now();
+        match self.engine.handle(now, Input::Frame { client, text }) {
+            Ok(()) | Err(Error::UnknownClient(_)) => {}
+            Err(e) => tracing::error!(error = %e, "engine refused an input from the server"),
         }
     }
 
     fn to_writer(&self, to: ClientId, cmd: WriterCmd) {
         if let Some(conn) = self.conns.get(&to) {
             // A dead writer has already reported its Disconnect, which is on its way here.
-            let _ = conn.writer.send(cmd);
-        }
-    }
-
-    fn control(&self, to: ClientId, control: ReadControl) {
-        if let Some(conn) = self.conns.get(&to) {
-            conn.control.send_replace(control);
+            let _ = conn.handle.writer.send(cmd);
         }
     }
 
@@ -285,12 +375,205 @@ impl Hub {
         ids.sort_unstable();
         for id in ids {
             if let Some(conn) = self.conns.remove(&id) {
-                let _ = conn.writer.send(WriterCmd::Close {
+                let _ = conn.handle.writer.send(WriterCmd::Close {
                     code: 1001,
                     reason: "server shutting down",
                 });
-                conn.control.send_replace(ReadControl::Stop);
+                conn.handle.control.send_replace(ReadControl::Stop);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chat_engine::{Config, JoinRequest};
+    use tokio::sync::mpsc::error::TryRecvError;
+
+    use super::*;
+    use crate::settings::WallClock;
+
+    /// What a connection's reader and writer would see of the hub.
+    struct Probe {
+        id: ClientId,
+        writer: mpsc::UnboundedReceiver<WriterCmd>,
+        control: watch::Receiver<ReadControl>,
+        credit: Arc<Semaphore>,
+    }
+
+    impl Probe {
+        /// Chat texts written to this client since last asked, in order.
+        fn texts(&mut self) -> Vec<String> {
+            let mut texts = Vec::new();
+            loop {
+                match self.writer.try_recv() {
+                    Ok(WriterCmd::Text(frame)) => {
+                        let value: serde_json::Value =
+                            serde_json::from_slice(&frame).expect("frames are JSON");
+                        if value["type"] == "message" {
+                            texts.push(value["text"].as_str().unwrap_or_default().to_owned());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return texts,
+                }
+            }
+        }
+
+        fn frames_queued(&self, hub: &Hub) -> usize {
+            hub.engine.queued(self.id).expect("connected").0
+        }
+    }
+
+    fn hub(config: Config) -> Hub {
+        let engine = Engine::new(config, "test").expect("valid config");
+        let clock = Clock::new(WallClock::System);
+        Hub::new(engine, clock, Arc::new(Metrics::new())).0
+    }
+
+    fn connect(hub: &mut Hub, nick: &str) -> Probe {
+        let (writer_tx, writer) = mpsc::unbounded_channel();
+        let (control_tx, control) = watch::channel(ReadControl::Run);
+        let credit = Arc::new(Semaphore::new(FRAME_CREDIT));
+        let (reply, mut answer) = oneshot::channel();
+        let join = JoinRequest {
+            nick: Some(nick.to_owned()),
+            room: None,
+            since: None,
+            epoch: None,
+        };
+        let conn = ConnHandle {
+            writer: writer_tx,
+            control: control_tx,
+            credit: credit.clone(),
+        };
+        hub.handle(ToHub::Connect { join, conn, reply });
+        let id = answer.try_recv().expect("answered").expect("accepted");
+        Probe {
+            id,
+            writer,
+            control,
+            credit,
+        }
+    }
+
+    /// What a reader does with one chat message: take a permit, hand the frame over.
+    fn say(hub: &mut Hub, from: &Probe, text: &str) {
+        from.credit
+            .try_acquire()
+            .expect("the reader has credit")
+            .forget();
+        let text = serde_json::json!({"type": "message", "text": text}).to_string();
+        hub.handle(ToHub::Frame {
+            client: from.id,
+            text,
+        });
+    }
+
+    /// What a writer does after writing everything it was given.
+    fn flush(hub: &mut Hub, probe: &mut Probe) {
+        let (frames, bytes) = hub.engine.queued(probe.id).expect("connected");
+        probe.texts();
+        hub.handle(ToHub::Flushed {
+            client: probe.id,
+            frames,
+            bytes,
+        });
+    }
+
+    fn small_queues() -> Config {
+        Config {
+            queue_frames_max: 8,
+            queue_high_water_frames: 4,
+            rate_limit_per_second: 0,
+            ping_interval: Duration::from_secs(3600),
+            idle_timeout: Duration::from_secs(3600),
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn frames_read_before_a_pause_are_held_back_and_delivered_in_order_after_resume() {
+        let mut hub = hub(small_queues());
+        let mut ann = connect(&mut hub, "ann");
+        let mut bob = connect(&mut hub, "bob");
+        flush(&mut hub, &mut ann);
+        flush(&mut hub, &mut bob);
+        // Neither writes anything out: after four messages both are behind, the room pauses.
+        for n in 1..=4 {
+            say(&mut hub, &ann, &format!("m{n}"));
+        }
+        assert_eq!(*ann.control.borrow(), ReadControl::Pause);
+        assert_eq!(*bob.control.borrow(), ReadControl::Pause);
+        // Its reader had already read two more before it saw the pause.
+        say(&mut hub, &ann, "m5");
+        say(&mut hub, &ann, "m6");
+        assert_eq!(
+            bob.frames_queued(&hub),
+            4,
+            "nothing more reached the paused room"
+        );
+        assert_eq!(
+            ann.credit.available_permits(),
+            FRAME_CREDIT - 2,
+            "held frames keep their credit: a paused reader runs out and stops"
+        );
+        assert_eq!(bob.texts(), ["m1", "m2", "m3", "m4"]);
+        flush(&mut hub, &mut ann);
+        hub.handle(ToHub::Flushed {
+            client: bob.id,
+            frames: 4,
+            bytes: hub.engine.queued(bob.id).expect("connected").1,
+        });
+        assert_eq!(*ann.control.borrow(), ReadControl::Run);
+        assert_eq!(bob.texts(), ["m5", "m6"], "replayed in order once resumed");
+        assert_eq!(ann.credit.available_permits(), FRAME_CREDIT);
+        // And what it says next comes after them.
+        say(&mut hub, &ann, "m7");
+        assert_eq!(bob.texts(), ["m7"]);
+    }
+
+    #[test]
+    fn a_paused_client_that_disconnects_still_has_its_held_frames_delivered() {
+        let mut hub = hub(small_queues());
+        let mut ann = connect(&mut hub, "ann");
+        let mut bob = connect(&mut hub, "bob");
+        flush(&mut hub, &mut ann);
+        flush(&mut hub, &mut bob);
+        for n in 1..=4 {
+            say(&mut hub, &ann, &format!("m{n}"));
+        }
+        say(&mut hub, &ann, "last words");
+        assert_eq!(bob.texts(), ["m1", "m2", "m3", "m4"]);
+        hub.handle(ToHub::Disconnect { client: ann.id });
+        assert_eq!(
+            bob.texts(),
+            ["last words"],
+            "read before it left, so delivered"
+        );
+    }
+
+    #[test]
+    fn a_reader_behind_on_its_own_queue_is_paused_alone() {
+        let mut hub = hub(small_queues());
+        let mut ann = connect(&mut hub, "ann");
+        let mut bob = connect(&mut hub, "bob");
+        let mut cid = connect(&mut hub, "cid");
+        for probe in [&mut ann, &mut bob, &mut cid] {
+            flush(&mut hub, probe);
+        }
+        for n in 1..=4 {
+            say(&mut hub, &ann, &format!("m{n}"));
+            flush(&mut hub, &mut ann);
+            flush(&mut hub, &mut bob);
+        }
+        assert_eq!(*cid.control.borrow(), ReadControl::Pause);
+        assert_eq!(*ann.control.borrow(), ReadControl::Run, "the room goes on");
+        say(&mut hub, &ann, "m5");
+        assert_eq!(bob.texts(), ["m5"]);
+        flush(&mut hub, &mut cid);
+        assert_eq!(*cid.control.borrow(), ReadControl::Run);
     }
 }

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.worker_threads)
         .enable_all()
         .build()
     {
