@@ -2,10 +2,10 @@
 # Load benchmarks of chat-server with chat-load (see BENCHMARKS.md, "Load"): builds both release
 # binaries, starts a server on 127.0.0.1 for each group of scenarios, runs every scenario with a
 # time bound, stops the server. Each run prints a summary and one JSON line; the JSON lines are
-# also collected in $OUT/results.jsonl. Takes about three minutes.
+# also collected in $OUT/results.jsonl. Takes about five minutes.
 #
 #   sim/bench.sh                 # every scenario
-#   sim/bench.sh 1 3c 4          # only these (1 2 3 3c 3q 3cq 4 4b 5)
+#   sim/bench.sh 1 3c 4          # only these (1 2 3 3c 3q 3cq 3w 3cw 4 4b 5)
 #
 # Environment: CARGO_TARGET_DIR (default /work/target-load), PORT (default 18480), OUT (default
 # /tmp/chat-load-bench).
@@ -76,7 +76,8 @@ if wanted 1 || wanted 2 || wanted 3 || wanted 3c || wanted 5; then
     start_server
     wanted 1 && run 1 --clients 100 --senders 10 --rate 10 --duration 10
     wanted 2 && run 2 --clients 1000 --senders 2 --rate 20 --duration 10
-    wanted 3 && run 3 --clients 50 --senders 5 --rate 0 --duration 5
+    # Open loop: what the senders' sockets hold when sending stops takes seconds to deliver.
+    wanted 3 && run 3 --clients 50 --senders 5 --rate 0 --duration 5 --drain 30
     wanted 3c && run 3c --clients 50 --senders 5 --rate 0 --window 32 --duration 5
     wanted 5 && run 5 --clients 1000 --senders 2 --rate 20 --slow 100 --duration 10
 fi
@@ -84,8 +85,15 @@ fi
 # The same fan-out scenarios with a deeper outbound queue (4,096 frames per client).
 if wanted 3q || wanted 3cq; then
     start_server --queue-frames 4096
-    wanted 3q && run 3q --clients 50 --senders 5 --rate 0 --duration 5
+    wanted 3q && run 3q --clients 50 --senders 5 --rate 0 --duration 5 --drain 30
     wanted 3cq && run 3cq --clients 50 --senders 5 --rate 0 --window 32 --duration 5
+fi
+
+# The same fan-out scenarios with two runtime threads instead of one.
+if wanted 3w || wanted 3cw; then
+    start_server --worker-threads 2
+    wanted 3w && run 3w --clients 50 --senders 5 --rate 0 --duration 5 --drain 30
+    wanted 3cw && run 3cw --clients 50 --senders 5 --rate 0 --window 32 --duration 5
 fi
 
 # Idle connections, each on a fresh server so the RSS baseline is a server that never had any.

@@ -1,12 +1,17 @@
-//! Reading client messages off a WebSocket, strictly by RFC 6455: fastwebsockets parses frames;
-//! this adds what it leaves out (see ../shared/STACK.md): the mask requirement, a cap on the
-//! *reassembled* message, control-frame sizes and close-frame validation.
+//! Reading client messages off a WebSocket, strictly by RFC 6455. Frame heads are parsed here
+//! rather than by fastwebsockets' reader, which allocates a fixed 8 KiB buffer for every
+//! connection, most of what an idle connection costs (BENCHMARKS.md, scenario 4). This reader's
+//! buffer is allocated on the first read at `READ_CHUNK` bytes, grows only to fit a frame that
+//! needs it, and is given back once such a frame is consumed. It also checks what fastwebsockets
+//! leaves out (../shared/STACK.md): the mask requirement, a cap on the *reassembled* message,
+//! control-frame sizes and close-frame validation.
 
-use fastwebsockets::{CloseCode, Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead};
-use tokio::io::AsyncRead;
+use bytes::{Buf, BytesMut};
+use fastwebsockets::{CloseCode, OpCode};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// One complete thing a client said.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Incoming {
     Text(String),
     Binary(Vec<u8>),
@@ -33,6 +38,8 @@ pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
 pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 
 const CONTROL_PAYLOAD_MAX: usize = 125;
+/// Bytes asked of the socket at a time: a few typical chat frames.
+const READ_CHUNK: usize = 512;
 
 fn violation(code: u16, reason: &'static str) -> ReadEnd {
     ReadEnd::Violation { code, reason }
@@ -40,64 +47,131 @@ fn violation(code: u16, reason: &'static str) -> ReadEnd {
 
 /// Reads whole messages, reassembling fragments up to `max_message_bytes`.
 pub(crate) struct MessageReader<R> {
-    ws: WebSocketRead<R>,
+    io: R,
+    buf: BytesMut,
     max_message_bytes: usize,
     partial: Option<(OpCode, Vec<u8>)>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
-    pub(crate) fn new(read: R, max_message_bytes: usize) -> Self {
-        let (mut ws, _) =
-            fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
-        // Pongs and close replies go through our own writer, after our own validation.
-        ws.set_auto_close(false);
-        ws.set_auto_pong(false);
-        // fastwebsockets refuses frames with `len >= max`: allow exactly the cap.
-        ws.set_max_message_size(max_message_bytes.saturating_add(1));
+    pub(crate) fn new(io: R, max_message_bytes: usize) -> Self {
         Self {
-            ws,
+            io,
+            buf: BytesMut::new(),
             max_message_bytes,
             partial: None,
         }
     }
 
-    /// The next complete message. Not cancel-safe: only drop it when abandoning the connection.
+    /// The next complete message. Cancel-safe: what was read stays buffered for the next call.
     pub(crate) async fn next(&mut self) -> Result<Incoming, ReadEnd> {
         let Self {
-            ws,
+            io,
+            buf,
             max_message_bytes,
             partial,
         } = self;
         loop {
-            let mut no_obligations =
-                |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
-            let mut frame = ws
-                .read_frame(&mut no_obligations)
-                .await
-                .map_err(read_error)?;
-            if !is_masked(&mut frame) {
-                return Err(violation(CLOSE_PROTOCOL, "client frames must be masked"));
+            let mut wanted = buf.len() + 1;
+            if let Some(head) = parse_head(buf, *max_message_bytes)? {
+                let end = head.len + head.payload_len;
+                if buf.len() >= end {
+                    let payload = &mut buf[head.len..end];
+                    fastwebsockets::unmask(payload, head.mask);
+                    let message = on_frame(partial, *max_message_bytes, &head, payload);
+                    buf.advance(end);
+                    if buf.is_empty() && buf.capacity() > READ_CHUNK {
+                        // That frame needed more room than usual: give it back.
+                        *buf = BytesMut::new();
+                    }
+                    match message? {
+                        Some(message) => return Ok(message),
+                        None => continue,
+                    }
+                }
+                wanted = end;
             }
-            if let Some(message) = on_frame(partial, *max_message_bytes, frame)? {
-                return Ok(message);
+            buf.reserve((wanted - buf.len()).max(READ_CHUNK));
+            match io.read_buf(buf).await {
+                Ok(0) | Err(_) => return Err(ReadEnd::Gone),
+                Ok(_) => {}
             }
         }
     }
+}
+
+/// A client frame's head.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    fin: bool,
+    opcode: OpCode,
+    mask: [u8; 4],
+    /// Bytes of the head itself.
+    len: usize,
+    payload_len: usize,
+}
+
+/// Parses the head of the frame at the start of `buf`: `None` until all of it has arrived. Every
+/// check that needs only the head happens here, before any payload is buffered.
+fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, ReadEnd> {
+    let [b0, b1, ..] = *buf else {
+        return Ok(None);
+    };
+    if b0 & 0x70 != 0 {
+        return Err(violation(CLOSE_PROTOCOL, "reserved bits set"));
+    }
+    let opcode =
+        OpCode::try_from(b0 & 0x0F).map_err(|_| violation(CLOSE_PROTOCOL, "reserved opcode"))?;
+    let fin = b0 & 0x80 != 0;
+    let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
+    if control && !fin {
+        return Err(violation(CLOSE_PROTOCOL, "fragmented control frame"));
+    }
+    if b1 & 0x80 == 0 {
+        return Err(violation(CLOSE_PROTOCOL, "client frames must be masked"));
+    }
+    let (payload_len, at) = match b1 & 0x7F {
+        126 => match buf.get(2..4) {
+            Some(&[a, b]) => (u64::from(u16::from_be_bytes([a, b])), 4),
+            _ => return Ok(None),
+        },
+        127 => match buf.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+            Some(bytes) => (u64::from_be_bytes(bytes), 10),
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    if control && payload_len > CONTROL_PAYLOAD_MAX as u64 {
+        return Err(violation(
+            CLOSE_PROTOCOL,
+            "control frame payload over 125 bytes",
+        ));
+    }
+    let payload_len = match usize::try_from(payload_len) {
+        Ok(len) if len <= max_payload && len.checked_add(at + 4).is_some() => len,
+        _ => return Err(violation(CLOSE_TOO_BIG, "message too big")),
+    };
+    let Some(&[m0, m1, m2, m3]) = buf.get(at..at + 4) else {
+        return Ok(None);
+    };
+    Ok(Some(Head {
+        fin,
+        opcode,
+        mask: [m0, m1, m2, m3],
+        len: at + 4,
+        payload_len,
+    }))
 }
 
 /// Folds one frame into the message being assembled; `Some` when a message is complete.
 fn on_frame(
     partial: &mut Option<(OpCode, Vec<u8>)>,
     max_message_bytes: usize,
-    frame: Frame<'_>,
+    head: &Head,
+    payload: &[u8],
 ) -> Result<Option<Incoming>, ReadEnd> {
     {
-        let Frame {
-            fin,
-            opcode,
-            payload,
-            ..
-        } = frame;
+        let Head { fin, opcode, .. } = *head;
         match opcode {
             OpCode::Text | OpCode::Binary => {
                 if partial.is_some() {
@@ -122,7 +196,7 @@ fn on_frame(
                 if buffer.len() + payload.len() > max_message_bytes {
                     return Err(violation(CLOSE_TOO_BIG, "message too big"));
                 }
-                buffer.extend_from_slice(&payload);
+                buffer.extend_from_slice(payload);
                 if !fin {
                     return Ok(None);
                 }
@@ -130,12 +204,8 @@ fn on_frame(
                 message(opcode, buffer).map(Some)
             }
             OpCode::Ping => Ok(Some(Incoming::Ping(payload.to_vec()))),
-            OpCode::Pong if payload.len() > CONTROL_PAYLOAD_MAX => Err(violation(
-                CLOSE_PROTOCOL,
-                "control frame payload over 125 bytes",
-            )),
             OpCode::Pong => Ok(Some(Incoming::Pong)),
-            OpCode::Close => close_frame(&payload).map(Some),
+            OpCode::Close => close_frame(payload).map(Some),
         }
     }
 }
@@ -149,17 +219,13 @@ fn message(opcode: OpCode, bytes: Vec<u8>) -> Result<Incoming, ReadEnd> {
         .map_err(|_| violation(CLOSE_INVALID_DATA, "text message is not valid UTF-8"))
 }
 
-/// Validates a close frame's payload (fastwebsockets echoes some invalid ones verbatim).
-fn close_frame(payload: &Payload<'_>) -> Result<Incoming, ReadEnd> {
+/// Validates a close frame's payload (its length is already at most 125).
+fn close_frame(payload: &[u8]) -> Result<Incoming, ReadEnd> {
     match payload.len() {
         0 => Ok(Incoming::Close { code: None }),
         1 => Err(violation(
             CLOSE_PROTOCOL,
             "close frame with a 1-byte payload",
-        )),
-        len if len > CONTROL_PAYLOAD_MAX => Err(violation(
-            CLOSE_PROTOCOL,
-            "control frame payload over 125 bytes",
         )),
         _ => {
             let code = u16::from_be_bytes([payload[0], payload[1]]);
@@ -177,30 +243,160 @@ fn close_frame(payload: &Payload<'_>) -> Result<Incoming, ReadEnd> {
     }
 }
 
-/// fastwebsockets keeps the mask private, but formats it into the frame head.
-fn is_masked(frame: &mut Frame<'_>) -> bool {
-    let mut head = [0u8; 16];
-    frame.fmt_head(&mut head);
-    head[1] & 0x80 != 0
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn read_error(error: WebSocketError) -> ReadEnd {
-    match error {
-        WebSocketError::InvalidUTF8 => {
-            violation(CLOSE_INVALID_DATA, "text message is not valid UTF-8")
+    /// A masked client frame, as a browser would send it.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![u8::from(fin) << 7 | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
         }
-        WebSocketError::FrameTooLarge => violation(CLOSE_TOO_BIG, "message too big"),
-        WebSocketError::ReservedBitsNotZero => violation(CLOSE_PROTOCOL, "reserved bits set"),
-        WebSocketError::ControlFrameFragmented => {
-            violation(CLOSE_PROTOCOL, "fragmented control frame")
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+        out
+    }
+
+    async fn read_all(bytes: &[u8], max: usize) -> (Vec<Incoming>, ReadEnd) {
+        let mut reader = MessageReader::new(bytes, max);
+        let mut messages = Vec::new();
+        loop {
+            match reader.next().await {
+                Ok(message) => messages.push(message),
+                Err(end) => return (messages, end),
+            }
         }
-        WebSocketError::PingFrameTooLarge => {
-            violation(CLOSE_PROTOCOL, "control frame payload over 125 bytes")
+    }
+
+    fn violation_of(bytes: &[u8]) -> ReadEnd {
+        parse_head(bytes, 1 << 16).expect_err("a violation")
+    }
+
+    #[test]
+    fn heads_are_parsed_only_once_complete() {
+        let whole = frame(true, 0x1, &[b'x'; 300]);
+        for cut in 0..8 {
+            assert_eq!(parse_head(&whole[..cut], 1 << 16), Ok(None), "cut at {cut}");
         }
-        WebSocketError::InvalidValue => violation(CLOSE_PROTOCOL, "reserved opcode"),
-        WebSocketError::UnexpectedEOF
-        | WebSocketError::IoError(_)
-        | WebSocketError::ConnectionClosed => ReadEnd::Gone,
-        _ => violation(CLOSE_PROTOCOL, "protocol error"),
+        let head = parse_head(&whole, 1 << 16)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!((head.len, head.payload_len, head.fin), (8, 300, true));
+        let long = frame(false, 0x2, &vec![0; 70_000]);
+        assert_eq!(parse_head(&long[..13], 1 << 20), Ok(None));
+        let head = parse_head(&long, 1 << 20)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!((head.len, head.payload_len, head.fin), (14, 70_000, false));
+    }
+
+    #[test]
+    fn head_violations_get_their_close_codes() {
+        let protocol = |reason| violation(CLOSE_PROTOCOL, reason);
+        let mut rsv = frame(true, 0x1, b"x");
+        rsv[0] |= 0x40;
+        assert_eq!(violation_of(&rsv), protocol("reserved bits set"));
+        assert_eq!(
+            violation_of(&frame(true, 0x3, b"x")),
+            protocol("reserved opcode")
+        );
+        assert_eq!(
+            violation_of(&frame(false, 0x9, b"x")),
+            protocol("fragmented control frame")
+        );
+        assert_eq!(
+            violation_of(&frame(true, 0xA, &[0; 126])),
+            protocol("control frame payload over 125 bytes")
+        );
+        let mut unmasked = frame(true, 0x1, b"x");
+        unmasked[1] &= 0x7F;
+        assert_eq!(
+            violation_of(&unmasked),
+            protocol("client frames must be masked")
+        );
+        assert_eq!(
+            parse_head(&frame(true, 0x1, &[0; 101]), 100),
+            Err(violation(CLOSE_TOO_BIG, "message too big"))
+        );
+        // A length the machine cannot even address is just too big, not a panic.
+        let huge = [
+            0x81, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4,
+        ];
+        assert_eq!(
+            parse_head(&huge, usize::MAX),
+            Err(violation(CLOSE_TOO_BIG, "message too big"))
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_come_out_whole_however_the_bytes_are_split() {
+        let mut wire = frame(true, 0x1, "héllo".as_bytes());
+        wire.extend(frame(false, 0x1, b"frag"));
+        wire.extend(frame(true, 0x9, b"ping"));
+        wire.extend(frame(true, 0x0, b"mented"));
+        wire.extend(frame(true, 0x8, &[0x03, 0xE8, b'o', b'k']));
+        let expected = vec![
+            Incoming::Text("héllo".into()),
+            Incoming::Ping(b"ping".to_vec()),
+            Incoming::Text("fragmented".into()),
+            Incoming::Close { code: Some(1000) },
+        ];
+        let (messages, end) = read_all(&wire, 1 << 16).await;
+        assert_eq!((messages, end), (expected.clone(), ReadEnd::Gone));
+        // One byte per read: a socket may hand over any split.
+        let (tx, rx) = tokio::io::duplex(1);
+        let writer = tokio::spawn(async move {
+            let mut tx = tx;
+            tokio::io::AsyncWriteExt::write_all(&mut tx, &wire).await
+        });
+        let mut reader = MessageReader::new(rx, 1 << 16);
+        for want in expected {
+            assert_eq!(reader.next().await, Ok(want));
+        }
+        writer.await.expect("no panic").expect("written");
+    }
+
+    #[tokio::test]
+    async fn the_cap_applies_to_the_reassembled_message() {
+        let mut wire = frame(false, 0x1, &[b'a'; 60]);
+        wire.extend(frame(true, 0x0, &[b'b'; 60]));
+        let (messages, end) = read_all(&wire, 100).await;
+        assert!(messages.is_empty());
+        assert_eq!(end, violation(CLOSE_TOO_BIG, "message too big"));
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_buffer_is_given_back_once_consumed() {
+        let big = "x".repeat(20_000);
+        let mut wire = frame(true, 0x1, big.as_bytes());
+        wire.extend(frame(true, 0x1, b"small"));
+        let mut reader = MessageReader::new(&wire[..], 1 << 16);
+        assert_eq!(reader.next().await, Ok(Incoming::Text(big)));
+        assert!(
+            reader.buf.capacity() <= READ_CHUNK,
+            "kept {}",
+            reader.buf.capacity()
+        );
+        assert_eq!(reader.next().await, Ok(Incoming::Text("small".into())));
+    }
+
+    #[tokio::test]
+    async fn an_idle_reader_holds_a_small_buffer() {
+        let (_tx, rx) = tokio::io::duplex(64);
+        let mut reader = MessageReader::new(rx, 1 << 16);
+        assert_eq!(reader.buf.capacity(), 0, "nothing before the first read");
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(10), reader.next());
+        assert!(pending.await.is_err(), "nothing to read");
+        assert_eq!(reader.buf.capacity(), READ_CHUNK);
     }
 }
