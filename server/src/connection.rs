@@ -1,14 +1,16 @@
-//! One WebSocket connection after the upgrade: a reader (this task) and a writer (its own task).
-//! `serve_chat` hands messages to the hub; `serve_echo` sends them back (the Autobahn target).
+//! One WebSocket connection after the upgrade: a reader and a writer, run side by side in one
+//! task and joined by the connection's link. `serve_chat` hands messages to the hub;
+//! `serve_echo` sends them back (the Autobahn target).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chat_engine::{ClientId, JoinRequest};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch, Semaphore, SemaphorePermit};
+use tokio::sync::SemaphorePermit;
 
-use crate::hub::{ConnHandle, HubHandle, ReadControl, ToHub, WriterCmd, FRAME_CREDIT};
+use crate::hub::{HubHandle, ToHub};
+use crate::link::{Link, ReadControl, WriterCmd};
 use crate::ws_read::{Incoming, MessageReader, ReadEnd, CLOSE_UNSUPPORTED};
 use crate::ws_write::{close_frame_bytes, write_loop, Report};
 
@@ -28,15 +30,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, mut write) = tokio::io::split(io);
-    let (writer_tx, writer_rx) = mpsc::unbounded_channel();
-    let (control_tx, mut control) = watch::channel(ReadControl::Run);
-    let credit = Arc::new(Semaphore::new(FRAME_CREDIT));
-    let conn = ConnHandle {
-        writer: writer_tx.clone(),
-        control: control_tx,
-        credit: credit.clone(),
-    };
-    let client = match hub.connect(join, conn).await {
+    let link = Arc::new(Link::default());
+    let client = match hub.connect(join, link.clone()).await {
         Some(Ok(client)) => client,
         refused => {
             let (code, reason) = match refused {
@@ -55,14 +50,18 @@ where
         hub: hub.clone(),
         client,
     };
-    let writer = tokio::spawn(write_loop(write, writer_rx, report, limits.write_timeout));
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
-    let end = read_loop(&mut reader, client, &writer_tx, &mut control, &credit, &hub).await;
-    hub.send(ToHub::Disconnect { client }).await;
-    drop(writer_tx);
+    let reading = async {
+        let end = read_loop(&mut reader, client, &link, &hub).await;
+        hub.send(ToHub::Disconnect { client }).await;
+        // The hub closes the link when it hears of the disconnect; after shutdown nobody would.
+        link.close();
+        end
+    };
+    let writing = write_loop(write, &link, report, limits.write_timeout);
     // Flush everything (the close frame last) before lingering: the linger is bounded, and a
     // socket dropped with unread bytes resets, which could cost the peer its last frames.
-    let _ = writer.await;
+    let (end, ()) = tokio::join!(reading, writing);
     if end == LoopEnd::Linger {
         linger(&mut reader).await;
     }
@@ -79,25 +78,18 @@ enum LoopEnd {
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     client: ClientId,
-    writer: &mpsc::UnboundedSender<WriterCmd>,
-    control: &mut watch::Receiver<ReadControl>,
-    credit: &Semaphore,
+    link: &Link,
     hub: &HubHandle,
 ) -> LoopEnd {
     loop {
         // Flow control: while paused, leave the bytes in the socket so TCP pushes back.
-        match control
-            .wait_for(|c| *c != ReadControl::Pause)
-            .await
-            .map(|c| *c)
-        {
-            Ok(ReadControl::Run) => {}
-            _ => return LoopEnd::Linger,
+        if link.wait_control(|c| c != ReadControl::Pause).await == ReadControl::Stop {
+            return LoopEnd::Linger;
         }
         let (incoming, permit) = tokio::select! {
             biased;
-            _ = control.wait_for(|c| *c == ReadControl::Stop) => return LoopEnd::Linger,
-            read = next_with_credit(reader, credit) => read,
+            _ = link.wait_control(|c| c == ReadControl::Stop) => return LoopEnd::Linger,
+            read = next_with_credit(reader, link) => read,
         };
         match incoming {
             Ok(Incoming::Text(text)) => {
@@ -106,19 +98,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 hub.send(ToHub::Frame { client, text }).await;
             }
             Ok(Incoming::Binary(_)) => {
-                let _ = writer.send(WriterCmd::Close {
+                link.send(WriterCmd::Close {
                     code: CLOSE_UNSUPPORTED,
                     reason: "binary frames are not supported: this is a text protocol",
                 });
                 return LoopEnd::Linger;
             }
             Ok(Incoming::Ping(payload)) => {
-                let _ = writer.send(WriterCmd::Pong(payload.into()));
+                link.send(WriterCmd::Pong(payload.into()));
                 hub.send(ToHub::Pong { client }).await;
             }
             Ok(Incoming::Pong) => hub.send(ToHub::Pong { client }).await,
             Ok(Incoming::Close { code }) => {
-                let _ = writer.send(WriterCmd::Close {
+                link.send(WriterCmd::Close {
                     code: code.unwrap_or(1000),
                     reason: "",
                 });
@@ -127,7 +119,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             Err(ReadEnd::Violation { code, reason }) => {
                 tracing::info!(client = %client, code, reason, "closing a connection that broke the protocol");
-                let _ = writer.send(WriterCmd::Close { code, reason });
+                link.send(WriterCmd::Close { code, reason });
                 return LoopEnd::Linger;
             }
             Err(ReadEnd::Gone) => {
@@ -140,12 +132,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 /// The next message, read only once there is credit for it: a reader whose frames the engine is
 /// not taking (its room is paused) leaves the rest in the socket, so TCP pushes back.
-async fn next_with_credit<'c, R: AsyncRead + Unpin>(
+async fn next_with_credit<'l, R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
-    credit: &'c Semaphore,
-) -> (Result<Incoming, ReadEnd>, SemaphorePermit<'c>) {
+    link: &'l Link,
+) -> (Result<Incoming, ReadEnd>, SemaphorePermit<'l>) {
     // Never closed: the semaphore lives as long as the connection.
-    let permit = credit.acquire().await.expect("credit is never closed");
+    let permit = (link.credit().acquire().await).expect("credit is never closed");
     (reader.next().await, permit)
 }
 
@@ -166,42 +158,46 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let (writer_tx, writer_rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(
-        write,
-        writer_rx,
-        Report::Nobody,
-        limits.write_timeout,
-    ));
+    let link = Link::default();
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
-    let end = loop {
+    let reading = async {
+        let end = echo_loop(&mut reader, &link).await;
+        link.close();
+        end
+    };
+    let writing = write_loop(write, &link, Report::Nobody, limits.write_timeout);
+    // Flush everything (the close frame last) before lingering: the linger is bounded, and a
+    // socket dropped with unread bytes resets, which could cost the peer its last frames.
+    let (end, ()) = tokio::join!(reading, writing);
+    if end == LoopEnd::Linger {
+        linger(&mut reader).await;
+    }
+}
+
+async fn echo_loop<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>, link: &Link) -> LoopEnd {
+    loop {
         let cmd = match reader.next().await {
             Ok(Incoming::Text(text)) => WriterCmd::Text(text.into()),
             Ok(Incoming::Binary(bytes)) => WriterCmd::Binary(bytes.into()),
             Ok(Incoming::Ping(payload)) => WriterCmd::Pong(payload.into()),
             Ok(Incoming::Pong) => continue,
             Ok(Incoming::Close { code }) => {
-                let _ = writer_tx.send(WriterCmd::Close {
+                link.send(WriterCmd::Close {
                     code: code.unwrap_or(1000),
                     reason: "",
                 });
-                break LoopEnd::Done;
+                return LoopEnd::Done;
             }
             Err(ReadEnd::Violation { code, reason }) => {
-                let _ = writer_tx.send(WriterCmd::Close { code, reason });
-                break LoopEnd::Linger;
+                link.send(WriterCmd::Close { code, reason });
+                return LoopEnd::Linger;
             }
-            Err(ReadEnd::Gone) => break LoopEnd::Done,
+            Err(ReadEnd::Gone) => return LoopEnd::Done,
         };
-        if writer_tx.send(cmd).is_err() {
-            break LoopEnd::Done;
+        // A writer that failed closed the link: nobody hears the echo any more.
+        if link.is_closed() {
+            return LoopEnd::Done;
         }
-    };
-    drop(writer_tx);
-    // Flush everything (the close frame last) before lingering: the linger is bounded, and a
-    // socket dropped with unread bytes resets, which could cost the peer its last frames.
-    let _ = writer.await;
-    if end == LoopEnd::Linger {
-        linger(&mut reader).await;
+        link.send(cmd);
     }
 }

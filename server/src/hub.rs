@@ -1,5 +1,5 @@
 //! The hub: the one task that owns the engine. Connections talk to it through a bounded inbox;
-//! it answers through each connection's writer channel and read control. No locks around chat
+//! it answers through each connection's link (writer queue and read control). No locks around chat
 //! state: every change goes through this task, in order.
 //!
 //! Flow control is the hub's to finish: when the engine pauses a client, its reader stops, but
@@ -13,58 +13,18 @@ use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::pin::pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use chat_engine::{ClientId, Engine, Error, Input, JoinRequest, Output, Stats};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::link::{Link, ReadControl, WriterCmd};
 use crate::metrics::Metrics;
-
-/// What a connection's writer is asked to put on the wire, in order.
-#[derive(Debug)]
-pub(crate) enum WriterCmd {
-    /// A text frame from the engine (counted in its queue; reported back as flushed).
-    Text(Bytes),
-    /// A binary frame (echo mode only; never counted).
-    Binary(Bytes),
-    Ping,
-    Pong(Bytes),
-    /// The last frame: close with this code and reason, then end the connection.
-    Close {
-        code: u16,
-        reason: &'static str,
-    },
-}
-
-/// Whether a connection's reader may read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReadControl {
-    Run,
-    /// Flow control: its room is behind, stop reading until resumed.
-    Pause,
-    /// The connection is over: stop reading (after a short linger for the peer's close).
-    Stop,
-}
-
-/// How many of a connection's frames may be read but not yet taken by the engine (in the inbox
-/// or held back by the hub). A reader takes one permit per frame; the hub gives it back when
-/// the engine takes the frame.
-pub(crate) const FRAME_CREDIT: usize = 32;
-
-/// The hub's grip on one connection.
-#[derive(Debug)]
-pub(crate) struct ConnHandle {
-    pub(crate) writer: mpsc::UnboundedSender<WriterCmd>,
-    pub(crate) control: watch::Sender<ReadControl>,
-    /// `FRAME_CREDIT` permits, shared with the reader.
-    pub(crate) credit: Arc<Semaphore>,
-}
 
 pub(crate) enum ToHub {
     Connect {
         join: JoinRequest,
-        conn: ConnHandle,
+        link: Arc<Link>,
         reply: oneshot::Sender<Result<ClientId, Error>>,
     },
     Frame {
@@ -100,11 +60,11 @@ impl HubHandle {
     pub(crate) async fn connect(
         &self,
         join: JoinRequest,
-        conn: ConnHandle,
+        link: Arc<Link>,
     ) -> Option<Result<ClientId, Error>> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(ToHub::Connect { join, conn, reply })
+            .send(ToHub::Connect { join, link, reply })
             .await
             .ok()?;
         answer.await.ok()
@@ -124,7 +84,7 @@ impl HubHandle {
 /// One connection as the hub sees it.
 #[derive(Debug)]
 struct Conn {
-    handle: ConnHandle,
+    link: Arc<Link>,
     /// The engine paused it: its frames wait in `held` until it is resumed.
     paused: bool,
     /// Frames it read before its reader stopped, in order, not yet given to the engine.
@@ -228,11 +188,11 @@ impl Hub {
     fn on_message(&mut self, message: ToHub) {
         let now = self.clock.now();
         let result = match message {
-            ToHub::Connect { join, conn, reply } => {
+            ToHub::Connect { join, link, reply } => {
                 let result = self.engine.connect(now, join);
                 if let Ok(id) = result {
                     let conn = Conn {
-                        handle: conn,
+                        link,
                         paused: false,
                         held: VecDeque::new(),
                     };
@@ -267,7 +227,8 @@ impl Hub {
             ),
             ToHub::Disconnect { client } => {
                 if let Some(conn) = self.conns.remove(&client) {
-                    conn.handle.control.send_replace(ReadControl::Stop);
+                    conn.link.set_control(ReadControl::Stop);
+                    conn.link.close();
                     // What it said before it left was read and counts: deliver it, even into a
                     // paused room (a bounded excess: its reader stopped at the pause).
                     for text in conn.held {
@@ -298,24 +259,25 @@ impl Hub {
                     // Frames still held are dropped with it: the engine takes nothing more from
                     // a client it closed.
                     if let Some(conn) = self.conns.remove(&client) {
-                        let _ = conn.handle.writer.send(WriterCmd::Close {
+                        conn.link.send(WriterCmd::Close {
                             code: reason.code(),
                             reason: reason.text(),
                         });
-                        conn.handle.control.send_replace(ReadControl::Stop);
+                        conn.link.close();
+                        conn.link.set_control(ReadControl::Stop);
                     }
                     tracing::info!(client = %client, code = reason.code(), reason = reason.text(), "closed by the server");
                 }
                 Output::Pause { to } => {
                     if let Some(conn) = self.conns.get_mut(&to) {
                         conn.paused = true;
-                        conn.handle.control.send_replace(ReadControl::Pause);
+                        conn.link.set_control(ReadControl::Pause);
                     }
                 }
                 Output::Resume { to } => {
                     if let Some(conn) = self.conns.get_mut(&to) {
                         conn.paused = false;
-                        conn.handle.control.send_replace(ReadControl::Run);
+                        conn.link.set_control(ReadControl::Run);
                         if !conn.held.is_empty() {
                             self.resumed.push(to);
                         }
@@ -344,7 +306,7 @@ impl Hub {
     /// One frame from `client` into the engine, and its credit back to the reader.
     fn feed(&mut self, client: ClientId, text: &str) {
         if let Some(conn) = self.conns.get(&client) {
-            conn.handle.credit.add_permits(1);
+            conn.link.credit().add_permits(1);
         }
         let now = self.clock.now();
         match self.engine.handle(now, Input::Frame { client, text }) {
@@ -356,7 +318,7 @@ impl Hub {
     fn to_writer(&self, to: ClientId, cmd: WriterCmd) {
         if let Some(conn) = self.conns.get(&to) {
             // A dead writer has already reported its Disconnect, which is on its way here.
-            let _ = conn.handle.writer.send(cmd);
+            conn.link.send(cmd);
         }
     }
 
@@ -375,11 +337,12 @@ impl Hub {
         ids.sort_unstable();
         for id in ids {
             if let Some(conn) = self.conns.remove(&id) {
-                let _ = conn.handle.writer.send(WriterCmd::Close {
+                conn.link.send(WriterCmd::Close {
                     code: 1001,
                     reason: "server shutting down",
                 });
-                conn.handle.control.send_replace(ReadControl::Stop);
+                conn.link.close();
+                conn.link.set_control(ReadControl::Stop);
             }
         }
     }
@@ -390,36 +353,40 @@ mod tests {
     use std::time::Duration;
 
     use chat_engine::{Config, JoinRequest};
-    use tokio::sync::mpsc::error::TryRecvError;
 
     use super::*;
+    use crate::link::FRAME_CREDIT;
     use crate::settings::WallClock;
 
     /// What a connection's reader and writer would see of the hub.
     struct Probe {
         id: ClientId,
-        writer: mpsc::UnboundedReceiver<WriterCmd>,
-        control: watch::Receiver<ReadControl>,
-        credit: Arc<Semaphore>,
+        link: Arc<Link>,
     }
 
     impl Probe {
         /// Chat texts written to this client since last asked, in order.
         fn texts(&mut self) -> Vec<String> {
             let mut texts = Vec::new();
-            loop {
-                match self.writer.try_recv() {
-                    Ok(WriterCmd::Text(frame)) => {
-                        let value: serde_json::Value =
-                            serde_json::from_slice(&frame).expect("frames are JSON");
-                        if value["type"] == "message" {
-                            texts.push(value["text"].as_str().unwrap_or_default().to_owned());
-                        }
+            let taken = futures_util::FutureExt::now_or_never(self.link.take_all());
+            for cmd in taken.flatten().unwrap_or_default() {
+                if let WriterCmd::Text(frame) = cmd {
+                    let value: serde_json::Value =
+                        serde_json::from_slice(&frame).expect("frames are JSON");
+                    if value["type"] == "message" {
+                        texts.push(value["text"].as_str().unwrap_or_default().to_owned());
                     }
-                    Ok(_) => {}
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return texts,
                 }
             }
+            texts
+        }
+
+        fn control(&self) -> ReadControl {
+            self.link.control()
+        }
+
+        fn credit(&self) -> usize {
+            self.link.credit().available_permits()
         }
 
         fn frames_queued(&self, hub: &Hub) -> usize {
@@ -434,9 +401,7 @@ mod tests {
     }
 
     fn connect(hub: &mut Hub, nick: &str) -> Probe {
-        let (writer_tx, writer) = mpsc::unbounded_channel();
-        let (control_tx, control) = watch::channel(ReadControl::Run);
-        let credit = Arc::new(Semaphore::new(FRAME_CREDIT));
+        let link = Arc::new(Link::default());
         let (reply, mut answer) = oneshot::channel();
         let join = JoinRequest {
             nick: Some(nick.to_owned()),
@@ -444,24 +409,19 @@ mod tests {
             since: None,
             epoch: None,
         };
-        let conn = ConnHandle {
-            writer: writer_tx,
-            control: control_tx,
-            credit: credit.clone(),
-        };
-        hub.handle(ToHub::Connect { join, conn, reply });
+        hub.handle(ToHub::Connect {
+            join,
+            link: link.clone(),
+            reply,
+        });
         let id = answer.try_recv().expect("answered").expect("accepted");
-        Probe {
-            id,
-            writer,
-            control,
-            credit,
-        }
+        Probe { id, link }
     }
 
     /// What a reader does with one chat message: take a permit, hand the frame over.
     fn say(hub: &mut Hub, from: &Probe, text: &str) {
-        from.credit
+        from.link
+            .credit()
             .try_acquire()
             .expect("the reader has credit")
             .forget();
@@ -505,8 +465,8 @@ mod tests {
         for n in 1..=4 {
             say(&mut hub, &ann, &format!("m{n}"));
         }
-        assert_eq!(*ann.control.borrow(), ReadControl::Pause);
-        assert_eq!(*bob.control.borrow(), ReadControl::Pause);
+        assert_eq!(ann.control(), ReadControl::Pause);
+        assert_eq!(bob.control(), ReadControl::Pause);
         // Its reader had already read two more before it saw the pause.
         say(&mut hub, &ann, "m5");
         say(&mut hub, &ann, "m6");
@@ -516,7 +476,7 @@ mod tests {
             "nothing more reached the paused room"
         );
         assert_eq!(
-            ann.credit.available_permits(),
+            ann.credit(),
             FRAME_CREDIT - 2,
             "held frames keep their credit: a paused reader runs out and stops"
         );
@@ -527,9 +487,9 @@ mod tests {
             frames: 4,
             bytes: hub.engine.queued(bob.id).expect("connected").1,
         });
-        assert_eq!(*ann.control.borrow(), ReadControl::Run);
+        assert_eq!(ann.control(), ReadControl::Run);
         assert_eq!(bob.texts(), ["m5", "m6"], "replayed in order once resumed");
-        assert_eq!(ann.credit.available_permits(), FRAME_CREDIT);
+        assert_eq!(ann.credit(), FRAME_CREDIT);
         // And what it says next comes after them.
         say(&mut hub, &ann, "m7");
         assert_eq!(bob.texts(), ["m7"]);
@@ -569,11 +529,11 @@ mod tests {
             flush(&mut hub, &mut ann);
             flush(&mut hub, &mut bob);
         }
-        assert_eq!(*cid.control.borrow(), ReadControl::Pause);
-        assert_eq!(*ann.control.borrow(), ReadControl::Run, "the room goes on");
+        assert_eq!(cid.control(), ReadControl::Pause);
+        assert_eq!(ann.control(), ReadControl::Run, "the room goes on");
         say(&mut hub, &ann, "m5");
         assert_eq!(bob.texts(), ["m5"]);
         flush(&mut hub, &mut cid);
-        assert_eq!(*cid.control.borrow(), ReadControl::Run);
+        assert_eq!(cid.control(), ReadControl::Run);
     }
 }

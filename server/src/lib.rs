@@ -8,6 +8,7 @@ mod clock;
 mod connection;
 mod http;
 mod hub;
+mod link;
 pub mod listener;
 mod metrics;
 mod origin;

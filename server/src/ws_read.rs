@@ -1,14 +1,19 @@
 //! Reading client messages off a WebSocket, strictly by RFC 6455. Frame heads are parsed here
 //! rather than by fastwebsockets' reader, which allocates a fixed 8 KiB buffer for every
-//! connection, most of what an idle connection costs (BENCHMARKS.md, scenario 4). This reader's
-//! buffer is allocated on the first read at `READ_CHUNK` bytes, grows only to fit a frame that
-//! needs it, and is given back once such a frame is consumed. It also checks what fastwebsockets
-//! leaves out (../shared/STACK.md): the mask requirement, a cap on the *reassembled* message,
-//! control-frame sizes and close-frame validation.
+//! connection, most of what an idle connection cost (BENCHMARKS.md, scenario 4). This reader
+//! waits on the socket through a buffer on the stack and keeps on the heap only the bytes of a
+//! frame not yet complete, so an idle connection's reader holds no buffer at all. It also checks
+//! what fastwebsockets leaves out (../shared/STACK.md): the mask requirement, a cap on the
+//! *reassembled* message, control-frame sizes and close-frame validation.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::{ready, Poll};
 
 use bytes::{Buf, BytesMut};
 use fastwebsockets::{CloseCode, OpCode};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// One complete thing a client said.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,8 +43,9 @@ pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
 pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 
 const CONTROL_PAYLOAD_MAX: usize = 125;
-/// Bytes asked of the socket at a time: a few typical chat frames.
-const READ_CHUNK: usize = 512;
+/// Bytes asked of the socket at a time through the stack; a frame missing more than this is read
+/// straight into its heap buffer.
+const STACK_READ: usize = 4096;
 
 fn violation(code: u16, reason: &'static str) -> ReadEnd {
     ReadEnd::Violation { code, reason }
@@ -80,8 +86,8 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                     fastwebsockets::unmask(payload, head.mask);
                     let message = on_frame(partial, *max_message_bytes, &head, payload);
                     buf.advance(end);
-                    if buf.is_empty() && buf.capacity() > READ_CHUNK {
-                        // That frame needed more room than usual: give it back.
+                    if buf.is_empty() {
+                        // Nothing pending: hold no memory while waiting for the next frame.
                         *buf = BytesMut::new();
                     }
                     match message? {
@@ -91,13 +97,35 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 }
                 wanted = end;
             }
-            buf.reserve((wanted - buf.len()).max(READ_CHUNK));
-            match io.read_buf(buf).await {
+            let missing = wanted - buf.len();
+            let read = if missing > STACK_READ {
+                buf.reserve(missing);
+                io.read_buf(buf).await
+            } else {
+                read_through_stack(io, buf).await
+            };
+            match read {
                 Ok(0) | Err(_) => return Err(ReadEnd::Gone),
                 Ok(_) => {}
             }
         }
     }
+}
+
+/// Reads what the socket has into `buf` through a buffer on the stack, which exists only while
+/// the read is polled: a reader waiting on an idle socket holds no heap buffer.
+async fn read_through_stack<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut stack = [MaybeUninit::<u8>::uninit(); STACK_READ];
+        let mut chunk = ReadBuf::uninit(&mut stack);
+        ready!(Pin::new(&mut *io).poll_read(cx, &mut chunk))?;
+        buf.extend_from_slice(chunk.filled());
+        Poll::Ready(Ok(chunk.filled().len()))
+    })
+    .await
 }
 
 /// A client frame's head.
@@ -382,11 +410,7 @@ mod tests {
         wire.extend(frame(true, 0x1, b"small"));
         let mut reader = MessageReader::new(&wire[..], 1 << 16);
         assert_eq!(reader.next().await, Ok(Incoming::Text(big)));
-        assert!(
-            reader.buf.capacity() <= READ_CHUNK,
-            "kept {}",
-            reader.buf.capacity()
-        );
+        assert_eq!(reader.buf.capacity(), 0, "nothing kept once consumed");
         assert_eq!(reader.next().await, Ok(Incoming::Text("small".into())));
     }
 
@@ -394,9 +418,8 @@ mod tests {
     async fn an_idle_reader_holds_a_small_buffer() {
         let (_tx, rx) = tokio::io::duplex(64);
         let mut reader = MessageReader::new(rx, 1 << 16);
-        assert_eq!(reader.buf.capacity(), 0, "nothing before the first read");
         let pending = tokio::time::timeout(std::time::Duration::from_millis(10), reader.next());
         assert!(pending.await.is_err(), "nothing to read");
-        assert_eq!(reader.buf.capacity(), READ_CHUNK);
+        assert_eq!(reader.buf.capacity(), 0, "waiting costs no heap buffer");
     }
 }

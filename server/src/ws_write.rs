@@ -1,6 +1,7 @@
-//! The connection writer: drains everything queued, encodes it into one reusable buffer and
+//! The connection writer: takes everything queued on the link, encodes it into one buffer and
 //! writes it with one call, then reports the flushed frames to the hub. A socket that accepts
 //! nothing for the write timeout is dropped, so a slow client costs at most its queue bound.
+//! Nothing is kept between batches: an idle connection's writer holds no buffer.
 
 use std::time::Duration;
 
@@ -8,14 +9,12 @@ use bytes::Bytes;
 use chat_engine::ClientId;
 use fastwebsockets::{Frame, OpCode, Payload};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
-use crate::hub::{HubHandle, ToHub, WriterCmd};
+use crate::hub::{HubHandle, ToHub};
+use crate::link::{Link, WriterCmd};
 
 /// Write as soon as this much is buffered, so one batch never holds much memory.
 const BATCH_BYTES: usize = 256 << 10;
-/// An idle writer keeps a buffer no larger than this.
-const IDLE_BUFFER_BYTES: usize = 16 << 10;
 
 /// Appends one unmasked (server) frame to `buf`.
 pub(crate) fn encode(buf: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
@@ -58,20 +57,19 @@ impl Report {
     }
 }
 
-/// Runs until a `Close` was written, every sender is gone, or the socket fails.
+/// Runs until a `Close` was written, the link is closed and drained, or the socket fails.
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     mut io: W,
-    mut rx: mpsc::UnboundedReceiver<WriterCmd>,
+    link: &Link,
     report: Report,
     write_timeout: Duration,
 ) {
-    let mut buf = Vec::new();
-    while let Some(first) = rx.recv().await {
+    while let Some(mut batch) = link.take_all().await {
+        let mut buf = Vec::with_capacity(batch_size_hint(&batch));
         let mut frames = 0;
         let mut bytes = 0;
         let mut closing = false;
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
+        while let Some(cmd) = batch.pop_front() {
             match cmd {
                 WriterCmd::Text(payload) => {
                     encode(&mut buf, OpCode::Text, &payload);
@@ -87,18 +85,18 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
                     break;
                 }
             }
-            if buf.len() < BATCH_BYTES {
-                next = rx.try_recv().ok();
+            if buf.len() >= BATCH_BYTES {
+                break;
             }
+        }
+        if !closing && !batch.is_empty() {
+            link.put_back(batch);
         }
         let written = tokio::time::timeout(write_timeout, io.write_all(&buf)).await;
         if !matches!(written, Ok(Ok(()))) {
+            link.close();
             report.failed().await;
             return;
-        }
-        buf.clear();
-        if buf.capacity() > IDLE_BUFFER_BYTES && rx.is_empty() {
-            buf = Vec::new();
         }
         if frames > 0 {
             report.flushed(frames, bytes).await;
@@ -108,6 +106,24 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     let _ = tokio::time::timeout(write_timeout, io.shutdown()).await;
+}
+
+/// Bytes the encoded batch will take, up to one write's worth, so the buffer is sized once.
+fn batch_size_hint(batch: &std::collections::VecDeque<WriterCmd>) -> usize {
+    let mut size = 0;
+    for cmd in batch {
+        size += match cmd {
+            WriterCmd::Text(payload) | WriterCmd::Binary(payload) | WriterCmd::Pong(payload) => {
+                payload.len()
+            }
+            WriterCmd::Ping => 0,
+            WriterCmd::Close { reason, .. } => 2 + reason.len(),
+        } + 10;
+        if size >= BATCH_BYTES {
+            return BATCH_BYTES;
+        }
+    }
+    size
 }
 
 /// A single close frame's bytes, for answers given before any writer exists.
