@@ -71,15 +71,23 @@ wanted() {
 }
 SELECTED=("$@")
 
-# Server defaults (queue 256 frames, high water 128), rate limit off.
-if wanted 1 || wanted 2 || wanted 3 || wanted 3c || wanted 5; then
+# Server defaults (queue 256 frames, high water 128, one runtime thread), rate limit off.
+if wanted 1 || wanted 3 || wanted 3c; then
     start_server
     wanted 1 && run 1 --clients 100 --senders 10 --rate 10 --duration 10
-    wanted 2 && run 2 --clients 1000 --senders 2 --rate 20 --duration 10
     # Open loop: what the senders' sockets hold when sending stops takes seconds to deliver.
     wanted 3 && run 3 --clients 50 --senders 5 --rate 0 --duration 5 --drain 30
     wanted 3c && run 3c --clients 50 --senders 5 --rate 0 --window 32 --duration 5
-    wanted 5 && run 5 --clients 1000 --senders 2 --rate 20 --slow 100 --duration 10
+fi
+
+# 2 and 5 each on a fresh server, so their peak RSS (VmHWM) compares the two and nothing else.
+if wanted 2; then
+    start_server
+    run 2 --clients 1000 --senders 2 --rate 20 --duration 10
+fi
+if wanted 5; then
+    start_server
+    run 5 --clients 1000 --senders 2 --rate 20 --slow 100 --duration 10
 fi
 
 # The same fan-out scenarios with a deeper outbound queue (4,096 frames per client).

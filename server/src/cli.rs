@@ -38,7 +38,7 @@ pub struct Args {
     pub allowed_origins: Vec<String>,
     /// Threads running connections and the hub. The chat state is one task either way; more
     /// threads spread socket writes over cores, but on a machine that is short of cores a
-    /// descheduled thread strands the writers queued on it (BENCHMARKS.md: "Worker threads").
+    /// descheduled thread strands the writers queued on it (BENCHMARKS.md, scenarios 3w and 3cw).
     #[arg(long, env = "CHAT_WORKER_THREADS", default_value_t = 1,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub worker_threads: usize,
