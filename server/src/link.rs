@@ -16,6 +16,12 @@ use tokio::sync::{Notify, Semaphore};
 /// the engine takes the frame.
 pub(crate) const FRAME_CREDIT: usize = 32;
 
+/// Pongs waiting to be written, at most. A client that pings without reading would otherwise
+/// grow its writer's queue without bound (pongs are not chat frames, so the engine's queue
+/// bounds do not count them); past this, a new pong replaces the latest waiting one, which
+/// RFC 6455 (5.5.3) allows. Autobahn's case 2.10 sends 10 pings at once and wants 10 pongs.
+pub(crate) const PENDING_PONGS_MAX: usize = 16;
+
 /// What a connection's writer is asked to put on the wire, in order.
 #[derive(Debug)]
 pub(crate) enum WriterCmd {
@@ -56,6 +62,8 @@ impl ReadControl {
 #[derive(Debug, Default)]
 struct Outbox {
     queue: VecDeque<WriterCmd>,
+    /// `Pong`s in `queue`.
+    pongs: usize,
     /// No more commands are taken; the writer ends once `queue` is written.
     closed: bool,
 }
@@ -96,10 +104,26 @@ impl Link {
         if outbox.closed {
             return;
         }
-        let wake = outbox.queue.is_empty();
-        outbox.queue.push_back(cmd);
-        drop(outbox);
+        match cmd {
+            WriterCmd::Pong(payload) if outbox.pongs >= PENDING_PONGS_MAX => {
+                let latest = outbox.queue.iter_mut().rev().find_map(|cmd| match cmd {
+                    WriterCmd::Pong(waiting) => Some(waiting),
+                    _ => None,
+                });
+                if let Some(waiting) = latest {
+                    *waiting = payload;
+                }
+                return;
+            }
+            WriterCmd::Pong(payload) => {
+                outbox.pongs += 1;
+                outbox.queue.push_back(WriterCmd::Pong(payload));
+            }
+            cmd => outbox.queue.push_back(cmd),
+        }
         // A writer with a non-empty queue has been woken already and will take this too.
+        let wake = outbox.queue.len() == 1;
+        drop(outbox);
         if wake {
             self.writer_wake.notify_one();
         }
@@ -122,6 +146,7 @@ impl Link {
             {
                 let mut outbox = self.outbox();
                 if !outbox.queue.is_empty() {
+                    outbox.pongs = 0;
                     return Some(std::mem::take(&mut outbox.queue));
                 }
                 if outbox.closed {
@@ -135,6 +160,10 @@ impl Link {
     /// Puts back what a writer took but could not fit in one write, ahead of anything newer.
     pub(crate) fn put_back(&self, mut rest: VecDeque<WriterCmd>) {
         let mut outbox = self.outbox();
+        outbox.pongs += rest
+            .iter()
+            .filter(|cmd| matches!(cmd, WriterCmd::Pong(_)))
+            .count();
         rest.append(&mut outbox.queue);
         outbox.queue = rest;
     }
@@ -194,6 +223,25 @@ mod tests {
         let batch = link.take_all().await.expect("still queued");
         assert_eq!(texts(&batch), [b"b", b"c"], "put back ahead of newer");
         assert!(link.take_all().await.is_none(), "closed and drained");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_pings_without_reading_has_a_bounded_number_of_pongs_waiting() {
+        let link = Link::default();
+        link.send(WriterCmd::Text(Bytes::from_static(b"chat")));
+        for n in 0..10_000u32 {
+            link.send(WriterCmd::Pong(Bytes::from(n.to_be_bytes().to_vec())));
+        }
+        let batch = link.take_all().await.expect("queued");
+        assert_eq!(batch.len(), 1 + PENDING_PONGS_MAX);
+        let last = batch.back().expect("not empty");
+        assert!(
+            matches!(last, WriterCmd::Pong(p) if p[..] == 9_999u32.to_be_bytes()),
+            "the latest ping is answered: {last:?}"
+        );
+        // Once written, pongs may queue again.
+        link.send(WriterCmd::Pong(Bytes::from_static(b"again")));
+        assert_eq!(link.take_all().await.expect("queued").len(), 1);
     }
 
     #[tokio::test]

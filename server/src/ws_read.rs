@@ -56,7 +56,15 @@ pub(crate) struct MessageReader<R> {
     io: R,
     buf: BytesMut,
     max_message_bytes: usize,
-    partial: Option<(OpCode, Vec<u8>)>,
+    partial: Option<Partial>,
+}
+
+/// A fragmented message being reassembled.
+struct Partial {
+    opcode: OpCode,
+    buffer: Vec<u8>,
+    /// Bytes at the start of `buffer` known to be valid UTF-8 (text messages).
+    valid: usize,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
@@ -193,7 +201,7 @@ fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, ReadEnd> {
 
 /// Folds one frame into the message being assembled; `Some` when a message is complete.
 fn on_frame(
-    partial: &mut Option<(OpCode, Vec<u8>)>,
+    partial: &mut Option<Partial>,
     max_message_bytes: usize,
     head: &Head,
     payload: &[u8],
@@ -211,24 +219,31 @@ fn on_frame(
                 if fin {
                     return message(opcode, payload.to_vec()).map(Some);
                 }
-                *partial = Some((opcode, payload.to_vec()));
+                let mut started = Partial {
+                    opcode,
+                    buffer: payload.to_vec(),
+                    valid: 0,
+                };
+                started.check_text_so_far()?;
+                *partial = Some(started);
                 Ok(None)
             }
             OpCode::Continuation => {
-                let Some((_, buffer)) = partial.as_mut() else {
+                let Some(started) = partial.as_mut() else {
                     return Err(violation(
                         CLOSE_PROTOCOL,
                         "continuation frame without a message",
                     ));
                 };
-                if buffer.len() + payload.len() > max_message_bytes {
+                if started.buffer.len() + payload.len() > max_message_bytes {
                     return Err(violation(CLOSE_TOO_BIG, "message too big"));
                 }
-                buffer.extend_from_slice(payload);
+                started.buffer.extend_from_slice(payload);
+                started.check_text_so_far()?;
                 if !fin {
                     return Ok(None);
                 }
-                let (opcode, buffer) = partial.take().expect("checked above");
+                let Partial { opcode, buffer, .. } = partial.take().expect("checked above");
                 message(opcode, buffer).map(Some)
             }
             OpCode::Ping => Ok(Some(Incoming::Ping(payload.to_vec()))),
@@ -238,13 +253,33 @@ fn on_frame(
     }
 }
 
+impl Partial {
+    /// Fails a fragmented text message at the first invalid byte rather than at its end: checks
+    /// what arrived since the last fragment, allowing only an unfinished character at the end.
+    fn check_text_so_far(&mut self) -> Result<(), ReadEnd> {
+        if self.opcode != OpCode::Text {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.buffer[self.valid..]) {
+            Ok(_) => self.valid = self.buffer.len(),
+            Err(e) if e.error_len().is_none() => self.valid += e.valid_up_to(),
+            Err(_) => return Err(invalid_utf8()),
+        }
+        Ok(())
+    }
+}
+
+fn invalid_utf8() -> ReadEnd {
+    violation(CLOSE_INVALID_DATA, "text message is not valid UTF-8")
+}
+
 fn message(opcode: OpCode, bytes: Vec<u8>) -> Result<Incoming, ReadEnd> {
     if opcode == OpCode::Binary {
         return Ok(Incoming::Binary(bytes));
     }
     String::from_utf8(bytes)
         .map(Incoming::Text)
-        .map_err(|_| violation(CLOSE_INVALID_DATA, "text message is not valid UTF-8"))
+        .map_err(|_| invalid_utf8())
 }
 
 /// Validates a close frame's payload (its length is already at most 125).
@@ -392,6 +427,29 @@ mod tests {
             assert_eq!(reader.next().await, Ok(want));
         }
         writer.await.expect("no panic").expect("written");
+    }
+
+    #[tokio::test]
+    async fn fragmented_text_fails_at_the_first_invalid_byte_not_at_its_end() {
+        // "é" split across fragments is fine; 0xFF is never valid.
+        let mut wire = frame(false, 0x1, &[b'a', 0xC3]);
+        wire.extend(frame(false, 0x0, &[0xA9]));
+        wire.extend(frame(false, 0x0, &[b'b', 0xFF]));
+        let (messages, end) = read_all(&wire, 1 << 16).await;
+        assert!(messages.is_empty());
+        assert_eq!(
+            end,
+            invalid_utf8(),
+            "no final fragment was needed to see it"
+        );
+        let mut wire = frame(false, 0x1, &[b'a', 0xC3]);
+        wire.extend(frame(true, 0x0, &[0xA9]));
+        let (messages, _) = read_all(&wire, 1 << 16).await;
+        assert_eq!(messages, [Incoming::Text("aé".into())]);
+        // An unfinished character at the very end is caught when the message ends.
+        let (messages, end) = read_all(&frame(true, 0x1, &[b'a', 0xC3]), 1 << 16).await;
+        assert!(messages.is_empty());
+        assert_eq!(end, invalid_utf8());
     }
 
     #[tokio::test]
