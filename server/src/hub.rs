@@ -454,17 +454,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn frames_read_before_a_pause_are_held_back_and_delivered_in_order_after_resume() {
+    /// Ann and Bob after Ann said m1 to m4 and neither wrote anything out: both are behind and
+    /// their room is paused.
+    fn paused_pair() -> (Hub, Probe, Probe) {
         let mut hub = hub(small_queues());
         let mut ann = connect(&mut hub, "ann");
         let mut bob = connect(&mut hub, "bob");
         flush(&mut hub, &mut ann);
         flush(&mut hub, &mut bob);
-        // Neither writes anything out: after four messages both are behind, the room pauses.
         for n in 1..=4 {
             say(&mut hub, &ann, &format!("m{n}"));
         }
+        (hub, ann, bob)
+    }
+
+    #[test]
+    fn frames_read_before_a_pause_are_held_back_and_delivered_in_order_after_resume() {
+        let (mut hub, mut ann, mut bob) = paused_pair();
         assert_eq!(ann.control(), ReadControl::Pause);
         assert_eq!(bob.control(), ReadControl::Pause);
         // Its reader had already read two more before it saw the pause.
@@ -497,14 +503,7 @@ mod tests {
 
     #[test]
     fn a_paused_client_that_disconnects_still_has_its_held_frames_delivered() {
-        let mut hub = hub(small_queues());
-        let mut ann = connect(&mut hub, "ann");
-        let mut bob = connect(&mut hub, "bob");
-        flush(&mut hub, &mut ann);
-        flush(&mut hub, &mut bob);
-        for n in 1..=4 {
-            say(&mut hub, &ann, &format!("m{n}"));
-        }
+        let (mut hub, ann, mut bob) = paused_pair();
         say(&mut hub, &ann, "last words");
         assert_eq!(bob.texts(), ["m1", "m2", "m3", "m4"]);
         hub.handle(ToHub::Disconnect { client: ann.id });
