@@ -352,6 +352,23 @@ impl Client {
         });
     }
 
+    /// Connects to `room` as `nick`, failing the scenario if it cannot.
+    pub async fn must_join(&mut self, room: &str, nick: &str) {
+        assert!(
+            self.connect(crate::join(room, nick)).await,
+            "{nick} could not connect"
+        );
+    }
+
+    /// The end of a scenario: records its final view at `snapshot_at` (once the run is quiet),
+    /// then closes at `close_at`.
+    pub async fn snapshot_then_close(&mut self, snapshot_at: Duration, close_at: Duration) {
+        crate::sleep_until(snapshot_at).await;
+        self.snapshot();
+        crate::sleep_until(close_at).await;
+        self.close().await;
+    }
+
     /// Closes with 1000 and waits (briefly) for the server to finish the close handshake.
     pub async fn close(&mut self) {
         if self.conn.is_some() && self.is_open() {

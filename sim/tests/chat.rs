@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chat_sim::checker::{self, assert_invariants};
-use chat_sim::{add_server, builder, join, limits, seeds, sleep_until, Client, ServerSpec, Trace};
+use chat_sim::{add_server, builder, limits, seeds, sleep_until, Client, ServerSpec, Trace};
 use rand::Rng;
 
 const ACT_UNTIL: Duration = Duration::from_secs(4);
@@ -29,15 +29,9 @@ fn chat(seed: u64, clients: usize) -> Trace {
             let start = Duration::from_millis(c.rng().random_range(0..500));
             sleep_until(start).await;
             let room = if i.is_multiple_of(2) { "alpha" } else { "beta" };
-            assert!(
-                c.connect(join(room, &name)).await,
-                "{name} could not connect"
-            );
+            c.must_join(room, &name).await;
             c.chat_until(ACT_UNTIL, 100..600).await;
-            sleep_until(SNAPSHOT_AT).await;
-            c.snapshot();
-            sleep_until(CLOSE_AT).await;
-            c.close().await;
+            c.snapshot_then_close(SNAPSHOT_AT, CLOSE_AT).await;
             Ok(())
         });
     }

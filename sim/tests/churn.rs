@@ -7,7 +7,7 @@ use chat_engine::protocol::Command;
 use chat_engine::ServerMessage;
 use chat_sim::checker::assert_invariants;
 use chat_sim::trace::{now, Received};
-use chat_sim::{add_server, builder, join, limits, seeds, sleep_until, Client, ServerSpec, Trace};
+use chat_sim::{add_server, builder, join, limits, seeds, Client, ServerSpec, Trace};
 use rand::Rng;
 
 const CLIENTS: usize = 12;
@@ -93,15 +93,9 @@ fn churn_and_renames_while_messages_flow() {
                 let name = name(i);
                 let mut c = Client::new(&trace, &name, seed);
                 let room = ROOMS[i % ROOMS.len()];
-                assert!(
-                    c.connect(join(room, &name)).await,
-                    "{name} could not connect"
-                );
+                c.must_join(room, &name).await;
                 churn(&mut c, i).await;
-                sleep_until(SNAPSHOT_AT).await;
-                c.snapshot();
-                sleep_until(CLOSE_AT).await;
-                c.close().await;
+                c.snapshot_then_close(SNAPSHOT_AT, CLOSE_AT).await;
                 Ok(())
             });
         }

@@ -20,15 +20,9 @@ async fn chatter(mut c: Client, room: &str, [until, snapshot, close]: [u64; 3]) 
     let secs = Duration::from_secs;
     let (until, snapshot_at, close_at) = (secs(until), secs(snapshot), secs(close));
     let nick = c.name().to_owned();
-    assert!(
-        c.connect(join(room, &nick)).await,
-        "{nick} could not connect"
-    );
+    c.must_join(room, &nick).await;
     c.chat_until(until, 100..500).await;
-    sleep_until(snapshot_at).await;
-    c.snapshot();
-    sleep_until(close_at).await;
-    c.close().await;
+    c.snapshot_then_close(snapshot_at, close_at).await;
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chat_sim::checker::{self, assert_invariants};
 use chat_sim::trace::now;
 use chat_sim::{
-    add_server, builder, engine_config, join, limits, seeds, sleep_until, Client, ServerSpec,
-    Trace, SERVER,
+    add_server, builder, engine_config, limits, seeds, sleep_until, Client, ServerSpec, Trace,
+    SERVER,
 };
 
 const PEERS: usize = 5;
@@ -46,25 +46,16 @@ fn a_partitioned_client_times_out_and_the_room_is_told() {
                 sim.client(peer(i), async move {
                     let name = peer(i);
                     let mut c = Client::new(&trace, &name, seed);
-                    assert!(
-                        c.connect(join("main", &name)).await,
-                        "{name} could not connect"
-                    );
+                    c.must_join("main", &name).await;
                     c.chat_until(ACT_UNTIL, 200..800).await;
-                    sleep_until(SNAPSHOT_AT).await;
-                    c.snapshot();
-                    sleep_until(CLOSE_AT).await;
-                    c.close().await;
+                    c.snapshot_then_close(SNAPSHOT_AT, CLOSE_AT).await;
                     Ok(())
                 });
             }
             let trace2 = trace.clone();
             sim.client(CUT, async move {
                 let mut c = Client::new(&trace2, CUT, seed);
-                assert!(
-                    c.connect(join("main", CUT)).await,
-                    "{CUT} could not connect"
-                );
+                c.must_join("main", CUT).await;
                 sleep_until(CUT_AT).await;
                 turmoil::partition(SERVER, CUT);
                 // Client-side heartbeat: no ping for three intervals means the connection is dead.
@@ -80,10 +71,7 @@ fn a_partitioned_client_times_out_and_the_room_is_told() {
                 turmoil::repair(SERVER, CUT);
                 let resume = c.resume_request();
                 assert!(c.connect(resume).await, "{CUT} could not reconnect");
-                sleep_until(SNAPSHOT_AT).await;
-                c.snapshot();
-                sleep_until(CLOSE_AT).await;
-                c.close().await;
+                c.snapshot_then_close(SNAPSHOT_AT, CLOSE_AT).await;
                 Ok(())
             });
             chat_sim::run(&mut sim);

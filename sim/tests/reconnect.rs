@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chat_sim::checker::{self, assert_invariants};
 use chat_sim::{
-    add_server, builder, engine_config, join, limits, seeds, sleep_until, Client, ServerSpec, Trace,
+    add_server, builder, engine_config, limits, seeds, sleep_until, Client, ServerSpec, Trace,
 };
 
 const TALKERS: usize = 4;
@@ -47,15 +47,9 @@ fn reconnecting_recovers_exactly_what_was_missed_or_says_it_cannot() {
                 sim.client(talker(i), async move {
                     let name = talker(i);
                     let mut c = Client::new(&trace, &name, seed);
-                    assert!(
-                        c.connect(join("main", &name)).await,
-                        "{name} could not connect"
-                    );
+                    c.must_join("main", &name).await;
                     c.chat_until(ACT_UNTIL, 200..600).await;
-                    sleep_until(SNAPSHOT_AT).await;
-                    c.snapshot();
-                    sleep_until(CLOSE_AT).await;
-                    c.close().await;
+                    c.snapshot_then_close(SNAPSHOT_AT, CLOSE_AT).await;
                     Ok(())
                 });
             }
@@ -63,10 +57,7 @@ fn reconnecting_recovers_exactly_what_was_missed_or_says_it_cannot() {
                 let trace = trace.clone();
                 sim.client(name, async move {
                     let mut c = Client::new(&trace, name, seed);
-                    assert!(
-                        c.connect(join("main", name)).await,
-                        "{name} could not connect"
-                    );
+                    c.must_join("main", name).await;
                     sleep_until(DROP_AT).await;
                     c.drop_connection();
                     tokio::time::sleep(away).await;
@@ -74,10 +65,7 @@ fn reconnecting_recovers_exactly_what_was_missed_or_says_it_cannot() {
                     assert!(resume.since.is_some() && resume.epoch.is_some());
                     assert!(c.connect(resume).await, "{name} could not reconnect");
                     c.chat_until(ACT_UNTIL, 200..600).await;
-                    sleep_until(SNAPSHOT_AT).await;
-                    c.snapshot();
-                    sleep_until(CLOSE_AT).await;
-                    c.close().await;
+                    c.snapshot_then_close(SNAPSHOT_AT, CLOSE_AT).await;
                     Ok(())
                 });
             }

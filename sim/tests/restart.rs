@@ -6,9 +6,7 @@ use std::time::Duration;
 use chat_engine::ServerMessage;
 use chat_sim::checker::{self, assert_invariants};
 use chat_sim::trace::{now, End, Received};
-use chat_sim::{
-    add_server, builder, join, limits, seeds, sleep_until, Client, ServerSpec, Trace, SERVER,
-};
+use chat_sim::{add_server, builder, limits, seeds, Client, ServerSpec, Trace, SERVER};
 use rand::Rng;
 
 const CLIENTS: usize = 8;
@@ -51,15 +49,9 @@ fn restart(seed: u64, downtime: Option<Duration>) {
             let name = name(i);
             let mut c = Client::new(&trace, &name, seed);
             let room = if i.is_multiple_of(2) { "even" } else { "odd" };
-            assert!(
-                c.connect(join(room, &name)).await,
-                "{name} could not connect"
-            );
+            c.must_join(room, &name).await;
             resilient(&mut c).await;
-            sleep_until(SNAPSHOT_AT).await;
-            c.snapshot();
-            sleep_until(CLOSE_AT).await;
-            c.close().await;
+            c.snapshot_then_close(SNAPSHOT_AT, CLOSE_AT).await;
             Ok(())
         });
     }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use chat_sim::checker::{self, assert_invariants};
 use chat_sim::trace::now;
 use chat_sim::{
-    add_server, builder, engine_config, join, limits, seeds, sleep_until, Client, Role, ServerSpec,
-    Trace,
+    add_server, builder, engine_config, limits, seeds, sleep_until, Client, Role, ServerSpec, Trace,
 };
 
 const TALKERS: usize = 10;
@@ -57,16 +56,10 @@ fn slow_run(seed: u64, stop: Duration, resume: Resume, talk_every_ms: u64) -> Tr
         sim.client(talker(i), async move {
             let name = talker(i);
             let mut c = Client::new(&trace, &name, seed);
-            assert!(
-                c.connect(join("main", &name)).await,
-                "{name} could not connect"
-            );
+            c.must_join("main", &name).await;
             c.chat_until(ACT_UNTIL, talk_every_ms / 2..talk_every_ms * 3 / 2)
                 .await;
-            sleep_until(SNAPSHOT_AT).await;
-            c.snapshot();
-            sleep_until(CLOSE_AT).await;
-            c.close().await;
+            c.snapshot_then_close(SNAPSHOT_AT, CLOSE_AT).await;
             Ok(())
         });
     }
@@ -74,10 +67,7 @@ fn slow_run(seed: u64, stop: Duration, resume: Resume, talk_every_ms: u64) -> Tr
     sim.client(SLOW, async move {
         let mut c = Client::new(&trace2, SLOW, seed);
         c.set_role(Role::Slow);
-        assert!(
-            c.connect(join("main", SLOW)).await,
-            "{SLOW} could not connect"
-        );
+        c.must_join("main", SLOW).await;
         sleep_until(stop).await;
         c.stop_reading();
         match resume {
@@ -93,10 +83,7 @@ fn slow_run(seed: u64, stop: Duration, resume: Resume, talk_every_ms: u64) -> Tr
             }
         }
         c.resume_reading();
-        sleep_until(SNAPSHOT_AT).await;
-        c.snapshot();
-        sleep_until(CLOSE_AT).await;
-        c.close().await;
+        c.snapshot_then_close(SNAPSHOT_AT, CLOSE_AT).await;
         Ok(())
     });
     chat_sim::run(&mut sim);
