@@ -85,10 +85,15 @@ impl HubHandle {
 #[derive(Debug)]
 struct Conn {
     link: Arc<Link>,
-    /// The engine paused it: its frames wait in `held` until it is resumed.
-    paused: bool,
     /// Frames it read before its reader stopped, in order, not yet given to the engine.
     held: VecDeque<String>,
+}
+
+impl Conn {
+    /// The engine paused it (its link says so): its frames wait in `held` until it is resumed.
+    fn is_paused(&self) -> bool {
+        self.link.control() == ReadControl::Pause
+    }
 }
 
 type ConnMap = HashMap<ClientId, Conn, BuildHasherDefault<DefaultHasher>>;
@@ -193,7 +198,6 @@ impl Hub {
                 if let Ok(id) = result {
                     let conn = Conn {
                         link,
-                        paused: false,
                         held: VecDeque::new(),
                     };
                     self.conns.insert(id, conn);
@@ -203,7 +207,7 @@ impl Hub {
                 Ok(())
             }
             ToHub::Frame { client, text } => match self.conns.get_mut(&client) {
-                Some(conn) if conn.paused || !conn.held.is_empty() => {
+                Some(conn) if conn.is_paused() || !conn.held.is_empty() => {
                     conn.held.push_back(text);
                     Ok(())
                 }
@@ -227,8 +231,7 @@ impl Hub {
             ),
             ToHub::Disconnect { client } => {
                 if let Some(conn) = self.conns.remove(&client) {
-                    conn.link.set_control(ReadControl::Stop);
-                    conn.link.close();
+                    conn.link.hang_up(None);
                     // What it said before it left was read and counts: deliver it, even into a
                     // paused room (a bounded excess: its reader stopped at the pause).
                     for text in conn.held {
@@ -242,11 +245,7 @@ impl Hub {
                 Ok(())
             }
         };
-        match result {
-            // The connection ended on both sides at once, or was already closed by the engine.
-            Ok(()) | Err(Error::UnknownClient(_)) => {}
-            Err(e) => tracing::error!(error = %e, "engine refused an input from the server"),
-        }
+        report(result);
     }
 
     /// Carries out everything the engine asked for.
@@ -259,24 +258,20 @@ impl Hub {
                     // Frames still held are dropped with it: the engine takes nothing more from
                     // a client it closed.
                     if let Some(conn) = self.conns.remove(&client) {
-                        conn.link.send(WriterCmd::Close {
+                        conn.link.hang_up(Some(WriterCmd::Close {
                             code: reason.code(),
                             reason: reason.text(),
-                        });
-                        conn.link.close();
-                        conn.link.set_control(ReadControl::Stop);
+                        }));
                     }
                     tracing::info!(client = %client, code = reason.code(), reason = reason.text(), "closed by the server");
                 }
                 Output::Pause { to } => {
-                    if let Some(conn) = self.conns.get_mut(&to) {
-                        conn.paused = true;
+                    if let Some(conn) = self.conns.get(&to) {
                         conn.link.set_control(ReadControl::Pause);
                     }
                 }
                 Output::Resume { to } => {
-                    if let Some(conn) = self.conns.get_mut(&to) {
-                        conn.paused = false;
+                    if let Some(conn) = self.conns.get(&to) {
                         conn.link.set_control(ReadControl::Run);
                         if !conn.held.is_empty() {
                             self.resumed.push(to);
@@ -294,7 +289,7 @@ impl Hub {
             while let Some(text) = self
                 .conns
                 .get_mut(&client)
-                .filter(|conn| !conn.paused)
+                .filter(|conn| !conn.is_paused())
                 .and_then(|conn| conn.held.pop_front())
             {
                 self.feed(client, &text);
@@ -309,10 +304,7 @@ impl Hub {
             conn.link.credit().add_permits(1);
         }
         let now = self.clock.now();
-        match self.engine.handle(now, Input::Frame { client, text }) {
-            Ok(()) | Err(Error::UnknownClient(_)) => {}
-            Err(e) => tracing::error!(error = %e, "engine refused an input from the server"),
-        }
+        report(self.engine.handle(now, Input::Frame { client, text }));
     }
 
     fn to_writer(&self, to: ClientId, cmd: WriterCmd) {
@@ -337,14 +329,21 @@ impl Hub {
         ids.sort_unstable();
         for id in ids {
             if let Some(conn) = self.conns.remove(&id) {
-                conn.link.send(WriterCmd::Close {
+                conn.link.hang_up(Some(WriterCmd::Close {
                     code: 1001,
                     reason: "server shutting down",
-                });
-                conn.link.close();
-                conn.link.set_control(ReadControl::Stop);
+                }));
             }
         }
+    }
+}
+
+/// Logs what the engine refused, but for the races that are expected.
+fn report(result: Result<(), Error>) {
+    match result {
+        // The connection ended on both sides at once, or was already closed by the engine.
+        Ok(()) | Err(Error::UnknownClient(_)) => {}
+        Err(e) => tracing::error!(error = %e, "engine refused an input from the server"),
     }
 }
 

@@ -62,8 +62,6 @@ impl ReadControl {
 #[derive(Debug, Default)]
 struct Outbox {
     queue: VecDeque<WriterCmd>,
-    /// `Pong`s in `queue`.
-    pongs: usize,
     /// No more commands are taken; the writer ends once `queue` is written.
     closed: bool,
 }
@@ -104,23 +102,21 @@ impl Link {
         if outbox.closed {
             return;
         }
-        match cmd {
-            WriterCmd::Pong(payload) if outbox.pongs >= PENDING_PONGS_MAX => {
-                let latest = outbox.queue.iter_mut().rev().find_map(|cmd| match cmd {
-                    WriterCmd::Pong(waiting) => Some(waiting),
-                    _ => None,
-                });
-                if let Some(waiting) = latest {
-                    *waiting = payload;
+        if let WriterCmd::Pong(payload) = &cmd {
+            // Counted, not tracked: the queue is short (the engine bounds its frames), and only
+            // a ping looks.
+            let mut waiting = outbox.queue.iter_mut().rev().filter_map(|cmd| match cmd {
+                WriterCmd::Pong(waiting) => Some(waiting),
+                _ => None,
+            });
+            if let Some(latest) = waiting.next() {
+                if waiting.count() + 1 >= PENDING_PONGS_MAX {
+                    *latest = payload.clone();
+                    return;
                 }
-                return;
             }
-            WriterCmd::Pong(payload) => {
-                outbox.pongs += 1;
-                outbox.queue.push_back(WriterCmd::Pong(payload));
-            }
-            cmd => outbox.queue.push_back(cmd),
         }
+        outbox.queue.push_back(cmd);
         // A writer with a non-empty queue has been woken already and will take this too.
         let wake = outbox.queue.len() == 1;
         drop(outbox);
@@ -146,7 +142,6 @@ impl Link {
             {
                 let mut outbox = self.outbox();
                 if !outbox.queue.is_empty() {
-                    outbox.pongs = 0;
                     return Some(std::mem::take(&mut outbox.queue));
                 }
                 if outbox.closed {
@@ -160,12 +155,18 @@ impl Link {
     /// Puts back what a writer took but could not fit in one write, ahead of anything newer.
     pub(crate) fn put_back(&self, mut rest: VecDeque<WriterCmd>) {
         let mut outbox = self.outbox();
-        outbox.pongs += rest
-            .iter()
-            .filter(|cmd| matches!(cmd, WriterCmd::Pong(_)))
-            .count();
         rest.append(&mut outbox.queue);
         outbox.queue = rest;
+    }
+
+    /// The connection is over: `last` (a close frame) is written after what is queued, then
+    /// the writer ends; the reader stops.
+    pub(crate) fn hang_up(&self, last: Option<WriterCmd>) {
+        if let Some(cmd) = last {
+            self.send(cmd);
+        }
+        self.close();
+        self.set_control(ReadControl::Stop);
     }
 
     pub(crate) fn set_control(&self, control: ReadControl) {
