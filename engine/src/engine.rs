@@ -97,6 +97,7 @@ enum Pushed {
 fn push_frame(
     client: &mut Client,
     frame: &Bytes,
+    now: Now,
     config: &Config,
     outputs: &mut VecDeque<Output>,
 ) -> Pushed {
@@ -117,10 +118,7 @@ fn push_frame(
     if !client.behind && is_behind(client, config) {
         client.behind = true;
         // It stops being read from until it catches up, whatever its room does.
-        if !client.paused {
-            client.paused = true;
-            outputs.push_back(Output::Pause { to: client.id });
-        }
+        set_paused(client, true, now, outputs);
         return Pushed::SentNowBehind;
     }
     Pushed::Sent
@@ -477,7 +475,7 @@ impl Engine {
     /// re-evaluated exactly as after a broadcast.
     fn send_to(&mut self, slot: usize, now: Now, frame: Bytes) {
         let client = &mut self.clients[slot];
-        match push_frame(client, &frame, &self.config, &mut self.outputs) {
+        match push_frame(client, &frame, now, &self.config, &mut self.outputs) {
             Pushed::Sent => self.stats.frames_total += 1,
             Pushed::SentNowBehind => {
                 self.stats.frames_total += 1;
@@ -501,7 +499,7 @@ impl Engine {
                 continue;
             }
             let client = &mut self.clients[slot];
-            match push_frame(client, frame, &self.config, &mut self.outputs) {
+            match push_frame(client, frame, now, &self.config, &mut self.outputs) {
                 Pushed::Sent => sent += 1,
                 Pushed::SentNowBehind => {
                     sent += 1;
@@ -714,10 +712,8 @@ impl Engine {
         if client.behind {
             room.behind += 1;
         }
-        let paused = room.paused || client.behind;
-        set_paused(client, paused, now, &mut self.outputs);
-        let room = &self.rooms[r];
-        let client = &self.clients[slot];
+        self.sync_pause(slot, now);
+        let (room, client) = (&self.rooms[r], &self.clients[slot]);
         let frame = Outgoing::Join {
             room: &room.name,
             nick: &client.nick,
@@ -738,11 +734,8 @@ impl Engine {
         if client.behind {
             room.behind -= 1;
         }
-        if client.doomed {
-            client.paused = false;
-        } else {
-            set_paused(client, client.behind, now, &mut self.outputs);
-        }
+        self.sync_pause(slot, now);
+        let (room, client) = (&self.rooms[r], &self.clients[slot]);
         let frame = Outgoing::Leave {
             room: &room.name,
             nick: &client.nick,
