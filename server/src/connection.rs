@@ -53,17 +53,42 @@ where
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
     let reading = async {
         let end = read_loop(&mut reader, client, &link, &hub).await;
+        // The hub closes the link when it hears of this; after shutdown nobody would, hence
+        // `read_beside_writer` closes it too.
         hub.send(ToHub::Disconnect { client }).await;
-        // The hub closes the link when it hears of the disconnect; after shutdown nobody would.
+        end
+    };
+    let end = read_beside_writer(reading, write, &link, report, limits.write_timeout).await;
+    if end == LoopEnd::Linger {
+        linger(&mut reader).await;
+    }
+}
+
+/// Runs a reader's loop beside the writer in this task. The link is closed when the loop ends,
+/// so the writer stops once everything queued is written (the close frame last); only then may
+/// the caller linger: the linger is bounded, and a socket dropped with unread bytes resets,
+/// which could cost the peer its last frames.
+async fn read_beside_writer<W: AsyncWrite + Unpin>(
+    reading: impl std::future::Future<Output = LoopEnd>,
+    write: W,
+    link: &Link,
+    report: Report,
+    write_timeout: Duration,
+) -> LoopEnd {
+    let reading = async {
+        let end = reading.await;
         link.close();
         end
     };
-    let writing = write_loop(write, &link, report, limits.write_timeout);
-    // Flush everything (the close frame last) before lingering: the linger is bounded, and a
-    // socket dropped with unread bytes resets, which could cost the peer its last frames.
-    let (end, ()) = tokio::join!(reading, writing);
-    if end == LoopEnd::Linger {
-        linger(&mut reader).await;
+    let (end, ()) = tokio::join!(reading, write_loop(write, link, report, write_timeout));
+    end
+}
+
+/// The answer to a peer's close: its own code (1000 for an empty close).
+fn close_echo(code: Option<u16>) -> WriterCmd {
+    WriterCmd::Close {
+        code: code.unwrap_or(1000),
+        reason: "",
     }
 }
 
@@ -110,10 +135,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             Ok(Incoming::Pong) => hub.send(ToHub::Pong { client }).await,
             Ok(Incoming::Close { code }) => {
-                link.send(WriterCmd::Close {
-                    code: code.unwrap_or(1000),
-                    reason: "",
-                });
+                link.send(close_echo(code));
                 tracing::info!(client = %client, code = code.unwrap_or(1005), "client closed");
                 return LoopEnd::Done;
             }
@@ -160,15 +182,8 @@ where
     let (read, write) = tokio::io::split(io);
     let link = Link::default();
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
-    let reading = async {
-        let end = echo_loop(&mut reader, &link).await;
-        link.close();
-        end
-    };
-    let writing = write_loop(write, &link, Report::Nobody, limits.write_timeout);
-    // Flush everything (the close frame last) before lingering: the linger is bounded, and a
-    // socket dropped with unread bytes resets, which could cost the peer its last frames.
-    let (end, ()) = tokio::join!(reading, writing);
+    let reading = echo_loop(&mut reader, &link);
+    let end = read_beside_writer(reading, write, &link, Report::Nobody, limits.write_timeout).await;
     if end == LoopEnd::Linger {
         linger(&mut reader).await;
     }
@@ -182,10 +197,7 @@ async fn echo_loop<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>, link: &L
             Ok(Incoming::Ping(payload)) => WriterCmd::Pong(payload.into()),
             Ok(Incoming::Pong) => continue,
             Ok(Incoming::Close { code }) => {
-                link.send(WriterCmd::Close {
-                    code: code.unwrap_or(1000),
-                    reason: "",
-                });
+                link.send(close_echo(code));
                 return LoopEnd::Done;
             }
             Err(ReadEnd::Violation { code, reason }) => {
