@@ -1,5 +1,5 @@
 //! WebSocket frames: an independent parser of what the server writes (RFC 6455 section 5.2),
-//! the checks the server's output must pass, and an encoder for client frames (seeds, tests).
+//! the checks the server's output must pass, and, in its tests, an encoder for client frames.
 
 use chat_engine::ServerMessage;
 
@@ -169,35 +169,28 @@ fn check_close_payload(payload: &[u8]) -> Result<End, String> {
     }
 }
 
-/// A client frame: masked with `mask`, the length in its minimal encoding.
-pub fn client_frame(fin: bool, opcode: u8, mask: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= u16::MAX as usize => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// A masked close frame with `code` and `reason`.
-pub fn client_close(code: u16, reason: &str) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason.as_bytes());
-    client_frame(true, OP_CLOSE, [1, 2, 3, 4], &payload)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client frame: masked with `mask`, the length in its minimal encoding.
+    fn client_frame(fin: bool, opcode: u8, mask: [u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= u16::MAX as usize => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
 
     #[test]
     fn client_frames_parse_back() {
