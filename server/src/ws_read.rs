@@ -206,50 +206,48 @@ fn on_frame(
     head: &Head,
     payload: &[u8],
 ) -> Result<Option<Incoming>, ReadEnd> {
-    {
-        let Head { fin, opcode, .. } = *head;
-        match opcode {
-            OpCode::Text | OpCode::Binary => {
-                if partial.is_some() {
-                    return Err(violation(
-                        CLOSE_PROTOCOL,
-                        "new message before the fragmented one ended",
-                    ));
-                }
-                if fin {
-                    return message(opcode, payload.to_vec()).map(Some);
-                }
-                let mut started = Partial {
-                    opcode,
-                    buffer: payload.to_vec(),
-                    valid: 0,
-                };
-                started.check_text_so_far()?;
-                *partial = Some(started);
-                Ok(None)
+    let Head { fin, opcode, .. } = *head;
+    match opcode {
+        OpCode::Text | OpCode::Binary => {
+            if partial.is_some() {
+                return Err(violation(
+                    CLOSE_PROTOCOL,
+                    "new message before the fragmented one ended",
+                ));
             }
-            OpCode::Continuation => {
-                let Some(started) = partial.as_mut() else {
-                    return Err(violation(
-                        CLOSE_PROTOCOL,
-                        "continuation frame without a message",
-                    ));
-                };
-                if started.buffer.len() + payload.len() > max_message_bytes {
-                    return Err(violation(CLOSE_TOO_BIG, "message too big"));
-                }
-                started.buffer.extend_from_slice(payload);
-                started.check_text_so_far()?;
-                if !fin {
-                    return Ok(None);
-                }
-                let Partial { opcode, buffer, .. } = partial.take().expect("checked above");
-                message(opcode, buffer).map(Some)
+            if fin {
+                return message(opcode, payload.to_vec()).map(Some);
             }
-            OpCode::Ping => Ok(Some(Incoming::Ping(payload.to_vec()))),
-            OpCode::Pong => Ok(Some(Incoming::Pong)),
-            OpCode::Close => close_frame(payload).map(Some),
+            let mut started = Partial {
+                opcode,
+                buffer: payload.to_vec(),
+                valid: 0,
+            };
+            started.check_text_so_far()?;
+            *partial = Some(started);
+            Ok(None)
         }
+        OpCode::Continuation => {
+            let Some(started) = partial.as_mut() else {
+                return Err(violation(
+                    CLOSE_PROTOCOL,
+                    "continuation frame without a message",
+                ));
+            };
+            if started.buffer.len() + payload.len() > max_message_bytes {
+                return Err(violation(CLOSE_TOO_BIG, "message too big"));
+            }
+            started.buffer.extend_from_slice(payload);
+            started.check_text_so_far()?;
+            if !fin {
+                return Ok(None);
+            }
+            let Partial { opcode, buffer, .. } = partial.take().expect("checked above");
+            message(opcode, buffer).map(Some)
+        }
+        OpCode::Ping => Ok(Some(Incoming::Ping(payload.to_vec()))),
+        OpCode::Pong => Ok(Some(Incoming::Pong)),
+        OpCode::Close => close_frame(payload).map(Some),
     }
 }
 
