@@ -124,8 +124,7 @@ pub fn decode(text: &str) -> Result<Command, ProtocolError> {
     // `raw_value` feature, serde_json reads an object keyed `$serde_json::private::RawValue` as
     // the JSON text it holds, so `{"text":{"$serde_json::private::RawValue":"\"hi\""}}` passed
     // as a string and `{"x":{"$serde_json::private::RawValue":null}}` as malformed JSON.
-    let mut object: BTreeMap<String, &RawValue> = serde_json::from_str(text)
-        .map_err(|e| ProtocolError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")))?;
+    let mut object: BTreeMap<String, &RawValue> = serde_json::from_str(text).map_err(malformed)?;
     let kind: String = match object.remove("type") {
         Some(raw) => read(raw, "type", "a string")?,
         None => {
@@ -166,7 +165,7 @@ fn read<T: DeserializeOwned>(
 ) -> Result<T, ProtocolError> {
     serde_json::from_str(raw.get()).map_err(|e| match e.classify() {
         Category::Data => wrong_type(field, expected),
-        _ => ProtocolError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")),
+        _ => malformed(e),
     })
 }
 
@@ -180,6 +179,10 @@ fn take<T: DeserializeOwned>(
         None => Ok(None),
         Some(raw) => read::<Option<T>>(raw, field, expected),
     }
+}
+
+fn malformed(e: serde_json::Error) -> ProtocolError {
+    ProtocolError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}"))
 }
 
 fn wrong_type(field: &str, expected: &str) -> ProtocolError {
