@@ -6,6 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use fastwebsockets::{OpCode, Payload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -106,20 +107,13 @@ pub(crate) fn encode_text(buf: &mut Vec<u8>, payload: &[u8], mask: [u8; 4]) {
     encode(buf, OP_TEXT, payload, mask);
 }
 
-/// Appends one masked client frame with `opcode`.
+/// Appends one masked client frame with `opcode` (a defined one; fastwebsockets formats the head).
 pub(crate) fn encode(buf: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
-    buf.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        buf.push(0x80 | len as u8);
-    } else if len <= u16::MAX as usize {
-        buf.push(0x80 | 126);
-        buf.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        buf.push(0x80 | 127);
-        buf.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    buf.extend_from_slice(&mask);
+    let opcode = OpCode::try_from(opcode).expect("a defined opcode");
+    let mut head = [0u8; 14];
+    let len = fastwebsockets::Frame::new(true, opcode, Some(mask), Payload::Borrowed(payload))
+        .fmt_head(&mut head);
+    buf.extend_from_slice(&head[..len]);
     buf.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
 }
 
