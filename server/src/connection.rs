@@ -205,3 +205,28 @@ async fn echo_loop<R: AsyncRead + Unpin>(reader: &mut MessageReader<R>, link: &L
         link.send(cmd);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chat_engine::JoinRequest;
+
+    use crate::hub::Hub;
+
+    /// An idle connection is mostly this future (BENCHMARKS.md, scenario 4: 3.5 KiB per
+    /// connection in all, 1.7 KiB of it this task). A refactor that stores a future twice can
+    /// double it without any test noticing otherwise, as one did.
+    #[test]
+    fn the_connection_task_stays_small() {
+        let (io, _peer) = tokio::io::duplex(16);
+        let (hub, _inbox) = Hub::channel();
+        let limits = super::ConnLimits {
+            max_message_bytes: 1 << 16,
+            write_timeout: Duration::from_secs(1),
+        };
+        let task = super::serve_chat(io, JoinRequest::default(), hub, limits);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "the connection task's future is {size} bytes");
+    }
+}
