@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_engine::{ClientId, JoinRequest};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::SemaphorePermit;
 
 use crate::hub::{HubHandle, ToHub};
@@ -29,8 +29,8 @@ pub(crate) async fn serve_chat<S>(io: S, join: JoinRequest, hub: HubHandle, limi
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (read, mut write) = tokio::io::split(io);
-    let link = Arc::new(Link::default());
+    let (read, write) = tokio::io::split(io);
+    let link = Arc::new(Link::new(Box::pin(write)));
     let client = match hub.connect(join, link.clone()).await {
         Some(Ok(client)) => client,
         refused => {
@@ -40,7 +40,7 @@ where
             };
             let _ = tokio::time::timeout(
                 limits.write_timeout,
-                write.write_all(&close_frame_bytes(code, reason)),
+                link.write_all(&close_frame_bytes(code, reason)),
             )
             .await;
             return;
@@ -61,7 +61,7 @@ where
         link.close();
         end
     };
-    let writing = write_loop(write, &link, report, limits.write_timeout);
+    let writing = write_loop(&link, report, limits.write_timeout);
     // Flush everything (the close frame last) before lingering: the linger is bounded, and a
     // socket dropped with unread bytes resets, which could cost the peer its last frames.
     let (end, ()) = tokio::join!(reading, writing);
@@ -166,14 +166,14 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let link = Link::default();
+    let link = Link::new(Box::pin(write));
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
     let reading = async {
         let end = echo_loop(&mut reader, &link).await;
         link.close();
         end
     };
-    let writing = write_loop(write, &link, Report::Nobody, limits.write_timeout);
+    let writing = write_loop(&link, Report::Nobody, limits.write_timeout);
     // As in `serve_chat`: the writer flushes everything before any linger.
     let (end, ()) = tokio::join!(reading, writing);
     if end == LoopEnd::Linger {

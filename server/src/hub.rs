@@ -2,6 +2,10 @@
 //! it answers through each connection's link (writer queue and read control). No locks around chat
 //! state: every change goes through this task, in order.
 //!
+//! A turn is a batch of inbox messages. What it queued for clients whose writers are parked, the
+//! hub writes into their sockets itself at the end of the turn (`flush`), and tells the engine at
+//! once what went out; a writer task wakes only for a socket that could not take it all.
+//!
 //! Flow control is the hub's to finish: when the engine pauses a client, its reader stops, but
 //! frames it read before it heard of the pause may still be in the inbox. The hub holds those
 //! back until the client is resumed, so a paused room gets nothing more from its own members.
@@ -20,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::link::{Link, ReadControl, WriterCmd};
 use crate::metrics::Metrics;
+use crate::ws_write::Tally;
 
 pub(crate) enum ToHub {
     Connect {
@@ -107,14 +112,21 @@ pub(crate) struct Hub {
     last_stats: Stats,
     /// Clients resumed while they had frames held back, to be replayed before anything newer.
     resumed: Vec<ClientId>,
+    /// Clients given frames this turn while their writers were parked: the hub writes those
+    /// frames itself at the end of the turn (`flush`), one write per client.
+    to_flush: Vec<ClientId>,
+    /// The buffer those writes are encoded into, reused from turn to turn.
+    scratch: Vec<u8>,
 }
 
-/// How many inbox messages the hub handles before it lets other tasks run. One message can be a
-/// broadcast that puts a frame on every member's queue, and the writers that drain those queues
-/// need this thread too: without the yield one turn of the hub put hundreds of frames on each
-/// queue before any writer ran, and members evenly behind were evicted (BENCHMARKS.md, 3c).
-/// Kept well under the gap between a queue's high-water mark and its bound (128 by default).
+/// How many inbox messages make one turn, after which the hub writes what they queued and lets
+/// other tasks run. One message can be a broadcast that puts a frame on every member's queue:
+/// when turns were unbounded, one put hundreds of frames on each queue before anything was
+/// written, and members evenly behind were evicted (BENCHMARKS.md, 3c). Kept well under the gap
+/// between a queue's high-water mark and its bound (128 by default).
 const INBOX_BATCH: usize = 32;
+/// The hub's write buffer is kept between turns up to this size.
+const SCRATCH_KEPT: usize = 64 << 10;
 /// Inbox bound: readers wait (and so stop reading their sockets) when the hub is this far behind.
 pub(crate) const INBOX_CAPACITY: usize = 4096;
 
@@ -133,6 +145,8 @@ impl Hub {
             stats,
             metrics,
             resumed: Vec::new(),
+            to_flush: Vec::new(),
+            scratch: Vec::new(),
         };
         (hub, stats_rx)
     }
@@ -143,7 +157,14 @@ impl Hub {
     }
 
     /// Runs until `stop` is cancelled, then closes every connection with 1001.
-    pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) {
+    pub(crate) async fn run(self, inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) {
+        // Unconstrained: one turn writes into hundreds of sockets (`flush`), and past Tokio's
+        // per-task budget those writes would fail as if the sockets were full, waking a writer
+        // task for each. The hub yields on its own every `INBOX_BATCH` messages.
+        tokio::task::coop::unconstrained(self.serve(inbox, stop)).await;
+    }
+
+    async fn serve(mut self, mut inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) {
         let mut batch = Vec::with_capacity(INBOX_BATCH);
         let mut timer = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
         let mut armed: Option<std::time::Instant> = None;
@@ -166,6 +187,7 @@ impl Hub {
                     for message in batch.drain(..) {
                         self.handle(message);
                     }
+                    self.flush();
                     if received == INBOX_BATCH {
                         tokio::task::yield_now().await;
                     }
@@ -175,6 +197,7 @@ impl Hub {
                     let _ = self.engine.handle(self.clock.now(), Input::Tick);
                     self.dispatch();
                     self.replay_held();
+                    self.flush();
                 }
             }
             self.publish();
@@ -252,8 +275,8 @@ impl Hub {
     fn dispatch(&mut self) {
         while let Some(output) = self.engine.poll_output() {
             match output {
-                Output::Send { to, frame } => self.to_writer(to, WriterCmd::Text(frame)),
-                Output::Ping { to } => self.to_writer(to, WriterCmd::Ping),
+                Output::Send { to, frame } => self.queue_for(to, WriterCmd::Text(frame)),
+                Output::Ping { to } => self.queue_for(to, WriterCmd::Ping),
                 Output::Close { client, reason } => {
                     // Frames still held are dropped with it: the engine takes nothing more from
                     // a client it closed.
@@ -307,10 +330,46 @@ impl Hub {
         report(self.engine.handle(now, Input::Frame { client, text }));
     }
 
-    fn to_writer(&self, to: ClientId, cmd: WriterCmd) {
+    fn queue_for(&mut self, to: ClientId, cmd: WriterCmd) {
+        // A dead writer has already reported its Disconnect, which is on its way here.
         if let Some(conn) = self.conns.get(&to) {
-            // A dead writer has already reported its Disconnect, which is on its way here.
-            conn.link.send(cmd);
+            if conn.link.push(cmd) {
+                self.to_flush.push(to);
+            }
+        }
+    }
+
+    /// The end of a turn: writes what this turn queued for parked writers straight into their
+    /// sockets, and tells the engine what went out. That can resume a room and replay held
+    /// frames, which queue more: repeat until nothing is left to write.
+    fn flush(&mut self) {
+        let mut clients = Vec::new();
+        while !self.to_flush.is_empty() {
+            std::mem::swap(&mut clients, &mut self.to_flush);
+            for client in clients.drain(..) {
+                let Some(conn) = self.conns.get(&client) else {
+                    continue;
+                };
+                let Tally { frames, bytes } = conn.link.flush_direct(&mut self.scratch);
+                if frames > 0 {
+                    let now = self.clock.now();
+                    let flushed = Input::Flushed {
+                        client,
+                        frames,
+                        bytes,
+                    };
+                    report(self.engine.handle(now, flushed));
+                }
+            }
+            self.dispatch();
+            self.replay_held();
+        }
+        if clients.capacity() > self.to_flush.capacity() {
+            self.to_flush = clients;
+        }
+        // One large broadcast should not pin its buffer for good.
+        if self.scratch.capacity() > SCRATCH_KEPT {
+            self.scratch = Vec::new();
         }
     }
 
@@ -352,6 +411,8 @@ mod tests {
     use std::time::Duration;
 
     use chat_engine::{Config, JoinRequest};
+    use futures_util::FutureExt;
+    use tokio::io::{AsyncReadExt, DuplexStream};
 
     use super::*;
     use crate::link::FRAME_CREDIT;
@@ -367,7 +428,7 @@ mod tests {
         /// Chat texts written to this client since last asked, in order.
         fn texts(&mut self) -> Vec<String> {
             let mut texts = Vec::new();
-            let taken = futures_util::FutureExt::now_or_never(self.link.take_all());
+            let taken = self.link.take_all().now_or_never();
             for cmd in taken.flatten().unwrap_or_default() {
                 if let WriterCmd::Text(frame) = cmd {
                     let value: serde_json::Value =
@@ -400,7 +461,27 @@ mod tests {
     }
 
     fn connect(hub: &mut Hub, nick: &str) -> Probe {
-        let link = Arc::new(Link::default());
+        connect_with(hub, nick, Link::default())
+    }
+
+    /// A client whose link writes into an in-memory socket, and the socket's far end.
+    fn connect_wired(hub: &mut Hub, nick: &str) -> (Probe, DuplexStream) {
+        let (ours, peer) = tokio::io::duplex(1 << 16);
+        (connect_with(hub, nick, Link::new(Box::pin(ours))), peer)
+    }
+
+    /// Everything the far end can read now, as text.
+    fn received(peer: &mut DuplexStream) -> String {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Some(Ok(n @ 1..)) = peer.read(&mut buf).now_or_never() {
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    fn connect_with(hub: &mut Hub, nick: &str, link: Link) -> Probe {
+        let link = Arc::new(link);
         let (reply, mut answer) = oneshot::channel();
         let join = JoinRequest {
             nick: Some(nick.to_owned()),
@@ -432,7 +513,7 @@ mod tests {
     }
 
     /// What a writer does after writing everything it was given.
-    fn flush(hub: &mut Hub, probe: &mut Probe) {
+    fn writer_flushed(hub: &mut Hub, probe: &mut Probe) {
         let (frames, bytes) = hub.engine.queued(probe.id).expect("connected");
         probe.texts();
         hub.handle(ToHub::Flushed {
@@ -459,8 +540,8 @@ mod tests {
         let mut hub = hub(small_queues());
         let mut ann = connect(&mut hub, "ann");
         let mut bob = connect(&mut hub, "bob");
-        flush(&mut hub, &mut ann);
-        flush(&mut hub, &mut bob);
+        writer_flushed(&mut hub, &mut ann);
+        writer_flushed(&mut hub, &mut bob);
         for n in 1..=4 {
             say(&mut hub, &ann, &format!("m{n}"));
         }
@@ -486,7 +567,7 @@ mod tests {
             "held frames keep their credit: a paused reader runs out and stops"
         );
         assert_eq!(bob.texts(), ["m1", "m2", "m3", "m4"]);
-        flush(&mut hub, &mut ann);
+        writer_flushed(&mut hub, &mut ann);
         hub.handle(ToHub::Flushed {
             client: bob.id,
             frames: 4,
@@ -520,18 +601,92 @@ mod tests {
         let mut bob = connect(&mut hub, "bob");
         let mut cid = connect(&mut hub, "cid");
         for probe in [&mut ann, &mut bob, &mut cid] {
-            flush(&mut hub, probe);
+            writer_flushed(&mut hub, probe);
         }
         for n in 1..=4 {
             say(&mut hub, &ann, &format!("m{n}"));
-            flush(&mut hub, &mut ann);
-            flush(&mut hub, &mut bob);
+            writer_flushed(&mut hub, &mut ann);
+            writer_flushed(&mut hub, &mut bob);
         }
         assert_eq!(cid.control(), ReadControl::Pause);
         assert_eq!(ann.control(), ReadControl::Run, "the room goes on");
         say(&mut hub, &ann, "m5");
         assert_eq!(bob.texts(), ["m5"]);
-        flush(&mut hub, &mut cid);
+        writer_flushed(&mut hub, &mut cid);
         assert_eq!(cid.control(), ReadControl::Run);
+    }
+
+    #[test]
+    fn a_turn_ends_by_writing_into_parked_writers_sockets_and_counting_it_flushed() {
+        let mut hub = hub(small_queues());
+        let (ann, mut ann_peer) = connect_wired(&mut hub, "ann");
+        let (bob, mut bob_peer) = connect_wired(&mut hub, "bob");
+        hub.flush();
+        assert!(received(&mut bob_peer).contains(r#""type":"welcome""#));
+        received(&mut ann_peer);
+        say(&mut hub, &ann, "hello");
+        assert_eq!(bob.frames_queued(&hub), 1, "queued during the turn");
+        assert_eq!(received(&mut bob_peer), "", "written at its end");
+        hub.flush();
+        assert!(received(&mut bob_peer).contains(r#""text":"hello""#));
+        assert_eq!(bob.frames_queued(&hub), 0, "written whole, so flushed");
+        assert_eq!(ann.frames_queued(&hub), 0);
+    }
+
+    /// One turn writes into every member's socket: past Tokio's per-task budget (128) those
+    /// writes would come back as if the sockets were full, and with no writer task running here
+    /// nothing would arrive.
+    #[tokio::test]
+    async fn the_running_hub_writes_a_broadcast_into_hundreds_of_sockets_in_one_turn() {
+        const MEMBERS: usize = 200;
+        let config = Config {
+            rate_limit_per_second: 0,
+            ..Config::default()
+        };
+        let engine = Engine::new(config, "test").expect("valid config");
+        let metrics = Arc::new(Metrics::new());
+        let (hub, _stats) = Hub::new(engine, Clock::new(WallClock::System), metrics);
+        let (handle, inbox) = Hub::channel();
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(hub.run(inbox, stop.clone()));
+        let mut peers = Vec::new();
+        let mut first = None;
+        for n in 0..MEMBERS {
+            let (ours, peer) = tokio::io::duplex(1 << 16);
+            let join = JoinRequest {
+                nick: Some(format!("m{n}")),
+                ..JoinRequest::default()
+            };
+            let link = Arc::new(Link::new(Box::pin(ours)));
+            let id = handle
+                .connect(join, link)
+                .await
+                .expect("running")
+                .expect("accepted");
+            first.get_or_insert(id);
+            peers.push(peer);
+        }
+        let text = serde_json::json!({"type": "message", "text": "to everyone"}).to_string();
+        handle
+            .send(ToHub::Frame {
+                client: first.expect("connected"),
+                text,
+            })
+            .await;
+        let mut missing: Vec<usize> = (0..MEMBERS).collect();
+        let mut seen = vec![String::new(); MEMBERS];
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+            missing.retain(|&n| {
+                seen[n].push_str(&received(&mut peers[n]));
+                !seen[n].contains("to everyone")
+            });
+            if missing.is_empty() {
+                break;
+            }
+        }
+        assert!(missing.is_empty(), "{} members got nothing", missing.len());
+        stop.cancel();
+        running.await.expect("no panic");
     }
 }

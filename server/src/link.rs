@@ -1,15 +1,32 @@
-//! The link between the hub and one connection: the writer's queue of commands, the reader's
-//! control (run, pause, stop) and its credit of frames in flight. One allocation per connection,
-//! and nothing more while the connection is idle: the queue's storage is handed to the writer
-//! with every batch and dropped once written, so memory follows traffic (BENCHMARKS.md,
-//! scenario 4: a channel per connection kept a 32-slot block allocated for good).
+//! The link between the hub and one connection: the writer's queue of commands, the socket's
+//! write half, the reader's control (run, pause, stop) and its credit of frames in flight. One
+//! allocation per connection, and nothing more while the connection is idle: the queue's storage
+//! is handed to the writer with every batch and dropped once written, so memory follows traffic
+//! (BENCHMARKS.md, scenario 4: a channel per connection kept a 32-slot block allocated for good).
+//!
+//! Two parties write to the socket, never at once. While the connection's writer task is parked,
+//! the hub writes what it queued straight into the socket at the end of its turn
+//! ([`Link::flush_direct`]): a chat message to a hundred idle clients is then a hundred `send`s
+//! from one loop rather than a hundred task wake-ups, each followed by a report back through the
+//! hub's inbox (BENCHMARKS.md, "Direct writes"). Whatever the socket does not take at once goes
+//! to the writer, which owns the socket from then until its queue is empty again.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use tokio::io::AsyncWrite;
 use tokio::sync::{Notify, Semaphore};
+
+use crate::ws_write::{encode_batch, Tally};
+
+/// The socket's write half, shared by the connection's writer and the hub.
+pub(crate) type Sink = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// How many of a connection's frames may be read but not yet taken by the engine (in the inbox
 /// or held back by the hub). A reader takes one permit per frame; the hub gives it back when
@@ -36,6 +53,16 @@ pub(crate) enum WriterCmd {
         code: u16,
         reason: &'static str,
     },
+    /// What the hub began writing and the socket did not take (boxed: rare, and it would
+    /// otherwise make every command larger).
+    Unfinished(Box<Unfinished>),
+}
+
+/// Frames the hub encoded and partly wrote: the writer writes `rest`, then reports `tally`.
+#[derive(Debug)]
+pub(crate) struct Unfinished {
+    pub(crate) rest: Bytes,
+    pub(crate) tally: Tally,
 }
 
 /// Whether a connection's reader may read.
@@ -59,11 +86,30 @@ impl ReadControl {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Outbox {
     queue: VecDeque<WriterCmd>,
     /// No more commands are taken; the writer ends once `queue` is written.
     closed: bool,
+    /// The writer was woken or is writing, and owns the socket until it finds `queue` empty.
+    /// While it is set the hub leaves the socket alone, so bytes never interleave.
+    writer_busy: bool,
+    /// The hub has this link on its list to flush at the end of its turn.
+    flush_pending: bool,
+    /// `None` only in tests that read the queue themselves.
+    sink: Option<Sink>,
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("queue", &self.queue)
+            .field("closed", &self.closed)
+            .field("writer_busy", &self.writer_busy)
+            .field("flush_pending", &self.flush_pending)
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -88,6 +134,13 @@ impl Default for Link {
 }
 
 impl Link {
+    /// A link whose writer (and hub) write into `sink`.
+    pub(crate) fn new(sink: Sink) -> Self {
+        let link = Self::default();
+        link.outbox().sink = Some(sink);
+        link
+    }
+
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
         // Nothing panics while holding the lock, and a queue is valid whatever happened.
         self.outbox
@@ -117,17 +170,77 @@ impl Link {
             }
         }
         outbox.queue.push_back(cmd);
-        // A writer with a non-empty queue has been woken already and will take this too.
-        let wake = outbox.queue.len() == 1;
+        // A busy writer takes this too once it is done with what it has.
+        let wake = !std::mem::replace(&mut outbox.writer_busy, true);
         drop(outbox);
         if wake {
             self.writer_wake.notify_one();
         }
     }
 
+    /// The hub's side: queues `cmd` without waking the writer. `true` when the hub should call
+    /// [`Link::flush_direct`] at the end of its turn (once per turn, and only while the writer
+    /// is parked; a busy writer takes it anyway).
+    pub(crate) fn push(&self, cmd: WriterCmd) -> bool {
+        let mut outbox = self.outbox();
+        if outbox.closed {
+            return false;
+        }
+        outbox.queue.push_back(cmd);
+        if outbox.writer_busy || outbox.flush_pending {
+            return false;
+        }
+        outbox.flush_pending = true;
+        true
+    }
+
+    /// The hub's end of turn: while the writer is parked, encodes what is queued into `scratch`
+    /// (reused across calls) and writes it straight into the socket without waiting. Returns the
+    /// text frames that were written whole. What the socket did not take, a close frame (and
+    /// anything after it) and anything past one write's worth go to the writer, woken for them.
+    pub(crate) fn flush_direct(&self, scratch: &mut Vec<u8>) -> Tally {
+        let mut outbox = self.outbox();
+        outbox.flush_pending = false;
+        if outbox.writer_busy || outbox.queue.is_empty() {
+            return Tally::default();
+        }
+        let Outbox {
+            queue,
+            sink,
+            writer_busy,
+            ..
+        } = &mut *outbox;
+        let mut flushed = Tally::default();
+        if let Some(sink) = sink.as_mut() {
+            scratch.clear();
+            let (tally, _) = encode_batch(queue, scratch, false);
+            let written = write_now(sink, scratch);
+            if written == scratch.len() {
+                flushed = tally;
+            } else {
+                queue.push_front(WriterCmd::Unfinished(Box::new(Unfinished {
+                    rest: Bytes::copy_from_slice(&scratch[written..]),
+                    tally,
+                })));
+            }
+        }
+        if queue.is_empty() {
+            // An idle connection holds no queue storage (BENCHMARKS.md, scenario 4).
+            *queue = VecDeque::new();
+            return flushed;
+        }
+        *writer_busy = true;
+        drop(outbox);
+        self.writer_wake.notify_one();
+        flushed
+    }
+
     /// No more commands: the writer ends after writing what is queued.
     pub(crate) fn close(&self) {
-        self.outbox().closed = true;
+        let mut outbox = self.outbox();
+        outbox.closed = true;
+        outbox.writer_busy = true;
+        drop(outbox);
         self.writer_wake.notify_one();
     }
 
@@ -136,19 +249,50 @@ impl Link {
     }
 
     /// The writer's side: everything queued, oldest first, once there is anything; `None` once
-    /// the link is closed and everything was taken.
+    /// the link is closed and everything was taken. Finding nothing, the writer parks and the
+    /// socket is the hub's to write until the writer is woken again.
     pub(crate) async fn take_all(&self) -> Option<VecDeque<WriterCmd>> {
         loop {
             {
                 let mut outbox = self.outbox();
                 if !outbox.queue.is_empty() {
+                    outbox.writer_busy = true;
                     return Some(std::mem::take(&mut outbox.queue));
                 }
                 if outbox.closed {
                     return None;
                 }
+                outbox.writer_busy = false;
             }
             self.writer_wake.notified().await;
+        }
+    }
+
+    /// Writes all of `buf` into the socket, for the writer (or before there is one).
+    pub(crate) async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n =
+                std::future::poll_fn(|cx| self.poll_sink(|sink| sink.poll_write(cx, buf))).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Shuts the socket's write side down (a FIN after the close frame).
+    pub(crate) async fn shutdown(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_sink(|sink| sink.poll_shutdown(cx))).await
+    }
+
+    fn poll_sink<T>(
+        &self,
+        poll: impl FnOnce(Pin<&mut (dyn AsyncWrite + Send)>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match self.outbox().sink.as_mut() {
+            Some(sink) => poll(sink.as_mut()),
+            None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
 
@@ -194,11 +338,144 @@ impl Link {
     }
 }
 
+/// Writes what the socket takes right now; never waits. The waker is a no-op because the hub
+/// does not wait on sockets: if this one is full, its writer retries with its own waker (the
+/// writer owns the socket from then on, so nothing else registers one over it). An error counts
+/// as nothing written: the writer meets it again and reports the connection gone.
+fn write_now(sink: &mut Sink, buf: &[u8]) -> usize {
+    if buf.is_empty() {
+        return 0;
+    }
+    match sink
+        .as_mut()
+        .poll_write(&mut Context::from_waker(Waker::noop()), buf)
+    {
+        Poll::Ready(Ok(n)) => n,
+        Poll::Ready(Err(_)) | Poll::Pending => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
+    use futures_util::FutureExt;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+
     use super::*;
+    use crate::hub::{Hub, ToHub};
+    use crate::ws_write::{write_loop, Report};
+
+    fn text(s: &'static str) -> WriterCmd {
+        WriterCmd::Text(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// A link writing into an in-memory socket that holds `capacity` bytes, and its far end.
+    fn linked(capacity: usize) -> (Link, DuplexStream) {
+        let (ours, peer) = tokio::io::duplex(capacity);
+        (Link::new(Box::pin(ours)), peer)
+    }
+
+    /// The payloads of the (short, unmasked) frames in `bytes`.
+    fn payloads(mut bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        while let [_, len, rest @ ..] = bytes {
+            let len = usize::from(*len);
+            assert!(len < 126, "short frames only");
+            out.push(String::from_utf8_lossy(&rest[..len]).into_owned());
+            bytes = &rest[len..];
+        }
+        out
+    }
+
+    fn some_client() -> chat_engine::ClientId {
+        let mut engine =
+            chat_engine::Engine::new(chat_engine::Config::default(), "test").expect("valid config");
+        let now = chat_engine::Now::new(std::time::Instant::now(), std::time::SystemTime::now());
+        engine
+            .connect(now, chat_engine::JoinRequest::default())
+            .expect("accepted")
+    }
+
+    /// Whatever the far end can read right now.
+    fn readable(peer: &mut DuplexStream) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Some(Ok(n @ 1..)) = peer.read(&mut buf).now_or_never() {
+            all.extend_from_slice(&buf[..n]);
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn the_hub_writes_straight_into_a_parked_writers_socket() {
+        let (link, mut peer) = linked(1024);
+        let mut scratch = Vec::new();
+        assert!(link.push(text("one")), "parked: the hub should flush");
+        assert!(!link.push(text("two")), "already on the hub's list");
+        let tally = link.flush_direct(&mut scratch);
+        assert_eq!(
+            tally,
+            Tally {
+                frames: 2,
+                bytes: 6
+            }
+        );
+        assert_eq!(payloads(&readable(&mut peer)), ["one", "two"]);
+        assert!(link.take_all().now_or_never().is_none(), "nothing left");
+        assert!(link.push(text("three")), "parked again: next turn flushes");
+    }
+
+    #[tokio::test]
+    async fn what_a_full_socket_does_not_take_goes_to_the_writer_in_order() {
+        let (link, mut peer) = linked(8);
+        let mut scratch = Vec::new();
+        link.push(text("hello"));
+        link.push(text("world"));
+        assert_eq!(
+            link.flush_direct(&mut scratch),
+            Tally::default(),
+            "nothing written whole yet"
+        );
+        assert!(!link.push(text("again")), "the writer owns the socket now");
+        assert_eq!(link.flush_direct(&mut scratch), Tally::default());
+        link.close();
+        let (hub, mut inbox) = Hub::channel();
+        let report = Report::Hub {
+            hub,
+            client: some_client(),
+        };
+        let mut received = Vec::new();
+        let ((), read) = tokio::join!(
+            write_loop(&link, report, std::time::Duration::from_secs(5)),
+            peer.read_to_end(&mut received)
+        );
+        read.expect("read to the end");
+        assert_eq!(payloads(&received), ["hello", "world", "again"]);
+        let Some(ToHub::Flushed { frames, bytes, .. }) = inbox.recv().await else {
+            panic!("the writer reports what it flushed");
+        };
+        assert_eq!(
+            (frames, bytes),
+            (3, 15),
+            "the hub's frames count once written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_woken_writer_keeps_the_socket_to_itself() {
+        let (link, mut peer) = linked(1024);
+        let mut scratch = Vec::new();
+        link.send(WriterCmd::Pong(Bytes::from_static(b"p")));
+        assert!(
+            !link.push(text("chat")),
+            "the writer was woken and takes it"
+        );
+        assert_eq!(link.flush_direct(&mut scratch), Tally::default());
+        assert!(readable(&mut peer).is_empty(), "the hub wrote nothing");
+        let batch = link.take_all().now_or_never().flatten().expect("queued");
+        assert_eq!(batch.len(), 2);
+    }
 
     fn texts(batch: &VecDeque<WriterCmd>) -> Vec<&[u8]> {
         batch

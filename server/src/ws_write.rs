@@ -1,14 +1,15 @@
 //! The connection writer: takes everything queued on the link, encodes it into one buffer and
 //! writes it with one call, then reports the flushed frames to the hub. A socket that accepts
 //! nothing for the write timeout is dropped, so a slow client costs at most its queue bound.
-//! Nothing is kept between batches: an idle connection's writer holds no buffer.
+//! Nothing is kept between batches: an idle connection's writer holds no buffer. The encoding
+//! is shared with the hub's direct writes (`Link::flush_direct`).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chat_engine::ClientId;
 use fastwebsockets::{Frame, OpCode, Payload};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::hub::{HubHandle, ToHub};
 use crate::link::{Link, WriterCmd};
@@ -39,12 +40,12 @@ pub(crate) enum Report {
 }
 
 impl Report {
-    async fn flushed(&self, frames: usize, bytes: usize) {
+    async fn flushed(&self, tally: Tally) {
         if let Report::Hub { hub, client } = self {
             hub.send(ToHub::Flushed {
                 client: *client,
-                frames,
-                bytes,
+                frames: tally.frames,
+                bytes: tally.bytes,
             })
             .await;
         }
@@ -57,65 +58,91 @@ impl Report {
     }
 }
 
-/// Runs until a `Close` was written, the link is closed and drained, or the socket fails.
-pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
-    mut io: W,
-    link: &Link,
-    report: Report,
-    write_timeout: Duration,
-) {
-    while let Some(mut batch) = link.take_all().await {
-        let mut buf = Vec::with_capacity(batch_size_hint(&batch));
-        let mut frames = 0;
-        let mut bytes = 0;
-        let mut closing = false;
-        while let Some(cmd) = batch.pop_front() {
-            match cmd {
-                WriterCmd::Text(payload) => {
-                    encode(&mut buf, OpCode::Text, &payload);
-                    frames += 1;
-                    bytes += payload.len();
-                }
-                WriterCmd::Binary(payload) => encode(&mut buf, OpCode::Binary, &payload),
-                WriterCmd::Ping => encode(&mut buf, OpCode::Ping, &[]),
-                WriterCmd::Pong(payload) => encode(&mut buf, OpCode::Pong, &payload),
-                WriterCmd::Close { code, reason } => {
-                    encode(&mut buf, OpCode::Close, &close_payload(code, reason));
-                    closing = true;
-                    break;
-                }
+/// Text frames and their payload bytes, as reported to the hub once written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) frames: usize,
+    pub(crate) bytes: usize,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.frames += other.frames;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Encodes commands from the front of `queue` into `buf` until `buf` holds `BATCH_BYTES` or the
+/// queue is empty. A close frame ends the batch: with `take_close` it is encoded (and `true`
+/// returned: what follows it is never written), otherwise it stays queued for the writer.
+pub(crate) fn encode_batch(
+    queue: &mut VecDeque<WriterCmd>,
+    buf: &mut Vec<u8>,
+    take_close: bool,
+) -> (Tally, bool) {
+    let mut tally = Tally::default();
+    while buf.len() < BATCH_BYTES {
+        if matches!(queue.front(), Some(WriterCmd::Close { .. })) && !take_close {
+            break;
+        }
+        let Some(cmd) = queue.pop_front() else { break };
+        match cmd {
+            WriterCmd::Text(payload) => {
+                encode(buf, OpCode::Text, &payload);
+                tally.add(Tally {
+                    frames: 1,
+                    bytes: payload.len(),
+                });
             }
-            if buf.len() >= BATCH_BYTES {
-                break;
+            WriterCmd::Binary(payload) => encode(buf, OpCode::Binary, &payload),
+            WriterCmd::Ping => encode(buf, OpCode::Ping, &[]),
+            WriterCmd::Pong(payload) => encode(buf, OpCode::Pong, &payload),
+            WriterCmd::Unfinished(unfinished) => {
+                buf.extend_from_slice(&unfinished.rest);
+                tally.add(unfinished.tally);
+            }
+            WriterCmd::Close { code, reason } => {
+                encode(buf, OpCode::Close, &close_payload(code, reason));
+                return (tally, true);
             }
         }
+    }
+    (tally, false)
+}
+
+/// Runs until a `Close` was written, the link is closed and drained, or the socket fails.
+pub(crate) async fn write_loop(link: &Link, report: Report, write_timeout: Duration) {
+    while let Some(mut batch) = link.take_all().await {
+        let mut buf = Vec::with_capacity(batch_size_hint(&batch));
+        let (tally, closing) = encode_batch(&mut batch, &mut buf, true);
         if !closing && !batch.is_empty() {
             link.put_back(batch);
         }
-        let written = tokio::time::timeout(write_timeout, io.write_all(&buf)).await;
+        let written = tokio::time::timeout(write_timeout, link.write_all(&buf)).await;
         if !matches!(written, Ok(Ok(()))) {
             link.close();
             report.failed().await;
             return;
         }
-        if frames > 0 {
-            report.flushed(frames, bytes).await;
+        if tally.frames > 0 {
+            report.flushed(tally).await;
         }
         if closing {
             break;
         }
     }
-    let _ = tokio::time::timeout(write_timeout, io.shutdown()).await;
+    let _ = tokio::time::timeout(write_timeout, link.shutdown()).await;
 }
 
 /// Bytes the encoded batch will take, up to one write's worth, so the buffer is sized once.
-fn batch_size_hint(batch: &std::collections::VecDeque<WriterCmd>) -> usize {
+fn batch_size_hint(batch: &VecDeque<WriterCmd>) -> usize {
     let mut size = 0;
     for cmd in batch {
         size += match cmd {
             WriterCmd::Text(payload) | WriterCmd::Binary(payload) | WriterCmd::Pong(payload) => {
                 payload.len()
             }
+            WriterCmd::Unfinished(unfinished) => unfinished.rest.len(),
             WriterCmd::Ping => 0,
             WriterCmd::Close { reason, .. } => 2 + reason.len(),
         } + 10;
@@ -131,4 +158,66 @@ pub(crate) fn close_frame_bytes(code: u16, reason: &str) -> Bytes {
     let mut buf = Vec::new();
     encode(&mut buf, OpCode::Close, &close_payload(code, reason));
     Bytes::from(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> VecDeque<WriterCmd> {
+        VecDeque::from([
+            WriterCmd::Text(Bytes::from_static(b"chat")),
+            WriterCmd::Ping,
+            WriterCmd::Close {
+                code: 1000,
+                reason: "bye",
+            },
+            WriterCmd::Text(Bytes::from_static(b"never")),
+        ])
+    }
+
+    #[test]
+    fn the_hub_leaves_a_close_frame_and_what_follows_to_the_writer() {
+        let mut queue = queue();
+        let mut buf = Vec::new();
+        let (tally, closing) = encode_batch(&mut queue, &mut buf, false);
+        assert_eq!(
+            tally,
+            Tally {
+                frames: 1,
+                bytes: 4
+            }
+        );
+        assert!(!closing);
+        assert_eq!(buf, [&[0x81, 4][..], b"chat", &[0x89, 0]].concat());
+        assert!(matches!(queue.front(), Some(WriterCmd::Close { .. })));
+        assert_eq!(queue.len(), 2);
+    }
+
+    #[test]
+    fn the_writer_ends_its_batch_with_the_close_frame() {
+        let mut queue = queue();
+        let mut buf = Vec::new();
+        let (tally, closing) = encode_batch(&mut queue, &mut buf, true);
+        assert_eq!(
+            tally,
+            Tally {
+                frames: 1,
+                bytes: 4
+            }
+        );
+        assert!(closing);
+        assert!(buf.ends_with(&[&[0x88, 5, 0x03, 0xE8][..], b"bye"].concat()));
+        assert_eq!(queue.len(), 1, "nothing after a close is encoded");
+    }
+
+    #[test]
+    fn a_batch_stops_at_the_write_size() {
+        let big = Bytes::from(vec![b'x'; BATCH_BYTES / 2]);
+        let mut queue: VecDeque<WriterCmd> = (0..4).map(|_| WriterCmd::Text(big.clone())).collect();
+        let mut buf = Vec::new();
+        let (tally, _) = encode_batch(&mut queue, &mut buf, true);
+        assert_eq!(tally.frames, 2);
+        assert_eq!(queue.len(), 2, "the rest waits for the next write");
+    }
 }
