@@ -5,7 +5,7 @@
 # also collected in $OUT/results.jsonl. Takes about five minutes.
 #
 #   sim/bench.sh                 # every scenario
-#   sim/bench.sh 1 3c 4          # only these (1 2 3 3c 3q 3cq 3w 3cw 4 4b 5)
+#   sim/bench.sh 1 3c 4          # only these (1 1u 2 3 3c 3q 3cq 3w 3cw 4 4b 5)
 #
 # Environment: CARGO_TARGET_DIR (default /work/target-load), PORT (default 18480), OUT (default
 # /tmp/chat-load-bench).
@@ -42,7 +42,7 @@ trap stop_server EXIT
 # start_server [extra flags...]: a fresh server with the rate limit off and room for 20,000.
 start_server() {
     stop_server
-    RUST_LOG=warn "$SERVER" --addr "127.0.0.1:$PORT" --rate-limit-per-second 0 \
+    RUST_LOG=warn ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$SERVER" --addr "127.0.0.1:$PORT" --rate-limit-per-second 0 \
         --max-connections 20000 "$@" >"$OUT/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
@@ -57,8 +57,8 @@ start_server() {
 run() {
     local name=$1
     shift
-    echo "== scenario $name: chat-load $* (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    timeout 120 "$LOAD" --url "$URL" --server-pid "$SERVER_PID" --label "$name" \
+    echo "== scenario $name: chat-load $* (load average $(cut -d' ' -f1-3 /proc/loadavg))${LOAD_CPUS:+ (server on CPU $SERVER_CPUS, chat-load on CPU $LOAD_CPUS)}"
+    timeout 120 ${LOAD_CPUS:+taskset -c "$LOAD_CPUS"} "$LOAD" --url "$URL" --server-pid "$SERVER_PID" --label "$name" \
         --room-prefix "s${name}-" "$@" | tee "$OUT/$name.txt"
     tail -n 1 "$OUT/$name.txt" >>"$OUT/results.jsonl"
 }
@@ -71,10 +71,26 @@ wanted() {
 }
 SELECTED=("$@")
 
-# Server defaults (queue 256 frames, high water 128, one runtime thread), rate limit off.
-if wanted 1 || wanted 3 || wanted 3c; then
+# Scenario 1 is about latency, and on loopback the generator's reading threads are woken by the
+# server's own sends: Linux then queues them on the server's CPU (a "sync" wake-up), where they
+# wait for the server to finish the whole fan-out while the other CPU idles (BENCHMARKS.md,
+# "Scenario 1 and the scheduler"). Real clients are on other machines, so the recorded run puts
+# the server on CPU 0 and the generator on the others; 1u is the same run left to the scheduler.
+SCENARIO_1=(--clients 100 --senders 10 --rate 10 --duration 10)
+if wanted 1 && [[ $(nproc) -ge 2 ]]; then
+    SERVER_CPUS=0 start_server
+    others=1
+    [[ $(nproc) -gt 2 ]] && others="1-$(($(nproc) - 1))"
+    LOAD_CPUS="$others" SERVER_CPUS=0 run 1 "${SCENARIO_1[@]}"
+fi
+if wanted 1u; then
     start_server
-    wanted 1 && run 1 --clients 100 --senders 10 --rate 10 --duration 10
+    run 1u "${SCENARIO_1[@]}"
+fi
+
+# Server defaults (queue 256 frames, high water 128, one runtime thread), rate limit off.
+if wanted 3 || wanted 3c; then
+    start_server
     # Open loop: what the senders' sockets hold when sending stops takes seconds to deliver.
     wanted 3 && run 3 --clients 50 --senders 5 --rate 0 --duration 5 --drain 30
     wanted 3c && run 3c --clients 50 --senders 5 --rate 0 --window 32 --duration 5
