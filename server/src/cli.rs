@@ -36,9 +36,9 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
-    /// Threads running connections and the hub. The chat state is one task either way; more
-    /// threads spread socket writes over cores, but on a machine that is short of cores a
-    /// descheduled thread strands the writers queued on it (BENCHMARKS.md, scenarios 3w and 3cw).
+    /// Threads running connections and the hub. The chat state is one task, and it writes to
+    /// idle sockets itself; more threads spread reads and writes to full sockets over cores. On
+    /// two shared cores one thread delivered more for less CPU (BENCHMARKS.md, 3w and 3cw).
     #[arg(long, env = "CHAT_WORKER_THREADS", default_value_t = 1,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub worker_threads: usize,
