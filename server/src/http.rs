@@ -10,6 +10,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
@@ -225,7 +226,11 @@ async fn kick(req: &Request<Incoming>, state: &AppState) -> Response<Body> {
                 "missing Authorization: Bearer <token>\n",
             )
         }
-        Some(p) if p != token => return text(StatusCode::FORBIDDEN, "wrong admin token\n"),
+        // Compared in constant time: a comparison that stops at the first differing byte tells
+        // a patient attacker, through response times, how much of a guess was right.
+        Some(p) if !bool::from(p.as_bytes().ct_eq(token.as_bytes())) => {
+            return text(StatusCode::FORBIDDEN, "wrong admin token\n")
+        }
         Some(_) => {}
     }
     let mut room = None;

@@ -268,16 +268,24 @@ async fn the_operator_kick_closes_with_4003() {
             .0,
         401
     );
-    assert_eq!(
-        common::http_post(
-            &server,
-            "/admin/kick?room=general&nick=bob",
-            &[("Authorization", "Bearer nope")]
-        )
-        .await
-        .0,
-        403
-    );
+    for wrong in [
+        "Bearer nope",
+        "Bearer s3creT",
+        "Bearer s3cre",
+        "Bearer s3cret2",
+    ] {
+        assert_eq!(
+            common::http_post(
+                &server,
+                "/admin/kick?room=general&nick=bob",
+                &[("Authorization", wrong)]
+            )
+            .await
+            .0,
+            403,
+            "{wrong}"
+        );
+    }
     assert_eq!(
         common::http_post(
             &server,
