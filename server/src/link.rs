@@ -359,6 +359,8 @@ fn write_now(sink: &mut Sink, buf: &[u8]) -> usize {
 mod tests {
     use std::sync::Arc;
 
+    use std::time::Duration;
+
     use futures_util::FutureExt;
     use tokio::io::{AsyncReadExt, DuplexStream};
 
@@ -460,6 +462,64 @@ mod tests {
             (3, 15),
             "the hub's frames count once written"
         );
+    }
+
+    /// The hub, the writer and the reader (answering pings) on two threads, with a socket small
+    /// enough that the hub hands over to the writer again and again: every chat frame arrives
+    /// once, whole and in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hub_and_writer_never_interleave_or_reorder_frames() {
+        const FRAMES: usize = 3_000;
+        let (ours, mut peer) = tokio::io::duplex(64);
+        let link = Arc::new(Link::new(Box::pin(ours)));
+        let writer = tokio::spawn({
+            let link = link.clone();
+            async move { write_loop(&link, Report::Nobody, Duration::from_secs(30)).await }
+        });
+        let reader = tokio::spawn({
+            let link = link.clone();
+            async move {
+                for _ in 0..300 {
+                    link.send(WriterCmd::Pong(Bytes::from_static(b"pong")));
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let hub = tokio::spawn({
+            let link = link.clone();
+            async move {
+                let mut scratch = Vec::new();
+                for n in 0..FRAMES {
+                    let flush = link.push(WriterCmd::Text(Bytes::from(n.to_string())));
+                    if flush || n % 5 == 0 {
+                        link.flush_direct(&mut scratch);
+                        tokio::task::yield_now().await;
+                    }
+                }
+                link.flush_direct(&mut scratch);
+            }
+        });
+        let mut received = Vec::new();
+        let read =
+            tokio::spawn(async move { peer.read_to_end(&mut received).await.map(|_| received) });
+        hub.await.expect("no panic");
+        reader.await.expect("no panic");
+        link.close();
+        writer.await.expect("no panic");
+        let received = read.await.expect("no panic").expect("read to the end");
+        let mut texts = Vec::new();
+        let mut bytes = &received[..];
+        while let [op, len, rest @ ..] = bytes {
+            let len = usize::from(*len);
+            match op {
+                0x81 => texts.push(String::from_utf8(rest[..len].to_vec()).expect("UTF-8")),
+                0x8A => assert_eq!(&rest[..len], b"pong", "a pong cut into"),
+                _ => panic!("not a frame head: {op:#x}, bytes interleaved"),
+            }
+            bytes = &rest[len..];
+        }
+        let expected: Vec<String> = (0..FRAMES).map(|n| n.to_string()).collect();
+        assert_eq!(texts, expected);
     }
 
     #[tokio::test]
