@@ -50,6 +50,7 @@ async fn main() -> std::io::Result<()> {
     let limits = ConnLimits {
         max_message_bytes: args.max_message_bytes,
         write_timeout: Duration::from_secs(30),
+        ..ConnLimits::default()
     };
     println!("echo server on ws://{}", listener.local_addr()?);
     loop {

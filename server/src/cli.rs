@@ -100,6 +100,23 @@ pub struct Args {
     /// Room for clients that name none.
     #[arg(long, env = "CHAT_DEFAULT_ROOM", default_value = "general")]
     pub default_room: String,
+    /// Frames a connection may have read that the engine has not taken yet (a paused reader
+    /// stops after this many, so TCP pushes back on its sender).
+    #[arg(long, env = "CHAT_READ_AHEAD_FRAMES", default_value_t = 32,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub read_ahead_frames: usize,
+    /// Pongs waiting to be written per connection; past it a new pong replaces the latest.
+    #[arg(long, env = "CHAT_PENDING_PONGS", default_value_t = 16,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub pending_pongs: usize,
+    /// Messages waiting for the hub; connections wait (and stop reading) beyond it.
+    #[arg(long, env = "CHAT_HUB_INBOX", default_value_t = 4096,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 20))]
+    pub hub_inbox: usize,
+    /// Inbox messages in one hub turn, after which the hub writes what they queued and yields.
+    #[arg(long, env = "CHAT_HUB_TURN", default_value_t = 32,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub hub_turn: usize,
     /// Bearer token enabling POST /admin/kick?room=&nick= (disabled when unset).
     #[arg(long, env = "CHAT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -136,6 +153,10 @@ impl Args {
             write_timeout: self.write_timeout,
             shutdown_grace: self.shutdown_grace,
             admin_token: self.admin_token.clone(),
+            read_ahead_frames: self.read_ahead_frames,
+            pending_pongs_max: self.pending_pongs,
+            hub_inbox: self.hub_inbox,
+            hub_turn: self.hub_turn,
             wall_clock: WallClock::System,
         }
     }
@@ -156,6 +177,37 @@ mod tests {
         assert_eq!(settings.handshake_timeout, defaults.handshake_timeout);
         assert_eq!(settings.write_timeout, defaults.write_timeout);
         assert_eq!(settings.shutdown_grace, defaults.shutdown_grace);
+        assert_eq!(settings.read_ahead_frames, defaults.read_ahead_frames);
+        assert_eq!(settings.pending_pongs_max, defaults.pending_pongs_max);
+        assert_eq!(settings.hub_inbox, defaults.hub_inbox);
+        assert_eq!(settings.hub_turn, defaults.hub_turn);
         assert_eq!(args.addr.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
+    fn the_connection_and_hub_bounds_are_flags() {
+        let args = Args::try_parse_from([
+            "chat-server",
+            "--read-ahead-frames",
+            "8",
+            "--pending-pongs",
+            "3",
+            "--hub-inbox",
+            "100",
+            "--hub-turn",
+            "4",
+        ])
+        .expect("valid flags");
+        let settings = args.settings();
+        assert_eq!(
+            (
+                settings.read_ahead_frames,
+                settings.pending_pongs_max,
+                settings.hub_inbox,
+                settings.hub_turn
+            ),
+            (8, 3, 100, 4)
+        );
+        assert!(Args::try_parse_from(["chat-server", "--hub-turn", "0"]).is_err());
     }
 }

@@ -10,18 +10,45 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::SemaphorePermit;
 
 use crate::hub::{HubHandle, ToHub};
-use crate::link::{Link, ReadControl, WriterCmd};
+use crate::link::{Link, LinkLimits, ReadControl, WriterCmd};
+use crate::settings::Settings;
 use crate::ws_read::{Incoming, MessageReader, ReadEnd, CLOSE_UNSUPPORTED};
 use crate::ws_write::{close_frame_bytes, write_loop, Report};
 
 /// After we send a close, how long we keep reading for the peer's close before hanging up.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-/// Transport limits of one connection.
+/// Transport limits of one connection (see `Settings` for each).
 #[derive(Clone, Copy, Debug)]
 pub struct ConnLimits {
     pub max_message_bytes: usize,
     pub write_timeout: Duration,
+    pub read_ahead_frames: usize,
+    pub pending_pongs_max: usize,
+}
+
+impl ConnLimits {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            max_message_bytes: settings.max_message_bytes,
+            write_timeout: settings.write_timeout,
+            read_ahead_frames: settings.read_ahead_frames,
+            pending_pongs_max: settings.pending_pongs_max,
+        }
+    }
+
+    fn link(&self) -> LinkLimits {
+        LinkLimits {
+            read_ahead_frames: self.read_ahead_frames,
+            pending_pongs_max: self.pending_pongs_max,
+        }
+    }
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self::new(&Settings::default())
+    }
 }
 
 /// Serves one chat connection over any byte stream that completed the WebSocket handshake.
@@ -30,7 +57,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let link = Arc::new(Link::new(Box::pin(write)));
+    let link = Arc::new(Link::new(Box::pin(write), limits.link()));
     let client = match hub.connect(join, link.clone()).await {
         Some(Ok(client)) => client,
         refused => {
@@ -166,7 +193,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let link = Link::new(Box::pin(write));
+    let link = Link::new(Box::pin(write), limits.link());
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
     let reading = async {
         let end = echo_loop(&mut reader, &link).await;
@@ -220,10 +247,11 @@ mod tests {
     #[test]
     fn the_connection_task_stays_small() {
         let (io, _peer) = tokio::io::duplex(16);
-        let (hub, _inbox) = Hub::channel();
+        let (hub, _inbox) = Hub::channel(16);
         let limits = super::ConnLimits {
             max_message_bytes: 1 << 16,
             write_timeout: Duration::from_secs(1),
+            ..super::ConnLimits::default()
         };
         let task = super::serve_chat(io, JoinRequest::default(), hub, limits);
         let size = std::mem::size_of_val(&task);

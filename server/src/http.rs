@@ -156,10 +156,7 @@ fn upgrade(mut req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> 
     };
     state.metrics.upgrades.inc();
     let hub = state.hub.clone();
-    let limits = ConnLimits {
-        max_message_bytes: state.settings.max_message_bytes,
-        write_timeout: state.settings.write_timeout,
-    };
+    let limits = ConnLimits::new(&state.settings);
     // The upgrade completes only after this response is written: never await it here.
     state.tracker.spawn(async move {
         let _slot = slot;

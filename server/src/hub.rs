@@ -9,7 +9,7 @@
 //! Flow control is the hub's to finish: when the engine pauses a client, its reader stops, but
 //! frames it read before it heard of the pause may still be in the inbox. The hub holds those
 //! back until the client is resumed, so a paused room gets nothing more from its own members.
-//! Each reader has a small credit of frames the engine has not taken yet (`FRAME_CREDIT`), so
+//! Each reader has a small credit of frames the engine has not taken yet (`--read-ahead-frames`), so
 //! what the hub holds back is bounded too: a paused reader runs out of credit and stops.
 
 use std::collections::{HashMap, VecDeque};
@@ -117,24 +117,25 @@ pub(crate) struct Hub {
     to_flush: Vec<ClientId>,
     /// The buffer those writes are encoded into, reused from turn to turn.
     scratch: Vec<u8>,
+    /// Inbox messages per turn (`--hub-turn`).
+    turn: usize,
 }
 
-/// How many inbox messages make one turn, after which the hub writes what they queued and lets
-/// other tasks run. One message can be a broadcast that puts a frame on every member's queue:
-/// when turns were unbounded, one put hundreds of frames on each queue before anything was
-/// written, and members evenly behind were evicted (BENCHMARKS.md, 3c). Kept well under the gap
-/// between a queue's high-water mark and its bound (128 by default).
-const INBOX_BATCH: usize = 32;
 /// The hub's write buffer is kept between turns up to this size.
 const SCRATCH_KEPT: usize = 64 << 10;
-/// Inbox bound: readers wait (and so stop reading their sockets) when the hub is this far behind.
-pub(crate) const INBOX_CAPACITY: usize = 4096;
 
 impl Hub {
+    /// `turn`: how many inbox messages make one turn, after which the hub writes what they
+    /// queued and lets other tasks run. One message can be a broadcast that puts a frame on every
+    /// member's queue: when turns were unbounded, one put hundreds of frames on each queue before
+    /// anything was written, and members evenly behind were evicted (BENCHMARKS.md, 3c). Keep it
+    /// well under the gap between a queue's high-water mark and its bound (32 against 128 by
+    /// default).
     pub(crate) fn new(
         engine: Engine,
         clock: Clock,
         metrics: Arc<Metrics>,
+        turn: usize,
     ) -> (Self, watch::Receiver<Stats>) {
         let (stats, stats_rx) = watch::channel(engine.stats());
         let hub = Self {
@@ -147,12 +148,15 @@ impl Hub {
             resumed: Vec::new(),
             to_flush: Vec::new(),
             scratch: Vec::new(),
+            turn: turn.max(1),
         };
         (hub, stats_rx)
     }
 
-    pub(crate) fn channel() -> (HubHandle, mpsc::Receiver<ToHub>) {
-        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+    /// The inbox: connections wait (and so stop reading their sockets) once `capacity` messages
+    /// are waiting for the hub.
+    pub(crate) fn channel(capacity: usize) -> (HubHandle, mpsc::Receiver<ToHub>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         (HubHandle { tx }, rx)
     }
 
@@ -160,12 +164,12 @@ impl Hub {
     pub(crate) async fn run(self, inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) {
         // Unconstrained: one turn writes into hundreds of sockets (`flush`), and past Tokio's
         // per-task budget those writes would fail as if the sockets were full, waking a writer
-        // task for each. The hub yields on its own every `INBOX_BATCH` messages.
+        // task for each. The hub yields on its own after every turn that filled up.
         tokio::task::coop::unconstrained(self.serve(inbox, stop)).await;
     }
 
     async fn serve(mut self, mut inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) {
-        let mut batch = Vec::with_capacity(INBOX_BATCH);
+        let mut batch = Vec::with_capacity(self.turn);
         let mut timer = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
         let mut armed: Option<std::time::Instant> = None;
         loop {
@@ -180,7 +184,7 @@ impl Hub {
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                received = inbox.recv_many(&mut batch, INBOX_BATCH) => {
+                received = inbox.recv_many(&mut batch, self.turn) => {
                     if received == 0 {
                         break;
                     }
@@ -188,7 +192,7 @@ impl Hub {
                         self.handle(message);
                     }
                     self.flush();
-                    if received == INBOX_BATCH {
+                    if received == self.turn {
                         tokio::task::yield_now().await;
                     }
                 }
@@ -415,7 +419,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, DuplexStream};
 
     use super::*;
-    use crate::link::FRAME_CREDIT;
+    use crate::link::LinkLimits;
     use crate::settings::WallClock;
 
     /// What a connection's reader and writer would see of the hub.
@@ -457,7 +461,7 @@ mod tests {
     fn hub(config: Config) -> Hub {
         let engine = Engine::new(config, "test").expect("valid config");
         let clock = Clock::new(WallClock::System);
-        Hub::new(engine, clock, Arc::new(Metrics::new())).0
+        Hub::new(engine, clock, Arc::new(Metrics::new()), 32).0
     }
 
     fn connect(hub: &mut Hub, nick: &str) -> Probe {
@@ -467,7 +471,8 @@ mod tests {
     /// A client whose link writes into an in-memory socket, and the socket's far end.
     fn connect_wired(hub: &mut Hub, nick: &str) -> (Probe, DuplexStream) {
         let (ours, peer) = tokio::io::duplex(1 << 16);
-        (connect_with(hub, nick, Link::new(Box::pin(ours))), peer)
+        let link = Link::new(Box::pin(ours), LinkLimits::default());
+        (connect_with(hub, nick, link), peer)
     }
 
     /// Everything the far end can read now, as text.
@@ -563,7 +568,7 @@ mod tests {
         );
         assert_eq!(
             ann.credit(),
-            FRAME_CREDIT - 2,
+            LinkLimits::default().read_ahead_frames - 2,
             "held frames keep their credit: a paused reader runs out and stops"
         );
         assert_eq!(bob.texts(), ["m1", "m2", "m3", "m4"]);
@@ -575,7 +580,7 @@ mod tests {
         });
         assert_eq!(ann.control(), ReadControl::Run);
         assert_eq!(bob.texts(), ["m5", "m6"], "replayed in order once resumed");
-        assert_eq!(ann.credit(), FRAME_CREDIT);
+        assert_eq!(ann.credit(), LinkLimits::default().read_ahead_frames);
         // And what it says next comes after them.
         say(&mut hub, &ann, "m7");
         assert_eq!(bob.texts(), ["m7"]);
@@ -645,8 +650,8 @@ mod tests {
         };
         let engine = Engine::new(config, "test").expect("valid config");
         let metrics = Arc::new(Metrics::new());
-        let (hub, _stats) = Hub::new(engine, Clock::new(WallClock::System), metrics);
-        let (handle, inbox) = Hub::channel();
+        let (hub, _stats) = Hub::new(engine, Clock::new(WallClock::System), metrics, 32);
+        let (handle, inbox) = Hub::channel(4096);
         let stop = CancellationToken::new();
         let running = tokio::spawn(hub.run(inbox, stop.clone()));
         let mut peers = Vec::new();
@@ -657,7 +662,7 @@ mod tests {
                 nick: Some(format!("m{n}")),
                 ..JoinRequest::default()
             };
-            let link = Arc::new(Link::new(Box::pin(ours)));
+            let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
             let id = handle
                 .connect(join, link)
                 .await

@@ -64,8 +64,8 @@ pub async fn run<L: Listener>(
     let statics = StaticFiles::open(&settings.static_source)?;
     let clock = Clock::new(settings.wall_clock);
     let metrics = Arc::new(Metrics::new());
-    let (hub, stats) = Hub::new(engine, clock, metrics.clone());
-    let (hub_handle, inbox) = Hub::channel();
+    let (hub, stats) = Hub::new(engine, clock, metrics.clone(), settings.hub_turn);
+    let (hub_handle, inbox) = Hub::channel(settings.hub_inbox);
     let stop_hub = CancellationToken::new();
     let hub_task = tokio::spawn(hub.run(inbox, stop_hub.clone()));
     let tracker = TaskTracker::new();

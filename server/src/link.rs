@@ -28,16 +28,30 @@ use crate::ws_write::{encode_batch, Tally};
 /// The socket's write half, shared by the connection's writer and the hub.
 pub(crate) type Sink = Pin<Box<dyn AsyncWrite + Send>>;
 
-/// How many of a connection's frames may be read but not yet taken by the engine (in the inbox
-/// or held back by the hub). A reader takes one permit per frame; the hub gives it back when
-/// the engine takes the frame.
-pub(crate) const FRAME_CREDIT: usize = 32;
+/// A connection's bounds outside the engine (`--read-ahead-frames`, `--pending-pongs`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LinkLimits {
+    /// How many of a connection's frames may be read but not yet taken by the engine (in the
+    /// inbox or held back by the hub). A reader takes one permit per frame; the hub gives it
+    /// back when the engine takes the frame.
+    pub(crate) read_ahead_frames: usize,
+    /// Pongs waiting to be written, at most. A client that pings without reading would
+    /// otherwise grow its writer's queue without bound (pongs are not chat frames, so the
+    /// engine's queue bounds do not count them); past this, a new pong replaces the latest
+    /// waiting one, which RFC 6455 (5.5.3) allows. Autobahn's case 2.10 sends 10 pings at once
+    /// and wants 10 pongs.
+    pub(crate) pending_pongs_max: usize,
+}
 
-/// Pongs waiting to be written, at most. A client that pings without reading would otherwise
-/// grow its writer's queue without bound (pongs are not chat frames, so the engine's queue
-/// bounds do not count them); past this, a new pong replaces the latest waiting one, which
-/// RFC 6455 (5.5.3) allows. Autobahn's case 2.10 sends 10 pings at once and wants 10 pongs.
-pub(crate) const PENDING_PONGS_MAX: usize = 16;
+impl Default for LinkLimits {
+    fn default() -> Self {
+        let settings = crate::settings::Settings::default();
+        Self {
+            read_ahead_frames: settings.read_ahead_frames,
+            pending_pongs_max: settings.pending_pongs_max,
+        }
+    }
+}
 
 /// What a connection's writer is asked to put on the wire, in order.
 #[derive(Debug)]
@@ -98,6 +112,8 @@ struct Outbox {
     flush_pending: bool,
     /// `None` only in tests that read the queue themselves.
     sink: Option<Sink>,
+    /// `LinkLimits::pending_pongs_max`.
+    pongs_max: usize,
 }
 
 impl fmt::Debug for Outbox {
@@ -108,6 +124,7 @@ impl fmt::Debug for Outbox {
             .field("writer_busy", &self.writer_busy)
             .field("flush_pending", &self.flush_pending)
             .field("sink", &self.sink.is_some())
+            .field("pongs_max", &self.pongs_max)
             .finish()
     }
 }
@@ -122,23 +139,30 @@ pub(crate) struct Link {
 }
 
 impl Default for Link {
+    /// A link with no socket, for tests that read its queue themselves.
     fn default() -> Self {
-        Self {
-            outbox: Mutex::default(),
-            writer_wake: Notify::new(),
-            control: AtomicU8::new(ReadControl::Run as u8),
-            reader_wake: Notify::new(),
-            credit: Semaphore::new(FRAME_CREDIT),
-        }
+        Self::with_sink(None, LinkLimits::default())
     }
 }
 
 impl Link {
     /// A link whose writer (and hub) write into `sink`.
-    pub(crate) fn new(sink: Sink) -> Self {
-        let link = Self::default();
-        link.outbox().sink = Some(sink);
-        link
+    pub(crate) fn new(sink: Sink, limits: LinkLimits) -> Self {
+        Self::with_sink(Some(sink), limits)
+    }
+
+    fn with_sink(sink: Option<Sink>, limits: LinkLimits) -> Self {
+        Self {
+            outbox: Mutex::new(Outbox {
+                pongs_max: limits.pending_pongs_max,
+                sink,
+                ..Outbox::default()
+            }),
+            writer_wake: Notify::new(),
+            control: AtomicU8::new(ReadControl::Run as u8),
+            reader_wake: Notify::new(),
+            credit: Semaphore::new(limits.read_ahead_frames),
+        }
     }
 
     fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
@@ -158,12 +182,13 @@ impl Link {
         if let WriterCmd::Pong(payload) = &cmd {
             // Counted, not tracked: the queue is short (the engine bounds its frames), and only
             // a ping looks.
+            let pongs_max = outbox.pongs_max;
             let mut waiting = outbox.queue.iter_mut().rev().filter_map(|cmd| match cmd {
                 WriterCmd::Pong(waiting) => Some(waiting),
                 _ => None,
             });
             if let Some(latest) = waiting.next() {
-                if waiting.count() + 1 >= PENDING_PONGS_MAX {
+                if waiting.count() + 1 >= pongs_max {
                     *latest = payload.clone();
                     return;
                 }
@@ -375,7 +400,7 @@ mod tests {
     /// A link writing into an in-memory socket that holds `capacity` bytes, and its far end.
     fn linked(capacity: usize) -> (Link, DuplexStream) {
         let (ours, peer) = tokio::io::duplex(capacity);
-        (Link::new(Box::pin(ours)), peer)
+        (Link::new(Box::pin(ours), LinkLimits::default()), peer)
     }
 
     /// The payloads of the (short, unmasked) frames in `bytes`.
@@ -442,7 +467,7 @@ mod tests {
         assert!(!link.push(text("again")), "the writer owns the socket now");
         assert_eq!(link.flush_direct(&mut scratch), Tally::default());
         link.close();
-        let (hub, mut inbox) = Hub::channel();
+        let (hub, mut inbox) = Hub::channel(16);
         let report = Report::Hub {
             hub,
             client: some_client(),
@@ -471,7 +496,7 @@ mod tests {
     async fn hub_and_writer_never_interleave_or_reorder_frames() {
         const FRAMES: usize = 3_000;
         let (ours, mut peer) = tokio::io::duplex(64);
-        let link = Arc::new(Link::new(Box::pin(ours)));
+        let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
         let writer = tokio::spawn({
             let link = link.clone();
             async move { write_loop(&link, Report::Nobody, Duration::from_secs(30)).await }
@@ -571,7 +596,7 @@ mod tests {
             link.send(WriterCmd::Pong(Bytes::from(n.to_be_bytes().to_vec())));
         }
         let batch = link.take_all().await.expect("queued");
-        assert_eq!(batch.len(), 1 + PENDING_PONGS_MAX);
+        assert_eq!(batch.len(), 1 + LinkLimits::default().pending_pongs_max);
         let last = batch.back().expect("not empty");
         assert!(
             matches!(last, WriterCmd::Pong(p) if p[..] == 9_999u32.to_be_bytes()),
@@ -580,6 +605,20 @@ mod tests {
         // Once written, pongs may queue again.
         link.send(WriterCmd::Pong(Bytes::from_static(b"again")));
         assert_eq!(link.take_all().await.expect("queued").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_pong_bound_and_the_read_ahead_are_the_configured_ones() {
+        let limits = LinkLimits {
+            read_ahead_frames: 5,
+            pending_pongs_max: 3,
+        };
+        let link = Link::with_sink(None, limits);
+        assert_eq!(link.credit().available_permits(), 5);
+        for _ in 0..100 {
+            link.send(WriterCmd::Pong(Bytes::from_static(b"p")));
+        }
+        assert_eq!(link.take_all().await.expect("queued").len(), 3);
     }
 
     #[tokio::test]

@@ -45,6 +45,15 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Bearer token enabling `POST /admin/kick`; `None` disables the endpoint.
     pub admin_token: Option<String>,
+    /// Frames a connection may have read that the engine has not taken yet; a paused reader
+    /// stops reading after this many, so TCP pushes back on its sender.
+    pub read_ahead_frames: usize,
+    /// Pongs waiting to be written per connection; past it a new pong replaces the latest.
+    pub pending_pongs_max: usize,
+    /// Messages waiting for the hub; connections wait (and stop reading) beyond it.
+    pub hub_inbox: usize,
+    /// Inbox messages in one hub turn, after which it writes what they queued and yields.
+    pub hub_turn: usize,
     pub wall_clock: WallClock,
 }
 
@@ -61,6 +70,10 @@ impl Default for Settings {
             write_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             admin_token: None,
+            read_ahead_frames: 32,
+            pending_pongs_max: 16,
+            hub_inbox: 4096,
+            hub_turn: 32,
             wall_clock: WallClock::System,
         }
     }

@@ -109,6 +109,8 @@ pub fn settings(spec: &ServerSpec, start: u64) -> Settings {
         shutdown_grace: Duration::from_secs(2),
         admin_token: None,
         wall_clock: WallClock::Anchored(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+        // Connection and hub bounds as the binary's defaults.
+        ..Settings::default()
     }
 }
 
