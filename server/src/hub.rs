@@ -192,7 +192,11 @@ impl Hub {
                         self.handle(message);
                     }
                     self.flush();
-                    if received == self.turn {
+                    // The hub is outside Tokio's budget, so nothing else makes it yield: with
+                    // more waiting, let the connections on this thread run before the next turn
+                    // (on more than one thread, readers elsewhere could keep the inbox from ever
+                    // emptying).
+                    if received == self.turn || !inbox.is_empty() {
                         tokio::task::yield_now().await;
                     }
                 }
