@@ -41,8 +41,7 @@ pub(crate) enum ToHub {
     },
     Flushed {
         client: ClientId,
-        frames: usize,
-        bytes: usize,
+        tally: Tally,
     },
     Disconnect {
         client: ClientId,
@@ -248,18 +247,7 @@ impl Hub {
                 }
             },
             ToHub::Pong { client } => self.engine.handle(now, Input::Pong { client }),
-            ToHub::Flushed {
-                client,
-                frames,
-                bytes,
-            } => self.engine.handle(
-                now,
-                Input::Flushed {
-                    client,
-                    frames,
-                    bytes,
-                },
-            ),
+            ToHub::Flushed { client, tally } => self.flushed(client, tally),
             ToHub::Disconnect { client } => {
                 if let Some(conn) = self.conns.remove(&client) {
                     conn.link.hang_up(None);
@@ -347,33 +335,31 @@ impl Hub {
         }
     }
 
+    /// Tells the engine that `client`'s writer (or the hub) wrote these frames out.
+    fn flushed(&mut self, client: ClientId, tally: Tally) -> Result<(), Error> {
+        let Tally { frames, bytes } = tally;
+        let flushed = Input::Flushed {
+            client,
+            frames,
+            bytes,
+        };
+        self.engine.handle(self.clock.now(), flushed)
+    }
+
     /// The end of a turn: writes what this turn queued for parked writers straight into their
     /// sockets, and tells the engine what went out. That can resume a room and replay held
-    /// frames, which queue more: repeat until nothing is left to write.
+    /// frames, which queue more (and put more clients on the list): go on until it is empty.
     fn flush(&mut self) {
-        let mut clients = Vec::new();
-        while !self.to_flush.is_empty() {
-            std::mem::swap(&mut clients, &mut self.to_flush);
-            for client in clients.drain(..) {
-                let Some(conn) = self.conns.get(&client) else {
-                    continue;
-                };
-                let Tally { frames, bytes } = conn.link.flush_direct(&mut self.scratch);
-                if frames > 0 {
-                    let now = self.clock.now();
-                    let flushed = Input::Flushed {
-                        client,
-                        frames,
-                        bytes,
-                    };
-                    report(self.engine.handle(now, flushed));
-                }
+        while let Some(client) = self.to_flush.pop() {
+            let Some(conn) = self.conns.get(&client) else {
+                continue;
+            };
+            let tally = conn.link.flush_direct(&mut self.scratch);
+            if tally.frames > 0 {
+                report(self.flushed(client, tally));
+                self.dispatch();
+                self.replay_held();
             }
-            self.dispatch();
-            self.replay_held();
-        }
-        if clients.capacity() > self.to_flush.capacity() {
-            self.to_flush = clients;
         }
         // One large broadcast should not pin its buffer for good.
         if self.scratch.capacity() > SCRATCH_KEPT {
@@ -527,8 +513,7 @@ mod tests {
         probe.texts();
         hub.handle(ToHub::Flushed {
             client: probe.id,
-            frames,
-            bytes,
+            tally: Tally { frames, bytes },
         });
     }
 
@@ -579,8 +564,10 @@ mod tests {
         writer_flushed(&mut hub, &mut ann);
         hub.handle(ToHub::Flushed {
             client: bob.id,
-            frames: 4,
-            bytes: hub.engine.queued(bob.id).expect("connected").1,
+            tally: Tally {
+                frames: 4,
+                bytes: hub.engine.queued(bob.id).expect("connected").1,
+            },
         });
         assert_eq!(ann.control(), ReadControl::Run);
         assert_eq!(bob.texts(), ["m5", "m6"], "replayed in order once resumed");

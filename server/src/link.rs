@@ -16,7 +16,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -165,7 +165,7 @@ impl Link {
         }
     }
 
-    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
         // Nothing panics while holding the lock, and a queue is valid whatever happened.
         self.outbox
             .lock()
@@ -195,10 +195,15 @@ impl Link {
             }
         }
         outbox.queue.push_back(cmd);
-        // A busy writer takes this too once it is done with what it has.
-        let wake = !std::mem::replace(&mut outbox.writer_busy, true);
+        self.hand_to_writer(outbox);
+    }
+
+    /// The writer owns the socket from now until it finds its queue empty. It is woken unless it
+    /// is already busy: a busy writer looks at the queue (and `closed`) again before it parks.
+    fn hand_to_writer(&self, mut outbox: MutexGuard<'_, Outbox>) {
+        let busy = std::mem::replace(&mut outbox.writer_busy, true);
         drop(outbox);
-        if wake {
+        if !busy {
             self.writer_wake.notify_one();
         }
     }
@@ -229,12 +234,7 @@ impl Link {
         if outbox.writer_busy || outbox.queue.is_empty() {
             return Tally::default();
         }
-        let Outbox {
-            queue,
-            sink,
-            writer_busy,
-            ..
-        } = &mut *outbox;
+        let Outbox { queue, sink, .. } = &mut *outbox;
         let mut flushed = Tally::default();
         if let Some(sink) = sink.as_mut() {
             scratch.clear();
@@ -252,11 +252,9 @@ impl Link {
         if queue.is_empty() {
             // An idle connection holds no queue storage (BENCHMARKS.md, scenario 4).
             *queue = VecDeque::new();
-            return flushed;
+        } else {
+            self.hand_to_writer(outbox);
         }
-        *writer_busy = true;
-        drop(outbox);
-        self.writer_wake.notify_one();
         flushed
     }
 
@@ -264,9 +262,7 @@ impl Link {
     pub(crate) fn close(&self) {
         let mut outbox = self.outbox();
         outbox.closed = true;
-        outbox.writer_busy = true;
-        drop(outbox);
-        self.writer_wake.notify_one();
+        self.hand_to_writer(outbox);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -479,11 +475,11 @@ mod tests {
         );
         read.expect("read to the end");
         assert_eq!(payloads(&received), ["hello", "world", "again"]);
-        let Some(ToHub::Flushed { frames, bytes, .. }) = inbox.recv().await else {
+        let Some(ToHub::Flushed { tally, .. }) = inbox.recv().await else {
             panic!("the writer reports what it flushed");
         };
         assert_eq!(
-            (frames, bytes),
+            (tally.frames, tally.bytes),
             (3, 15),
             "the hub's frames count once written"
         );

@@ -44,8 +44,7 @@ impl Report {
         if let Report::Hub { hub, client } = self {
             hub.send(ToHub::Flushed {
                 client: *client,
-                frames: tally.frames,
-                bytes: tally.bytes,
+                tally,
             })
             .await;
         }
