@@ -615,11 +615,10 @@ impl Model {
             return self.doom(to, CloseReason::SlowConsumer);
         }
         client.queued += 1;
-        let now_behind = client.queued == HIGH_WATER_FRAMES && !client.paused;
+        let now_behind = client.queued == HIGH_WATER_FRAMES;
         self.emit(to, event);
         if now_behind {
-            self.client(to).paused = true;
-            self.notify(to, Event::Pause);
+            self.sync_pause(to);
         }
     }
 
