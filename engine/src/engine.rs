@@ -1,49 +1,63 @@
-//! The chat state machine: clients, rooms, broadcast, queue accounting, flow control, timers.
+//! The chat state machine's driving core: the `Engine` type and its contract with the shell,
+//! the calls that feed it inputs, the polls that drain its outputs, and the bookkeeping every
+//! call shares (time, client lookup, closing the doomed at the end of a call). The rest of its
+//! logic lives by concept in `commands`, `membership`, `greeting`, `flow`, `timer` and
+//! `invariants`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
-use serde_json::value::RawValue;
 use slab::Slab;
 
-use crate::names::{nick_key, validate_nick, validate_room};
-use crate::protocol::{self, Command, ErrorCode, JoinRequest, Outgoing, ProtocolError};
-use crate::rate::RateLimit;
-use crate::room::{Room, Stored};
-use crate::time::rfc3339_millis;
-use crate::{ClientId, CloseReason, Config, Error, Input, Now, Output};
+use crate::client::Client;
+use crate::names::nick_key;
+use crate::protocol::JoinRequest;
+use crate::room::Room;
+use crate::timer::{Timer, TimerTable};
+use crate::{ClientId, CloseReason, Config, Error, Input, LeaveReason, Now, Output};
 
 /// The whole chat server's logic, without any I/O.
 ///
 /// Driving contract, for the shell that owns it (exactly one owner, no locks):
-/// 1. Feed every event with the time it happened: `connect` for a new connection, `handle` for
-///    everything else (`Input::Tick` when only time passed), `kick` for operators.
-/// 2. After each call, drain `poll_output` until it returns `None`, carrying out every `Output`
-///    in order (per client order matters: a `Close` comes after that client's last `Send`).
-/// 3. Then re-read `poll_timeout` and call `handle(now, Input::Tick)` no later than that instant.
+/// 1. Feed every event with the time it happened: [`connect`](Self::connect) for a new
+///    connection, [`handle`](Self::handle) for everything else (`Input::Tick` when only time
+///    passed), [`kick`](Self::kick) for operators.
+/// 2. After each call, drain [`poll_output`](Self::poll_output) until it returns `None`,
+///    carrying out every `Output` in order (per client order matters: a `Close` comes after that
+///    client's last `Send`).
+/// 3. Then re-read [`poll_timeout`](Self::poll_timeout) and call `handle(now, Input::Tick)` no
+///    later than that instant.
 /// 4. Report written frames with `Input::Flushed`, so the engine's queue count matches the socket.
 ///
 /// Time never goes backwards for the engine: an earlier `now` than the last one is treated as
 /// the last one. Wall-clock time is used only to stamp messages.
+///
+/// The methods, by role:
+/// - **inputs**: [`connect`](Self::connect) and [`kick`](Self::kick) (which return a value),
+///   [`handle`](Self::handle) for every [`Input`];
+/// - **polls**: [`poll_output`](Self::poll_output), [`poll_timeout`](Self::poll_timeout);
+/// - **getters**: [`stats`](Self::stats), [`config`](Self::config), [`members`](Self::members),
+///   [`queued`](Self::queued), [`client_info`](Self::client_info);
+/// - **test introspection**: [`check_invariants`](Self::check_invariants).
 #[derive(Debug)]
 pub struct Engine {
-    config: Config,
-    epoch: String,
-    clients: Slab<Client>,
-    ids: BTreeMap<ClientId, usize>,
-    rooms: Slab<Room>,
-    room_index: BTreeMap<String, usize>,
-    next_client: u64,
-    room_incarnations: u64,
-    activity: u64,
-    outputs: VecDeque<Output>,
+    pub(crate) config: Config,
+    /// The shell's epoch for this start; each room's epoch extends it.
+    pub(crate) epoch: String,
+    pub(crate) clients: Slab<Client>,
+    pub(crate) ids: BTreeMap<ClientId, usize>,
+    pub(crate) rooms: Slab<Room>,
+    pub(crate) room_index: BTreeMap<String, usize>,
+    pub(crate) next_client: u64,
+    pub(crate) room_incarnations: u64,
+    /// A counter of joins and posts: the order in which rooms were last active.
+    pub(crate) activity: u64,
+    pub(crate) outputs: VecDeque<Output>,
     /// Clients to close at the end of the current call, in decision order.
-    doomed: VecDeque<(usize, CloseReason)>,
-    last_now: Option<Instant>,
-    ping_at: Option<Instant>,
-    sweep_at: Option<Instant>,
-    stats: Stats,
+    pub(crate) doomed: VecDeque<(usize, CloseReason)>,
+    pub(crate) last_now: Option<Instant>,
+    pub(crate) timers: TimerTable,
+    pub(crate) stats: Stats,
 }
 
 /// Counters since the engine started, plus current sizes.
@@ -67,84 +81,6 @@ pub struct Stats {
     pub errors_total: u64,
 }
 
-#[derive(Debug)]
-struct Client {
-    id: ClientId,
-    nick: String,
-    room: Option<usize>,
-    queued_frames: usize,
-    queued_bytes: usize,
-    /// At or above a high-water mark (counted in its room's `behind`).
-    behind: bool,
-    /// The shell was told to stop reading from it: its room is paused, or it is behind itself
-    /// (a client may not talk faster than it listens).
-    paused: bool,
-    /// Decided to close during this call (or being removed); gets nothing more.
-    doomed: bool,
-    rate: RateLimit,
-    strikes: u32,
-    last_seen: Instant,
-}
-
-enum Pushed {
-    Sent,
-    SentNowBehind,
-    Overflow,
-    Skipped,
-}
-
-/// Accounts one frame to `client` and emits it, or reports that it would overflow the queue.
-fn push_frame(
-    client: &mut Client,
-    frame: &Bytes,
-    now: Now,
-    config: &Config,
-    outputs: &mut VecDeque<Output>,
-) -> Pushed {
-    if client.doomed {
-        return Pushed::Skipped;
-    }
-    if client.queued_frames + 1 > config.queue_frames_max
-        || client.queued_bytes + frame.len() > config.queue_bytes_max
-    {
-        return Pushed::Overflow;
-    }
-    client.queued_frames += 1;
-    client.queued_bytes += frame.len();
-    outputs.push_back(Output::Send {
-        to: client.id,
-        frame: frame.clone(),
-    });
-    if !client.behind && is_behind(client, config) {
-        client.behind = true;
-        // It stops being read from until it catches up, whatever its room does.
-        set_paused(client, true, now, outputs);
-        return Pushed::SentNowBehind;
-    }
-    Pushed::Sent
-}
-
-/// Tells the shell to pause or resume reading from `client`, if that changes anything.
-fn set_paused(client: &mut Client, pause: bool, now: Now, outputs: &mut VecDeque<Output>) {
-    // A client doomed during this call gets nothing more but its close.
-    if client.paused == pause || client.doomed {
-        return;
-    }
-    client.paused = pause;
-    if pause {
-        outputs.push_back(Output::Pause { to: client.id });
-    } else {
-        // It could not talk while paused: its silence starts now.
-        client.last_seen = now.mono;
-        outputs.push_back(Output::Resume { to: client.id });
-    }
-}
-
-fn is_behind(client: &Client, config: &Config) -> bool {
-    client.queued_frames >= config.queue_high_water_frames
-        || client.queued_bytes >= config.queue_high_water_bytes
-}
-
 impl Engine {
     /// A new engine; `epoch` must differ between server starts (it invalidates old `since`s).
     pub fn new(config: Config, epoch: impl Into<String>) -> Result<Self, Error> {
@@ -162,17 +98,18 @@ impl Engine {
             outputs: VecDeque::new(),
             doomed: VecDeque::new(),
             last_now: None,
-            ping_at: None,
-            sweep_at: None,
+            timers: TimerTable::default(),
             stats: Stats::default(),
         })
     }
+
+    // ---------------------------------------------------------------------------- inputs
 
     /// Registers a new connection and performs its initial join (`welcome`, or an `error` that
     /// leaves it connected in no room, e.g. `nick_taken`).
     pub fn connect(&mut self, now: Now, join: JoinRequest) -> Result<ClientId, Error> {
         let now = self.advance(now);
-        self.fire_timers(now);
+        self.fire_timers(now.mono);
         if self.clients.len() >= self.config.clients_max {
             // Whoever the timers just doomed is still closed in this call.
             self.finish(now);
@@ -182,24 +119,13 @@ impl Engine {
         }
         let id = ClientId::from_raw(self.next_client);
         self.next_client += 1;
-        let slot = self.clients.insert(Client {
-            id,
-            nick: format!("{}{}", crate::names::GUEST_PREFIX, id.get()),
-            room: None,
-            queued_frames: 0,
-            queued_bytes: 0,
-            behind: false,
-            paused: false,
-            doomed: false,
-            rate: RateLimit::new(),
-            strikes: 0,
-            last_seen: now.mono,
-        });
+        let nick = format!("{}{}", crate::names::GUEST_PREFIX, id.get());
+        let slot = self.clients.insert(Client::new(id, nick, now.mono));
         self.ids.insert(id, slot);
-        self.ping_at
-            .get_or_insert(now.mono + self.config.ping_interval);
-        self.sweep_at
-            .get_or_insert(now.mono + self.config.idle_timeout);
+        self.timers
+            .start(Timer::Ping, now.mono + self.config.ping_interval);
+        self.timers
+            .start(Timer::Sweep, now.mono + self.config.idle_timeout);
         self.join(slot, now, join);
         self.finish(now);
         Ok(id)
@@ -208,7 +134,7 @@ impl Engine {
     /// Handles one input at `now`.
     pub fn handle(&mut self, now: Now, input: Input<'_>) -> Result<(), Error> {
         let now = self.advance(now);
-        self.fire_timers(now);
+        self.fire_timers(now.mono);
         let result = match input {
             Input::Frame { client, text } => {
                 self.slot(client).map(|slot| self.on_frame(slot, now, text))
@@ -228,7 +154,7 @@ impl Engine {
                 if self.clients[slot].doomed {
                     self.doomed.retain(|&(doomed, _)| doomed != slot);
                 }
-                self.remove(slot, now, "left");
+                self.remove(slot, now, LeaveReason::Left);
             }),
             Input::Tick => Ok(()),
         };
@@ -239,7 +165,7 @@ impl Engine {
     /// Closes the client called `nick` in `room` (close 4003; the room sees `leave` `kicked`).
     pub fn kick(&mut self, now: Now, room: &str, nick: &str) -> Result<ClientId, Error> {
         let now = self.advance(now);
-        self.fire_timers(now);
+        self.fire_timers(now.mono);
         let slot = self
             .room_index
             .get(room)
@@ -258,6 +184,8 @@ impl Engine {
         result
     }
 
+    // ----------------------------------------------------------------------------- polls
+
     /// Next instruction for the shell; drain until `None` after every call.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -267,12 +195,12 @@ impl Engine {
     /// When to call `handle(now, Input::Tick)` next; `None` while nobody is connected.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.ping_at, self.sweep_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.next()
     }
 
+    // --------------------------------------------------------------------------- getters
+
+    /// Counters since start and current sizes.
     pub fn stats(&self) -> Stats {
         Stats {
             clients: self.clients.len(),
@@ -281,13 +209,9 @@ impl Engine {
         }
     }
 
+    /// The limits this engine enforces.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// The epoch the shell supplied at start.
-    pub fn epoch(&self) -> &str {
-        &self.epoch
     }
 
     /// Nicknames in `room`, in join order (presence), or `None` if the room does not exist.
@@ -315,6 +239,8 @@ impl Engine {
         let c = &self.clients[slot];
         Some((c.nick.as_str(), c.room.map(|r| self.rooms[r].name.as_str())))
     }
+
+    // -------------------------------------------------------------- shared by every call
 
     fn advance(&mut self, now: Now) -> Now {
         let mono = self.last_now.map_or(now.mono, |last| last.max(now.mono));
@@ -345,7 +271,8 @@ impl Engine {
         self.check_invariants();
     }
 
-    fn doom(&mut self, slot: usize, reason: CloseReason) {
+    /// Decides to close the client in `slot` at the end of this call; it gets nothing more.
+    pub(crate) fn doom(&mut self, slot: usize, reason: CloseReason) {
         let client = &mut self.clients[slot];
         if !client.doomed {
             client.doomed = true;
@@ -353,7 +280,7 @@ impl Engine {
         }
     }
 
-    fn remove(&mut self, slot: usize, now: Now, reason: &str) {
+    fn remove(&mut self, slot: usize, now: Now, reason: LeaveReason) {
         // Gone (closed or disconnected): it gets nothing more, not even the `Resume` of leaving a
         // paused room.
         self.clients[slot].doomed = true;
@@ -361,628 +288,7 @@ impl Engine {
         let client = self.clients.remove(slot);
         self.ids.remove(&client.id);
         if self.clients.is_empty() {
-            self.ping_at = None;
-            self.sweep_at = None;
-        }
-    }
-
-    fn fire_timers(&mut self, now: Now) {
-        if self.ping_at.is_some_and(|at| at <= now.mono) {
-            for (_, client) in &self.clients {
-                self.outputs.push_back(Output::Ping { to: client.id });
-            }
-            self.ping_at = Some(now.mono + self.config.ping_interval);
-        }
-        if self.sweep_at.is_some_and(|at| at <= now.mono) {
-            let idle = self.config.idle_timeout;
-            let mut silent = Vec::new();
-            let mut next: Option<Instant> = None;
-            for (slot, client) in &self.clients {
-                if client.paused {
-                    continue;
-                }
-                let deadline = client.last_seen + idle;
-                if deadline <= now.mono {
-                    silent.push(slot);
-                } else {
-                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
-                }
-            }
-            for slot in silent {
-                self.doom(slot, CloseReason::IdleTimeout);
-            }
-            // Sweeps cost O(clients): never run them more often than this.
-            let granularity = Duration::from_secs(1).min(idle / 4);
-            let next = next.unwrap_or(now.mono + idle);
-            self.sweep_at = Some(next.max(now.mono + granularity));
-        }
-    }
-
-    fn on_frame(&mut self, slot: usize, now: Now, text: &str) {
-        let config = &self.config;
-        let client = &mut self.clients[slot];
-        client.last_seen = now.mono;
-        if !client.rate.try_acquire(
-            now.mono,
-            config.rate_limit_burst,
-            config.rate_limit_per_second,
-        ) {
-            client.strikes += 1;
-            self.stats.rate_limited_total += 1;
-            if config.rate_limit_strikes_max > 0 && client.strikes >= config.rate_limit_strikes_max
-            {
-                self.doom(slot, CloseReason::Flooding);
-            } else {
-                let message = format!(
-                    "slow down: at most {} messages per second (bursts of {})",
-                    config.rate_limit_per_second, config.rate_limit_burst
-                );
-                self.reply_error(slot, now, ErrorCode::RateLimited, &message);
-            }
-            return;
-        }
-        client.strikes = 0;
-        match protocol::decode(text) {
-            Err(ProtocolError { code, message }) => self.reply_error(slot, now, code, &message),
-            Ok(Command::Message { text }) => self.post(slot, now, &text),
-            Ok(Command::Join(join)) => self.join(slot, now, join),
-            Ok(Command::Nick { nick }) => self.change_nick(slot, now, &nick),
-            Ok(Command::Typing) => self.typing(slot, now),
-        }
-    }
-
-    fn on_flushed(
-        &mut self,
-        slot: usize,
-        now: Now,
-        frames: usize,
-        bytes: usize,
-    ) -> Result<(), Error> {
-        let client = &mut self.clients[slot];
-        if frames > client.queued_frames || bytes > client.queued_bytes {
-            return Err(Error::FlushExceedsQueue {
-                client: client.id,
-                frames,
-                bytes,
-                queued_frames: client.queued_frames,
-                queued_bytes: client.queued_bytes,
-            });
-        }
-        client.queued_frames -= frames;
-        client.queued_bytes -= bytes;
-        if client.behind && !is_behind(client, &self.config) {
-            client.behind = false;
-            if let Some(r) = client.room {
-                self.rooms[r].behind -= 1;
-                self.rebalance(r, now);
-            }
-            self.sync_pause(slot, now);
-        }
-        Ok(())
-    }
-
-    fn reply_error(&mut self, slot: usize, now: Now, code: ErrorCode, message: &str) {
-        self.stats.errors_total += 1;
-        let frame = Outgoing::Error {
-            code: code.as_str(),
-            message,
-        }
-        .to_frame();
-        self.send_to(slot, now, frame);
-    }
-
-    /// Sends `frame` to one client. If that puts it behind, its room's flow control is
-    /// re-evaluated exactly as after a broadcast.
-    fn send_to(&mut self, slot: usize, now: Now, frame: Bytes) {
-        let client = &mut self.clients[slot];
-        match push_frame(client, &frame, now, &self.config, &mut self.outputs) {
-            Pushed::Sent => self.stats.frames_total += 1,
-            Pushed::SentNowBehind => {
-                self.stats.frames_total += 1;
-                if let Some(r) = client.room {
-                    self.rooms[r].behind += 1;
-                    self.rebalance(r, now);
-                }
-            }
-            Pushed::Overflow => self.doom(slot, CloseReason::SlowConsumer),
-            Pushed::Skipped => {}
-        }
-    }
-
-    /// Sends `frame` to every member of room `r` but `except`; the per-recipient hot path.
-    fn broadcast(&mut self, r: usize, frame: &Bytes, except: Option<usize>, now: Now) {
-        let room = &self.rooms[r];
-        let mut newly_behind = 0;
-        let mut sent = 0;
-        for &slot in &room.members {
-            if Some(slot) == except {
-                continue;
-            }
-            let client = &mut self.clients[slot];
-            match push_frame(client, frame, now, &self.config, &mut self.outputs) {
-                Pushed::Sent => sent += 1,
-                Pushed::SentNowBehind => {
-                    sent += 1;
-                    newly_behind += 1;
-                }
-                Pushed::Overflow => {
-                    client.doomed = true;
-                    self.doomed.push_back((slot, CloseReason::SlowConsumer));
-                }
-                Pushed::Skipped => {}
-            }
-        }
-        self.stats.frames_total += sent;
-        self.rooms[r].behind += newly_behind;
-        self.rebalance(r, now);
-    }
-
-    /// Applies flow control to room `r`: pause or resume reading from all its members (a member
-    /// behind on its own queue stays paused either way).
-    fn rebalance(&mut self, r: usize, now: Now) {
-        let room = &mut self.rooms[r];
-        let pause = if room.should_pause() {
-            true
-        } else if room.should_resume() {
-            false
-        } else {
-            return;
-        };
-        room.paused = pause;
-        for &slot in &room.members {
-            let client = &mut self.clients[slot];
-            set_paused(client, pause || client.behind, now, &mut self.outputs);
-        }
-    }
-
-    /// Pauses or resumes one client to match its own and its room's state.
-    fn sync_pause(&mut self, slot: usize, now: Now) {
-        let client = &mut self.clients[slot];
-        let room_paused = client.room.is_some_and(|r| self.rooms[r].paused);
-        set_paused(client, room_paused || client.behind, now, &mut self.outputs);
-    }
-
-    fn post(&mut self, slot: usize, now: Now, text: &str) {
-        let Some(r) = self.clients[slot].room else {
-            return self.reply_error(
-                slot,
-                now,
-                ErrorCode::NotInRoom,
-                "join a room before sending messages",
-            );
-        };
-        let text = text.trim();
-        if text.is_empty() {
-            return self.reply_error(
-                slot,
-                now,
-                ErrorCode::EmptyMessage,
-                "a message needs some text",
-            );
-        }
-        let max = self.config.text_bytes_max;
-        if text.len() > max {
-            let message = format!(
-                "a message has at most {max} bytes (this one has {})",
-                text.len()
-            );
-            return self.reply_error(slot, now, ErrorCode::MessageTooLong, &message);
-        }
-        self.activity += 1;
-        let room = &mut self.rooms[r];
-        room.seq += 1;
-        room.last_active = self.activity;
-        let ts = rfc3339_millis(now.wall);
-        let frame = Outgoing::Message {
-            room: &room.name,
-            seq: room.seq,
-            nick: &self.clients[slot].nick,
-            text,
-            ts: &ts,
-        }
-        .to_frame();
-        let stored = Stored {
-            seq: room.seq,
-            frame: frame.clone(),
-        };
-        room.remember(stored, self.config.history_max);
-        self.stats.messages_total += 1;
-        self.broadcast(r, &frame, None, now);
-    }
-
-    fn typing(&mut self, slot: usize, now: Now) {
-        let client = &self.clients[slot];
-        let Some(r) = client.room else {
-            return self.reply_error(slot, now, ErrorCode::NotInRoom, "join a room first");
-        };
-        let room = &self.rooms[r];
-        let frame = Outgoing::Typing {
-            room: &room.name,
-            nick: &client.nick,
-        }
-        .to_frame();
-        self.broadcast(r, &frame, Some(slot), now);
-    }
-
-    fn change_nick(&mut self, slot: usize, now: Now, raw: &str) {
-        let Some(r) = self.clients[slot].room else {
-            return self.reply_error(
-                slot,
-                now,
-                ErrorCode::NotInRoom,
-                "join a room first (a join can carry a nick)",
-            );
-        };
-        let nick = match validate_nick(raw) {
-            Ok(nick) => nick.to_owned(),
-            Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
-        };
-        if let Some(&holder) = self.rooms[r].nicks.get(&nick_key(&nick)) {
-            if holder != slot {
-                return self.nick_taken(slot, now, &nick, r);
-            }
-        }
-        self.rename(slot, r, nick, now);
-    }
-
-    fn nick_taken(&mut self, slot: usize, now: Now, nick: &str, r: usize) {
-        let message = format!(
-            "the nickname {nick:?} is already used in room {}",
-            self.rooms[r].name
-        );
-        self.reply_error(slot, now, ErrorCode::NickTaken, &message);
-    }
-
-    fn rename(&mut self, slot: usize, r: usize, nick: String, now: Now) {
-        let client = &mut self.clients[slot];
-        let old = std::mem::replace(&mut client.nick, nick);
-        let room = &mut self.rooms[r];
-        room.nicks.remove(&nick_key(&old));
-        room.nicks.insert(nick_key(&client.nick), slot);
-        let frame = Outgoing::Nick {
-            room: &room.name,
-            old: &old,
-            nick: &client.nick,
-            ts: &rfc3339_millis(now.wall),
-        }
-        .to_frame();
-        self.broadcast(r, &frame, None, now);
-    }
-
-    fn join(&mut self, slot: usize, now: Now, join: JoinRequest) {
-        let current = self.clients[slot].room;
-        let room_name = match join.room {
-            Some(name) => match validate_room(&name) {
-                Ok(_) => name,
-                Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidRoom, &why),
-            },
-            None => match current {
-                Some(r) => self.rooms[r].name.clone(),
-                None => self.config.default_room.clone(),
-            },
-        };
-        let nick = match &join.nick {
-            Some(raw) => match validate_nick(raw) {
-                Ok(nick) => nick.to_owned(),
-                Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
-            },
-            None => self.clients[slot].nick.clone(),
-        };
-        let target = self.room_index.get(&room_name).copied();
-        if let Some(t) = target {
-            if let Some(&holder) = self.rooms[t].nicks.get(&nick_key(&nick)) {
-                if holder != slot {
-                    return self.nick_taken(slot, now, &nick, t);
-                }
-            }
-        }
-        let r = match target {
-            Some(t) => t,
-            None => match self.create_room(room_name) {
-                Some(r) => r,
-                None => {
-                    let message = format!(
-                        "no room can be created: {} rooms exist and none is empty",
-                        self.config.rooms_max
-                    );
-                    return self.reply_error(slot, now, ErrorCode::TooManyRooms, &message);
-                }
-            },
-        };
-        if current == Some(r) {
-            if nick != self.clients[slot].nick {
-                self.rename(slot, r, nick, now);
-            }
-        } else {
-            self.leave_room(slot, now, "switched");
-            self.enter_room(slot, r, nick, now);
-        }
-        self.welcome(slot, now, r, join.since, join.epoch.as_deref());
-    }
-
-    fn enter_room(&mut self, slot: usize, r: usize, nick: String, now: Now) {
-        self.activity += 1;
-        let client = &mut self.clients[slot];
-        client.nick = nick;
-        client.room = Some(r);
-        let room = &mut self.rooms[r];
-        room.last_active = self.activity;
-        room.members.push(slot);
-        room.nicks.insert(nick_key(&client.nick), slot);
-        if client.behind {
-            room.behind += 1;
-        }
-        self.sync_pause(slot, now);
-        let (room, client) = (&self.rooms[r], &self.clients[slot]);
-        let frame = Outgoing::Join {
-            room: &room.name,
-            nick: &client.nick,
-            ts: &rfc3339_millis(now.wall),
-        }
-        .to_frame();
-        self.broadcast(r, &frame, Some(slot), now);
-    }
-
-    fn leave_room(&mut self, slot: usize, now: Now, reason: &str) {
-        let client = &mut self.clients[slot];
-        let Some(r) = client.room.take() else {
-            return;
-        };
-        let room = &mut self.rooms[r];
-        room.members.retain(|&s| s != slot);
-        room.nicks.remove(&nick_key(&client.nick));
-        if client.behind {
-            room.behind -= 1;
-        }
-        self.sync_pause(slot, now);
-        let (room, client) = (&self.rooms[r], &self.clients[slot]);
-        let frame = Outgoing::Leave {
-            room: &room.name,
-            nick: &client.nick,
-            ts: &rfc3339_millis(now.wall),
-            reason,
-        }
-        .to_frame();
-        self.broadcast(r, &frame, None, now);
-    }
-
-    fn create_room(&mut self, name: String) -> Option<usize> {
-        if self.rooms.len() >= self.config.rooms_max {
-            let (stale, _) = self
-                .rooms
-                .iter()
-                .filter(|(_, room)| room.members.is_empty())
-                .min_by_key(|(_, room)| room.last_active)?;
-            let room = self.rooms.remove(stale);
-            self.room_index.remove(&room.name);
-        }
-        self.room_incarnations += 1;
-        self.activity += 1;
-        let epoch = format!("{}-{}", self.epoch, self.room_incarnations);
-        let r = self
-            .rooms
-            .insert(Room::new(name.clone(), epoch, self.activity));
-        self.room_index.insert(name, r);
-        Some(r)
-    }
-
-    /// Sends the (re)join greeting, recovering what the client missed when the ring still has it,
-    /// and trimming history (oldest first) so the greeting fits the client's queue.
-    fn welcome(
-        &mut self,
-        slot: usize,
-        now: Now,
-        r: usize,
-        since: Option<u64>,
-        epoch: Option<&str>,
-    ) {
-        let frame = self.greeting(slot, r, since, epoch);
-        self.send_to(slot, now, frame);
-    }
-
-    fn greeting(&self, slot: usize, r: usize, since: Option<u64>, epoch: Option<&str>) -> Bytes {
-        let room = &self.rooms[r];
-        let recovery = match (since, epoch) {
-            (Some(since), Some(epoch)) if epoch == room.epoch => room.history_after(since),
-            _ => None,
-        };
-        let mut recovered = recovery.is_some();
-        let entries: Vec<&Stored> = match recovery {
-            Some(missed) => missed.collect(),
-            None => room.history.iter().collect(),
-        };
-        let history: Vec<&RawValue> = entries
-            .iter()
-            .map(|stored| {
-                serde_json::from_slice(&stored.frame)
-                    .expect("history holds only frames this engine serialized")
-            })
-            .collect();
-        let users: Vec<&str> = room
-            .members
-            .iter()
-            .map(|&s| self.clients[s].nick.as_str())
-            .collect();
-        let client = &self.clients[slot];
-        let greeting = |history: &[&RawValue], recovered: bool| -> Bytes {
-            Outgoing::Welcome {
-                nick: &client.nick,
-                room: &room.name,
-                users: &users,
-                history,
-                recovered,
-                seq: room.seq,
-                epoch: &room.epoch,
-            }
-            .to_frame()
-        };
-        let budget = self
-            .config
-            .queue_bytes_max
-            .saturating_sub(client.queued_bytes);
-        let mut size = greeting(&[], false).len()
-            + history.iter().map(|raw| raw.get().len() + 1).sum::<usize>();
-        let mut skip = 0;
-        while size > budget && skip < history.len() {
-            size -= history[skip].get().len() + 1;
-            skip += 1;
-            recovered = false;
-        }
-        greeting(&history[skip..], recovered)
-    }
-
-    /// Asserts every fact that spans fields. Runs after every call in debug builds; panics on a
-    /// broken invariant (a bug in the engine, never the peer's fault).
-    pub fn check_invariants(&self) {
-        let config = &self.config;
-        assert!(self.doomed.is_empty(), "doomed clients left unclosed");
-        assert_eq!(
-            self.ids.len(),
-            self.clients.len(),
-            "id index out of step with clients"
-        );
-        assert!(self.clients.len() <= config.clients_max, "over clients_max");
-        assert!(self.rooms.len() <= config.rooms_max, "over rooms_max");
-        assert_eq!(
-            self.room_index.len(),
-            self.rooms.len(),
-            "room index out of step with rooms"
-        );
-        let mut in_rooms = 0;
-        for (slot, client) in &self.clients {
-            assert!(
-                client.id.get() < self.next_client,
-                "{} not below the id counter",
-                client.id
-            );
-            assert_eq!(
-                self.ids.get(&client.id),
-                Some(&slot),
-                "{} mis-indexed",
-                client.id
-            );
-            assert!(
-                client.queued_frames <= config.queue_frames_max,
-                "{} over queue_frames_max",
-                client.id
-            );
-            assert!(
-                client.queued_bytes <= config.queue_bytes_max,
-                "{} over queue_bytes_max",
-                client.id
-            );
-            assert!(
-                client.queued_bytes >= client.queued_frames.min(1),
-                "{} has frames but no bytes",
-                client.id
-            );
-            assert_eq!(
-                client.behind,
-                is_behind(client, config),
-                "{} behind flag stale",
-                client.id
-            );
-            assert!(!client.doomed, "{} doomed but still present", client.id);
-            match client.room {
-                Some(r) => {
-                    in_rooms += 1;
-                    let room = &self.rooms[r];
-                    assert_eq!(
-                        room.nicks.get(&nick_key(&client.nick)),
-                        Some(&slot),
-                        "{} not in its room's nick index",
-                        client.id
-                    );
-                    assert_eq!(
-                        client.paused,
-                        room.paused || client.behind,
-                        "{} pause state differs from its room's and its own",
-                        client.id
-                    );
-                }
-                None => assert_eq!(
-                    client.paused, client.behind,
-                    "{} paused outside any room but not behind",
-                    client.id
-                ),
-            }
-        }
-        let mut members = 0;
-        for (r, room) in &self.rooms {
-            assert_eq!(
-                self.room_index.get(&room.name),
-                Some(&r),
-                "room {} mis-indexed",
-                room.name
-            );
-            assert_eq!(
-                room.nicks.len(),
-                room.members.len(),
-                "room {} nick index size",
-                room.name
-            );
-            for &slot in &room.members {
-                assert_eq!(
-                    self.clients.get(slot).and_then(|c| c.room),
-                    Some(r),
-                    "room {} lists a non-member",
-                    room.name
-                );
-            }
-            members += room.members.len();
-            let behind = room
-                .members
-                .iter()
-                .filter(|&&s| self.clients[s].behind)
-                .count();
-            assert_eq!(room.behind, behind, "room {} behind count", room.name);
-            if room.paused {
-                assert!(
-                    room.behind * 4 > room.members.len(),
-                    "room {} paused with few behind",
-                    room.name
-                );
-            } else {
-                assert!(
-                    room.behind * 2 <= room.members.len(),
-                    "room {} not paused with most behind",
-                    room.name
-                );
-            }
-            assert!(
-                room.history.len() <= config.history_max,
-                "room {} history over bound",
-                room.name
-            );
-            assert!(
-                room.history
-                    .iter()
-                    .zip(room.history.iter().skip(1))
-                    .all(|(a, b)| a.seq < b.seq),
-                "room {} history out of order",
-                room.name
-            );
-            assert!(
-                room.history.back().is_none_or(|last| last.seq == room.seq),
-                "room {} history behind seq",
-                room.name
-            );
-        }
-        assert_eq!(members, in_rooms, "room member lists count someone twice");
-        match self.clients.is_empty() {
-            true => assert!(
-                self.poll_timeout().is_none(),
-                "timer armed with nobody connected"
-            ),
-            false => {
-                let next = self
-                    .poll_timeout()
-                    .expect("timers armed while clients are connected");
-                assert!(
-                    self.last_now.is_some_and(|now| next > now),
-                    "next timeout not in the future"
-                );
-            }
+            self.timers.stop_all();
         }
     }
 }

@@ -12,19 +12,32 @@ pub enum Error {
     UnknownClient(ClientId),
     /// `connect` while `clients_max` clients are connected.
     #[error("server full: {max} clients connected")]
-    ServerFull { max: usize },
+    ServerFull {
+        /// `clients_max`.
+        max: usize,
+    },
     /// The shell reported more flushed than the engine had queued for that client.
     #[error("client {client} flushed {frames} frames / {bytes} bytes but only {queued_frames} / {queued_bytes} were queued")]
     FlushExceedsQueue {
+        /// The client the report was about.
         client: ClientId,
+        /// Frames reported written.
         frames: usize,
+        /// Payload bytes reported written.
         bytes: usize,
+        /// Frames the engine had queued for it.
         queued_frames: usize,
+        /// Payload bytes the engine had queued for it.
         queued_bytes: usize,
     },
     /// `kick` named nobody in that room.
     #[error("no user {nick:?} in room {room:?}")]
-    NoSuchUser { room: String, nick: String },
+    NoSuchUser {
+        /// The room named.
+        room: String,
+        /// The nickname named.
+        nick: String,
+    },
     /// The configuration's limits contradict each other.
     #[error("invalid config: {0}")]
     InvalidConfig(String),

@@ -6,24 +6,33 @@
 //! used here: the same inputs always give the same outputs, which is what lets the server, the
 //! simulations, the property tests and the fuzzers all drive this one engine.
 
+#![warn(missing_docs)]
+
+mod client;
+mod commands;
 mod config;
 mod engine;
 mod error;
+mod flow;
+mod greeting;
 mod ids;
 mod input;
+mod invariants;
+mod membership;
 pub mod names;
 mod output;
 pub mod protocol;
 mod rate;
 mod room;
 mod time;
+mod timer;
 
 pub use config::Config;
 pub use engine::{Engine, Stats};
 pub use error::Error;
 pub use ids::ClientId;
 pub use input::Input;
-pub use output::{CloseReason, Output};
+pub use output::{close_code, CloseReason, LeaveReason, Output};
 pub use protocol::{JoinRequest, ServerMessage};
 pub use time::Now;
 

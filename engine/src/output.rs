@@ -1,4 +1,6 @@
-//! Everything the engine asks the shell to do, drained with `Engine::poll_output`.
+//! Everything the engine asks the shell to do, drained with `Engine::poll_output`, and the
+//! reasons it gives: why a connection is closed (with its WebSocket close code) and why a member
+//! left a room (the `reason` of a `leave` frame).
 
 use bytes::Bytes;
 
@@ -9,20 +11,49 @@ use crate::ClientId;
 #[must_use]
 pub enum Output {
     /// Write `frame` as one text frame. Report it back with `Input::Flushed` once written.
-    Send { to: ClientId, frame: Bytes },
+    Send {
+        /// The recipient.
+        to: ClientId,
+        /// The JSON text, serialized once and shared by every recipient.
+        frame: Bytes,
+    },
     /// Write a ping frame (heartbeat). Not counted in the queue.
-    Ping { to: ClientId },
+    Ping {
+        /// The client to ping.
+        to: ClientId,
+    },
     /// Close the connection with `reason` after what is already queued. The engine has already
     /// forgotten the client: later inputs about it get `Error::UnknownClient`.
     Close {
+        /// The client to close.
         client: ClientId,
+        /// Why; gives the close code and text.
         reason: CloseReason,
     },
     /// Stop reading from this client until `Resume`: it is behind on its own queue, or most of its
     /// room is (flow control).
-    Pause { to: ClientId },
+    Pause {
+        /// The client to stop reading from.
+        to: ClientId,
+    },
     /// Read from this client again.
-    Resume { to: ClientId },
+    Resume {
+        /// The client to read from again.
+        to: ClientId,
+    },
+}
+
+/// The WebSocket close codes the engine's closes carry (the shell's own, such as 1001 for
+/// shutdown, are the shell's to name).
+pub mod close_code {
+    /// Nothing heard from the client for `idle_timeout`.
+    pub const IDLE_TIMEOUT: u16 = 4000;
+    /// Its outbound queue overflowed: too slow to read.
+    pub const EVICTED: u16 = 4001;
+    /// An operator kicked it.
+    pub const KICKED: u16 = 4003;
+    /// RFC 6455's policy violation: it kept flooding past the rate limit.
+    pub const POLICY_VIOLATION: u16 = 1008;
 }
 
 /// Why the engine closed a connection; each has a WebSocket close code and a reason text.
@@ -39,13 +70,21 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, for documentation and exhaustive tests.
+    pub const ALL: [CloseReason; 4] = [
+        CloseReason::SlowConsumer,
+        CloseReason::IdleTimeout,
+        CloseReason::Flooding,
+        CloseReason::Kicked,
+    ];
+
     /// The WebSocket close code sent to the client.
     pub fn code(self) -> u16 {
         match self {
-            CloseReason::SlowConsumer => 4001,
-            CloseReason::IdleTimeout => 4000,
-            CloseReason::Flooding => 1008,
-            CloseReason::Kicked => 4003,
+            CloseReason::SlowConsumer => close_code::EVICTED,
+            CloseReason::IdleTimeout => close_code::IDLE_TIMEOUT,
+            CloseReason::Flooding => close_code::POLICY_VIOLATION,
+            CloseReason::Kicked => close_code::KICKED,
         }
     }
 
@@ -59,13 +98,84 @@ impl CloseReason {
         }
     }
 
-    /// The `reason` of the `leave` the room sees.
-    pub fn leave_reason(self) -> &'static str {
+    /// Why the room sees this client leave.
+    pub fn leave_reason(self) -> LeaveReason {
         match self {
-            CloseReason::SlowConsumer => "evicted",
-            CloseReason::IdleTimeout => "timeout",
-            CloseReason::Flooding => "flooding",
-            CloseReason::Kicked => "kicked",
+            CloseReason::SlowConsumer => LeaveReason::Evicted,
+            CloseReason::IdleTimeout => LeaveReason::Timeout,
+            CloseReason::Flooding => LeaveReason::Flooding,
+            CloseReason::Kicked => LeaveReason::Kicked,
         }
+    }
+}
+
+/// Why a member left a room: the `reason` of the `leave` frame the others get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LeaveReason {
+    /// It closed the connection (or the connection ended on its own).
+    Left,
+    /// It joined another room.
+    Switched,
+    /// It was evicted for reading too slowly.
+    Evicted,
+    /// It was silent for too long.
+    Timeout,
+    /// It kept exceeding the rate limit.
+    Flooding,
+    /// An operator kicked it.
+    Kicked,
+}
+
+impl LeaveReason {
+    /// Every reason, for documentation and exhaustive tests.
+    pub const ALL: [LeaveReason; 6] = [
+        LeaveReason::Left,
+        LeaveReason::Switched,
+        LeaveReason::Evicted,
+        LeaveReason::Timeout,
+        LeaveReason::Flooding,
+        LeaveReason::Kicked,
+    ];
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Switched => "switched",
+            LeaveReason::Evicted => "evicted",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::Flooding => "flooding",
+            LeaveReason::Kicked => "kicked",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_close_reason_has_its_own_code_and_a_short_text() {
+        let codes: BTreeSet<u16> = CloseReason::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes, BTreeSet::from([1008, 4000, 4001, 4003]));
+        for reason in CloseReason::ALL {
+            assert!(!reason.text().is_empty() && reason.text().len() <= 123);
+        }
+    }
+
+    #[test]
+    fn leave_reasons_are_distinct_snake_case() {
+        let spelled: BTreeSet<&str> = LeaveReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(spelled.len(), LeaveReason::ALL.len());
+        assert!(spelled
+            .iter()
+            .all(|s| s.chars().all(|c| c.is_ascii_lowercase())));
+        let from_closes: Vec<&str> = CloseReason::ALL
+            .iter()
+            .map(|r| r.leave_reason().as_str())
+            .collect();
+        assert_eq!(from_closes, ["evicted", "timeout", "flooding", "kicked"]);
     }
 }

@@ -14,11 +14,17 @@ use serde_json::value::RawValue;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Post `text` to the current room.
-    Message { text: String },
+    Message {
+        /// The text as sent (trimmed and checked by the engine).
+        text: String,
+    },
     /// Join (or switch to, or re-join) a room.
     Join(JoinRequest),
     /// Change nickname in the current room.
-    Nick { nick: String },
+    Nick {
+        /// The nickname asked for.
+        nick: String,
+    },
     /// "I am typing": relayed to the room, never stored.
     Typing,
 }
@@ -26,13 +32,16 @@ pub enum Command {
 /// The optional fields of a join; also what `/ws?nick=&room=&since=&epoch=` carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinRequest {
+    /// The room to join; the current one (or the default room) when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
+    /// The nickname to take; the current one (or a guest name) when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nick: Option<String>,
     /// Last `seq` the client saw in this room; with a matching `epoch` it asks for what followed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
+    /// The room's epoch the client's `since` counts in (from an earlier `welcome`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epoch: Option<String>,
 }
@@ -80,6 +89,7 @@ impl ErrorCode {
         ErrorCode::TooManyRooms,
     ];
 
+    /// The wire spelling (the `code` of the `error` frame).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidJson => "invalid_json",
@@ -100,7 +110,9 @@ impl ErrorCode {
 /// A refused frame: the code for programs, the message for people.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolError {
+    /// The stable code.
     pub code: ErrorCode,
+    /// A sentence saying what was wrong.
     pub message: String,
 }
 
@@ -220,10 +232,15 @@ impl Command {
 /// One chat message as the server sends it (also an element of `welcome.history`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
+    /// The room it was posted in.
     pub room: String,
+    /// Its place in the room's order, from 1.
     pub seq: u64,
+    /// The sender's nickname, stamped by the server.
     pub nick: String,
+    /// The text, trimmed.
     pub text: String,
+    /// When the server accepted it: RFC 3339 UTC with milliseconds.
     pub ts: String,
 }
 
@@ -231,39 +248,68 @@ pub struct ChatMessage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerMessage {
+    /// The greeting on every (re)join, to the joiner only.
     Welcome {
+        /// The joiner's nickname.
         nick: String,
+        /// The room joined.
         room: String,
+        /// Members' nicknames, in join order.
         users: Vec<String>,
+        /// What was missed (recovered) or the latest messages, oldest first.
         history: Vec<ChatMessage>,
+        /// `history` is exactly what followed the join's `since`.
         recovered: bool,
+        /// The room's latest `seq`.
         seq: u64,
+        /// Names this incarnation of the room's numbering.
         epoch: String,
     },
+    /// A chat message, to every member including its sender.
     Message(ChatMessage),
+    /// Someone joined the room.
     Join {
+        /// The room.
         room: String,
+        /// Who joined.
         nick: String,
+        /// When.
         ts: String,
     },
+    /// Someone left the room.
     Leave {
+        /// The room.
         room: String,
+        /// Who left.
         nick: String,
+        /// When.
         ts: String,
+        /// Why: a [`LeaveReason`](crate::LeaveReason) spelling.
         reason: String,
     },
+    /// Someone was renamed (the renamed client hears it too).
     Nick {
+        /// The room.
         room: String,
+        /// The old nickname.
         old: String,
+        /// The new nickname.
         nick: String,
+        /// When.
         ts: String,
     },
+    /// Someone is typing.
     Typing {
+        /// The room.
         room: String,
+        /// Who.
         nick: String,
     },
+    /// A frame was refused; nothing else changed.
     Error {
+        /// An [`ErrorCode`] spelling.
         code: String,
+        /// For people.
         message: String,
     },
 }

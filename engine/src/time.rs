@@ -12,6 +12,7 @@ pub struct Now {
 }
 
 impl Now {
+    /// The moment with both clocks' readings.
     pub fn new(mono: Instant, wall: SystemTime) -> Self {
         Self { mono, wall }
     }

@@ -1,0 +1,48 @@
+//! One connected client as the engine keeps it: its name and room, its outbound queue's
+//! accounting, its flow-control state and its rate limit.
+
+use std::time::Instant;
+
+use crate::rate::RateLimit;
+use crate::ClientId;
+
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) id: ClientId,
+    pub(crate) nick: String,
+    /// Slot of its room in the engine's room table, once it joined one.
+    pub(crate) room: Option<usize>,
+    /// Frames handed to the shell and not yet reported flushed.
+    pub(crate) queued_frames: usize,
+    /// Payload bytes of those frames.
+    pub(crate) queued_bytes: usize,
+    /// At or above a high-water mark (counted in its room's `behind`).
+    pub(crate) behind: bool,
+    /// The shell was told to stop reading from it: its room is paused, or it is behind itself
+    /// (a client may not talk faster than it listens).
+    pub(crate) paused: bool,
+    /// Decided to close during this call (or being removed); gets nothing more.
+    pub(crate) doomed: bool,
+    pub(crate) rate: RateLimit,
+    /// Frames refused by the rate limit in a row.
+    pub(crate) strikes: u32,
+    pub(crate) last_seen: Instant,
+}
+
+impl Client {
+    pub(crate) fn new(id: ClientId, nick: String, now: Instant) -> Self {
+        Self {
+            id,
+            nick,
+            room: None,
+            queued_frames: 0,
+            queued_bytes: 0,
+            behind: false,
+            paused: false,
+            doomed: false,
+            rate: RateLimit::new(),
+            strikes: 0,
+            last_seen: now,
+        }
+    }
+}

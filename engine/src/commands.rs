@@ -1,0 +1,120 @@
+//! What a client's frames ask for: each passes the rate limit, is decoded, and becomes a chat
+//! message for the room, a typing notice, a join or a rename, or an `error` frame back.
+
+use crate::engine::Engine;
+use crate::protocol::{self, Command, ErrorCode, Outgoing, ProtocolError};
+use crate::room::Stored;
+use crate::time::rfc3339_millis;
+use crate::{CloseReason, Now};
+
+impl Engine {
+    /// One text frame from the client in `slot`.
+    pub(crate) fn on_frame(&mut self, slot: usize, now: Now, text: &str) {
+        let config = &self.config;
+        let client = &mut self.clients[slot];
+        client.last_seen = now.mono;
+        if !client.rate.try_acquire(
+            now.mono,
+            config.rate_limit_burst,
+            config.rate_limit_per_second,
+        ) {
+            client.strikes += 1;
+            self.stats.rate_limited_total += 1;
+            if config.rate_limit_strikes_max > 0 && client.strikes >= config.rate_limit_strikes_max
+            {
+                self.doom(slot, CloseReason::Flooding);
+            } else {
+                let message = format!(
+                    "slow down: at most {} messages per second (bursts of {})",
+                    config.rate_limit_per_second, config.rate_limit_burst
+                );
+                self.reply_error(slot, now, ErrorCode::RateLimited, &message);
+            }
+            return;
+        }
+        client.strikes = 0;
+        match protocol::decode(text) {
+            Err(ProtocolError { code, message }) => self.reply_error(slot, now, code, &message),
+            Ok(Command::Message { text }) => self.post(slot, now, &text),
+            Ok(Command::Join(join)) => self.join(slot, now, join),
+            Ok(Command::Nick { nick }) => self.change_nick(slot, now, &nick),
+            Ok(Command::Typing) => self.typing(slot, now),
+        }
+    }
+
+    /// An `error` frame to one client; it changes nothing else.
+    pub(crate) fn reply_error(&mut self, slot: usize, now: Now, code: ErrorCode, message: &str) {
+        self.stats.errors_total += 1;
+        let frame = Outgoing::Error {
+            code: code.as_str(),
+            message,
+        }
+        .to_frame();
+        self.send_to(slot, now, frame);
+    }
+
+    /// A chat message: validated, numbered, kept in history and broadcast to the whole room (the
+    /// sender's own copy is its acknowledgement).
+    fn post(&mut self, slot: usize, now: Now, text: &str) {
+        let Some(r) = self.clients[slot].room else {
+            return self.reply_error(
+                slot,
+                now,
+                ErrorCode::NotInRoom,
+                "join a room before sending messages",
+            );
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return self.reply_error(
+                slot,
+                now,
+                ErrorCode::EmptyMessage,
+                "a message needs some text",
+            );
+        }
+        let max = self.config.text_bytes_max;
+        if text.len() > max {
+            let message = format!(
+                "a message has at most {max} bytes (this one has {})",
+                text.len()
+            );
+            return self.reply_error(slot, now, ErrorCode::MessageTooLong, &message);
+        }
+        self.activity += 1;
+        let room = &mut self.rooms[r];
+        room.seq += 1;
+        room.last_active = self.activity;
+        let ts = rfc3339_millis(now.wall);
+        let frame = Outgoing::Message {
+            room: &room.name,
+            seq: room.seq,
+            nick: &self.clients[slot].nick,
+            text,
+            ts: &ts,
+        }
+        .to_frame();
+        let stored = Stored {
+            seq: room.seq,
+            frame: frame.clone(),
+        };
+        room.remember(stored, self.config.history_max);
+        self.stats.messages_total += 1;
+        self.broadcast(r, &frame, None, now);
+    }
+
+    /// "I am typing": relayed to the others in the room, never stored.
+    fn typing(&mut self, slot: usize, now: Now) {
+        let client = &self.clients[slot];
+        let Some(r) = client.room else {
+            return self.reply_error(slot, now, ErrorCode::NotInRoom, "join a room first");
+        };
+        let room = &self.rooms[r];
+        let frame = Outgoing::Typing {
+            room: &room.name,
+            nick: &client.nick,
+        }
+        .to_frame();
+        self.broadcast(r, &frame, Some(slot), now);
+    }
+}

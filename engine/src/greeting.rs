@@ -1,0 +1,77 @@
+//! The welcome a client gets on every (re)join: its nick, the room's members and history, and
+//! whether its `since` was recovered. History is trimmed, oldest first, so the welcome fits in
+//! what the client's queue has left; a trimmed recovery is reported as not recovered.
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use crate::engine::Engine;
+use crate::protocol::Outgoing;
+use crate::room::Stored;
+use crate::Now;
+
+impl Engine {
+    /// Sends the (re)join greeting to the client in `slot`, now a member of room `r`.
+    pub(crate) fn welcome(
+        &mut self,
+        slot: usize,
+        now: Now,
+        r: usize,
+        since: Option<u64>,
+        epoch: Option<&str>,
+    ) {
+        let frame = self.greeting(slot, r, since, epoch);
+        self.send_to(slot, now, frame);
+    }
+
+    fn greeting(&self, slot: usize, r: usize, since: Option<u64>, epoch: Option<&str>) -> Bytes {
+        let room = &self.rooms[r];
+        let recovery = match (since, epoch) {
+            (Some(since), Some(epoch)) if epoch == room.epoch => room.history_after(since),
+            _ => None,
+        };
+        let mut recovered = recovery.is_some();
+        let entries: Vec<&Stored> = match recovery {
+            Some(missed) => missed.collect(),
+            None => room.history.iter().collect(),
+        };
+        let history: Vec<&RawValue> = entries
+            .iter()
+            .map(|stored| {
+                serde_json::from_slice(&stored.frame)
+                    .expect("history holds only frames this engine serialized")
+            })
+            .collect();
+        let users: Vec<&str> = room
+            .members
+            .iter()
+            .map(|&s| self.clients[s].nick.as_str())
+            .collect();
+        let client = &self.clients[slot];
+        let greeting = |history: &[&RawValue], recovered: bool| -> Bytes {
+            Outgoing::Welcome {
+                nick: &client.nick,
+                room: &room.name,
+                users: &users,
+                history,
+                recovered,
+                seq: room.seq,
+                epoch: &room.epoch,
+            }
+            .to_frame()
+        };
+        let budget = self
+            .config
+            .queue_bytes_max
+            .saturating_sub(client.queued_bytes);
+        let mut size = greeting(&[], false).len()
+            + history.iter().map(|raw| raw.get().len() + 1).sum::<usize>();
+        let mut skip = 0;
+        while size > budget && skip < history.len() {
+            size -= history[skip].get().len() + 1;
+            skip += 1;
+            recovered = false;
+        }
+        greeting(&history[skip..], recovered)
+    }
+}

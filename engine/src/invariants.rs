@@ -1,0 +1,164 @@
+//! The engine's invariants: facts that span fields, asserted after every call in debug builds
+//! (so every unit test, property test, simulation and fuzz run checks them). A broken one is a
+//! bug in the engine, never the peer's fault.
+
+use crate::engine::Engine;
+use crate::flow::is_behind;
+use crate::names::nick_key;
+
+impl Engine {
+    /// Asserts every fact that spans fields. Runs after every call in debug builds; panics on a
+    /// broken invariant (a bug in the engine, never the peer's fault).
+    pub fn check_invariants(&self) {
+        let config = &self.config;
+        assert!(self.doomed.is_empty(), "doomed clients left unclosed");
+        assert_eq!(
+            self.ids.len(),
+            self.clients.len(),
+            "id index out of step with clients"
+        );
+        assert!(self.clients.len() <= config.clients_max, "over clients_max");
+        assert!(self.rooms.len() <= config.rooms_max, "over rooms_max");
+        assert_eq!(
+            self.room_index.len(),
+            self.rooms.len(),
+            "room index out of step with rooms"
+        );
+        let mut in_rooms = 0;
+        for (slot, client) in &self.clients {
+            assert!(
+                client.id.get() < self.next_client,
+                "{} not below the id counter",
+                client.id
+            );
+            assert_eq!(
+                self.ids.get(&client.id),
+                Some(&slot),
+                "{} mis-indexed",
+                client.id
+            );
+            assert!(
+                client.queued_frames <= config.queue_frames_max,
+                "{} over queue_frames_max",
+                client.id
+            );
+            assert!(
+                client.queued_bytes <= config.queue_bytes_max,
+                "{} over queue_bytes_max",
+                client.id
+            );
+            assert!(
+                client.queued_bytes >= client.queued_frames.min(1),
+                "{} has frames but no bytes",
+                client.id
+            );
+            assert_eq!(
+                client.behind,
+                is_behind(client, config),
+                "{} behind flag stale",
+                client.id
+            );
+            assert!(!client.doomed, "{} doomed but still present", client.id);
+            match client.room {
+                Some(r) => {
+                    in_rooms += 1;
+                    let room = &self.rooms[r];
+                    assert_eq!(
+                        room.nicks.get(&nick_key(&client.nick)),
+                        Some(&slot),
+                        "{} not in its room's nick index",
+                        client.id
+                    );
+                    assert_eq!(
+                        client.paused,
+                        room.paused || client.behind,
+                        "{} pause state differs from its room's and its own",
+                        client.id
+                    );
+                }
+                None => assert_eq!(
+                    client.paused, client.behind,
+                    "{} paused outside any room but not behind",
+                    client.id
+                ),
+            }
+        }
+        let mut members = 0;
+        for (r, room) in &self.rooms {
+            assert_eq!(
+                self.room_index.get(&room.name),
+                Some(&r),
+                "room {} mis-indexed",
+                room.name
+            );
+            assert_eq!(
+                room.nicks.len(),
+                room.members.len(),
+                "room {} nick index size",
+                room.name
+            );
+            for &slot in &room.members {
+                assert_eq!(
+                    self.clients.get(slot).and_then(|c| c.room),
+                    Some(r),
+                    "room {} lists a non-member",
+                    room.name
+                );
+            }
+            members += room.members.len();
+            let behind = room
+                .members
+                .iter()
+                .filter(|&&s| self.clients[s].behind)
+                .count();
+            assert_eq!(room.behind, behind, "room {} behind count", room.name);
+            if room.paused {
+                assert!(
+                    room.behind * 4 > room.members.len(),
+                    "room {} paused with few behind",
+                    room.name
+                );
+            } else {
+                assert!(
+                    room.behind * 2 <= room.members.len(),
+                    "room {} not paused with most behind",
+                    room.name
+                );
+            }
+            assert!(
+                room.history.len() <= config.history_max,
+                "room {} history over bound",
+                room.name
+            );
+            assert!(
+                room.history
+                    .iter()
+                    .zip(room.history.iter().skip(1))
+                    .all(|(a, b)| a.seq < b.seq),
+                "room {} history out of order",
+                room.name
+            );
+            assert!(
+                room.history.back().is_none_or(|last| last.seq == room.seq),
+                "room {} history behind seq",
+                room.name
+            );
+        }
+        assert_eq!(members, in_rooms, "room member lists count someone twice");
+        match self.clients.is_empty() {
+            true => assert!(
+                self.poll_timeout().is_none(),
+                "timer armed with nobody connected"
+            ),
+            false => {
+                let next = self
+                    .poll_timeout()
+                    .expect("timers armed while clients are connected");
+                assert!(
+                    self.last_now.is_some_and(|now| next > now),
+                    "next timeout not in the future"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Membership and naming: joining, switching and leaving rooms, renaming, nickname uniqueness
+//! per room (ignoring case), and creating rooms within `rooms_max` (forgetting the stalest empty
+//! one when full).
+
+use crate::engine::Engine;
+use crate::names::{nick_key, validate_nick, validate_room};
+use crate::protocol::{ErrorCode, JoinRequest, Outgoing};
+use crate::room::Room;
+use crate::time::rfc3339_millis;
+use crate::{LeaveReason, Now};
+
+impl Engine {
+    /// A join (at connect or later): into the named room (or the current, or the default one),
+    /// with the named nick (or the current one); answered with a welcome or an error.
+    pub(crate) fn join(&mut self, slot: usize, now: Now, join: JoinRequest) {
+        let current = self.clients[slot].room;
+        let room_name = match join.room {
+            Some(name) => match validate_room(&name) {
+                Ok(_) => name,
+                Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidRoom, &why),
+            },
+            None => match current {
+                Some(r) => self.rooms[r].name.clone(),
+                None => self.config.default_room.clone(),
+            },
+        };
+        let nick = match &join.nick {
+            Some(raw) => match validate_nick(raw) {
+                Ok(nick) => nick.to_owned(),
+                Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
+            },
+            None => self.clients[slot].nick.clone(),
+        };
+        let target = self.room_index.get(&room_name).copied();
+        if let Some(t) = target {
+            if let Some(&holder) = self.rooms[t].nicks.get(&nick_key(&nick)) {
+                if holder != slot {
+                    return self.nick_taken(slot, now, &nick, t);
+                }
+            }
+        }
+        let r = match target {
+            Some(t) => t,
+            None => match self.create_room(room_name) {
+                Some(r) => r,
+                None => {
+                    let message = format!(
+                        "no room can be created: {} rooms exist and none is empty",
+                        self.config.rooms_max
+                    );
+                    return self.reply_error(slot, now, ErrorCode::TooManyRooms, &message);
+                }
+            },
+        };
+        if current == Some(r) {
+            if nick != self.clients[slot].nick {
+                self.rename(slot, r, nick, now);
+            }
+        } else {
+            self.leave_room(slot, now, LeaveReason::Switched);
+            self.enter_room(slot, r, nick, now);
+        }
+        self.welcome(slot, now, r, join.since, join.epoch.as_deref());
+    }
+
+    /// A `nick` command: rename within the current room.
+    pub(crate) fn change_nick(&mut self, slot: usize, now: Now, raw: &str) {
+        let Some(r) = self.clients[slot].room else {
+            return self.reply_error(
+                slot,
+                now,
+                ErrorCode::NotInRoom,
+                "join a room first (a join can carry a nick)",
+            );
+        };
+        let nick = match validate_nick(raw) {
+            Ok(nick) => nick.to_owned(),
+            Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
+        };
+        if let Some(&holder) = self.rooms[r].nicks.get(&nick_key(&nick)) {
+            if holder != slot {
+                return self.nick_taken(slot, now, &nick, r);
+            }
+        }
+        self.rename(slot, r, nick, now);
+    }
+
+    fn nick_taken(&mut self, slot: usize, now: Now, nick: &str, r: usize) {
+        let message = format!(
+            "the nickname {nick:?} is already used in room {}",
+            self.rooms[r].name
+        );
+        self.reply_error(slot, now, ErrorCode::NickTaken, &message);
+    }
+
+    /// Everyone in the room, the renamed client included, hears the new name.
+    fn rename(&mut self, slot: usize, r: usize, nick: String, now: Now) {
+        let client = &mut self.clients[slot];
+        let old = std::mem::replace(&mut client.nick, nick);
+        let room = &mut self.rooms[r];
+        room.nicks.remove(&nick_key(&old));
+        room.nicks.insert(nick_key(&client.nick), slot);
+        let frame = Outgoing::Nick {
+            room: &room.name,
+            old: &old,
+            nick: &client.nick,
+            ts: &rfc3339_millis(now.wall),
+        }
+        .to_frame();
+        self.broadcast(r, &frame, None, now);
+    }
+
+    fn enter_room(&mut self, slot: usize, r: usize, nick: String, now: Now) {
+        self.activity += 1;
+        let client = &mut self.clients[slot];
+        client.nick = nick;
+        client.room = Some(r);
+        let room = &mut self.rooms[r];
+        room.last_active = self.activity;
+        room.members.push(slot);
+        room.nicks.insert(nick_key(&client.nick), slot);
+        if client.behind {
+            room.behind += 1;
+        }
+        self.sync_pause(slot, now);
+        let (room, client) = (&self.rooms[r], &self.clients[slot]);
+        let frame = Outgoing::Join {
+            room: &room.name,
+            nick: &client.nick,
+            ts: &rfc3339_millis(now.wall),
+        }
+        .to_frame();
+        self.broadcast(r, &frame, Some(slot), now);
+    }
+
+    /// Takes the client out of its room (if any) and tells the others why.
+    pub(crate) fn leave_room(&mut self, slot: usize, now: Now, reason: LeaveReason) {
+        let client = &mut self.clients[slot];
+        let Some(r) = client.room.take() else {
+            return;
+        };
+        let room = &mut self.rooms[r];
+        room.members.retain(|&s| s != slot);
+        room.nicks.remove(&nick_key(&client.nick));
+        if client.behind {
+            room.behind -= 1;
+        }
+        self.sync_pause(slot, now);
+        let (room, client) = (&self.rooms[r], &self.clients[slot]);
+        let frame = Outgoing::Leave {
+            room: &room.name,
+            nick: &client.nick,
+            ts: &rfc3339_millis(now.wall),
+            reason: reason.as_str(),
+        }
+        .to_frame();
+        self.broadcast(r, &frame, None, now);
+    }
+
+    /// A new room, making space by forgetting the stalest empty one; `None` if every room is
+    /// occupied.
+    fn create_room(&mut self, name: String) -> Option<usize> {
+        if self.rooms.len() >= self.config.rooms_max {
+            let (stale, _) = self
+                .rooms
+                .iter()
+                .filter(|(_, room)| room.members.is_empty())
+                .min_by_key(|(_, room)| room.last_active)?;
+            let room = self.rooms.remove(stale);
+            self.room_index.remove(&room.name);
+        }
+        self.room_incarnations += 1;
+        self.activity += 1;
+        let epoch = format!("{}-{}", self.epoch, self.room_incarnations);
+        let r = self
+            .rooms
+            .insert(Room::new(name.clone(), epoch, self.activity));
+        self.room_index.insert(name, r);
+        Some(r)
+    }
+}
