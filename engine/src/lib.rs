@@ -36,5 +36,7 @@ pub use output::{close_code, CloseReason, LeaveReason, Output};
 pub use protocol::{JoinRequest, ServerMessage};
 pub use time::Now;
 
+#[cfg(any(test, feature = "test-kit"))]
+pub mod test_kit;
 #[cfg(test)]
 mod tests;

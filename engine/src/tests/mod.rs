@@ -1,14 +1,19 @@
 //! Scenario tests: each drives the engine through the harness and checks what clients see.
 
-mod harness;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use harness::{unlimited, Harness, EPOCH};
+use crate::test_kit::{unlimited, Event, Shell};
 
 use crate::protocol::{ChatMessage, JoinRequest};
 use crate::{CloseReason, Config, Error, Input, ServerMessage};
+
+/// The epoch the scenario tests' engines start with.
+const EPOCH: &str = "test-epoch";
+
+fn shell(config: Config) -> Shell {
+    Shell::new(config, EPOCH)
+}
 
 fn welcome(messages: &[ServerMessage]) -> (&str, &str, &[String], &[ChatMessage], bool, u64, &str) {
     match messages.first() {
@@ -27,7 +32,7 @@ fn welcome(messages: &[ServerMessage]) -> (&str, &str, &[String], &[ChatMessage]
 
 #[test]
 fn join_welcomes_the_joiner_and_announces_it_to_the_room() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let got = h.take(ann);
     let (nick, room, users, history, recovered, seq, epoch) = welcome(&got);
@@ -47,7 +52,7 @@ fn join_welcomes_the_joiner_and_announces_it_to_the_room() {
 
 #[test]
 fn message_reaches_every_member_and_the_senders_copy_is_its_ack() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let bob = h.connect("bob");
     h.take(ann);
@@ -70,7 +75,7 @@ fn message_reaches_every_member_and_the_senders_copy_is_its_ack() {
 
 #[test]
 fn timestamps_are_rfc3339_utc_with_milliseconds() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     h.advance(Duration::from_millis(1234));
     h.send(ann, "tick");
@@ -83,7 +88,7 @@ fn timestamps_are_rfc3339_utc_with_milliseconds() {
 
 #[test]
 fn the_server_stamps_the_nick_so_a_client_cannot_spoof_another() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let mallory = h.connect("mallory");
     h.connect("ann");
     h.take(mallory);
@@ -96,7 +101,7 @@ fn the_server_stamps_the_nick_so_a_client_cannot_spoof_another() {
 
 #[test]
 fn nick_taken_ignoring_case_leaves_the_client_outside_the_room() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("Ann");
     h.take(ann);
     let copycat = h.connect("aNN");
@@ -111,7 +116,7 @@ fn nick_taken_ignoring_case_leaves_the_client_outside_the_room() {
 
 #[test]
 fn a_client_that_gives_no_nick_is_a_guest() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let id = h.connect_with(JoinRequest::default());
     assert_eq!(welcome(&h.take(id)).0, format!("guest-{}", id.get()));
     h.send(id, r#"{"type":"nick","nick":"guest-99"}"#);
@@ -120,7 +125,7 @@ fn a_client_that_gives_no_nick_is_a_guest() {
 
 #[test]
 fn disconnect_is_announced_as_left_and_frees_the_nick() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let bob = h.connect("bob");
     h.take(ann);
@@ -129,7 +134,7 @@ fn disconnect_is_announced_as_left_and_frees_the_nick() {
         matches!(&h.take(ann)[..], [ServerMessage::Leave { nick, reason, .. }] if nick == "bob" && reason == "left")
     );
     assert_eq!(
-        h.engine.handle(h.at(), Input::Pong { client: bob }),
+        h.handle(Input::Pong { client: bob }),
         Err(Error::UnknownClient(bob))
     );
     let bob2 = h.connect("BOB");
@@ -138,7 +143,7 @@ fn disconnect_is_announced_as_left_and_frees_the_nick() {
 
 #[test]
 fn rooms_are_isolated() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let rust = h.connect_with(JoinRequest {
         room: Some("rust".into()),
@@ -154,7 +159,7 @@ fn rooms_are_isolated() {
 
 #[test]
 fn a_join_switches_rooms_leaving_the_old_one() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let bob = h.connect("bob");
     h.take(ann);
@@ -176,7 +181,7 @@ fn a_join_switches_rooms_leaving_the_old_one() {
 
 #[test]
 fn invalid_room_and_nick_get_errors_and_change_nothing() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     h.take(ann);
     h.send(ann, r#"{"type":"join","room":"no spaces"}"#);
@@ -207,7 +212,7 @@ fn invalid_room_and_nick_get_errors_and_change_nothing() {
 
 #[test]
 fn text_of_exactly_text_bytes_max_is_accepted() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     h.take(ann);
     h.send(ann, &"é".repeat(2048));
@@ -216,7 +221,7 @@ fn text_of_exactly_text_bytes_max_is_accepted() {
 
 #[test]
 fn nick_change_is_broadcast_to_everyone_including_the_renamer() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let bob = h.connect("bob");
     h.take(ann);
@@ -235,7 +240,7 @@ fn nick_change_is_broadcast_to_everyone_including_the_renamer() {
 
 #[test]
 fn typing_is_relayed_to_the_others_and_never_stored() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let bob = h.connect("bob");
     h.take(ann);
@@ -253,7 +258,7 @@ fn history_seqs(history: &[ChatMessage]) -> Vec<u64> {
 
 #[test]
 fn rejoin_with_since_recovers_exactly_the_missed_messages() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let bob = h.connect("bob");
     for i in 1..=5 {
@@ -280,7 +285,7 @@ fn rejoin_with_since_recovers_exactly_the_missed_messages() {
 
 #[test]
 fn rejoin_gets_recovered_false_when_history_no_longer_holds_the_gap() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         history_max: 3,
         ..unlimited()
     });
@@ -326,7 +331,7 @@ fn rejoin_gets_recovered_false_when_history_no_longer_holds_the_gap() {
 
 #[test]
 fn rejoin_from_another_epoch_gets_recovered_false() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     h.send(ann, "before restart");
     let back = h.connect_with(JoinRequest {
@@ -348,7 +353,7 @@ fn slow_client_is_evicted_at_exactly_queue_frames_max() {
         queue_high_water_frames: 8,
         ..unlimited()
     };
-    let mut h = Harness::new(config);
+    let mut h = shell(config);
     let ann = h.connect("ann");
     let slow = h.connect("slow");
     h.stop_flushing(slow);
@@ -381,7 +386,7 @@ fn slow_client_is_evicted_at_queue_bytes_max() {
         queue_high_water_bytes: 4000,
         ..unlimited()
     };
-    let mut h = Harness::new(config);
+    let mut h = shell(config);
     let ann = h.connect("ann");
     let slow = h.connect("slow");
     h.stop_flushing(slow);
@@ -407,7 +412,7 @@ fn slow_client_is_evicted_at_queue_bytes_max() {
 
 #[test]
 fn rate_limit_refuses_the_excess_then_refills() {
-    let mut h = Harness::new(Config::default());
+    let mut h = shell(Config::default());
     let ann = h.connect("ann");
     h.take(ann);
     for i in 0..25 {
@@ -437,7 +442,7 @@ fn rate_limit_refuses_the_excess_then_refills() {
 
 #[test]
 fn a_client_that_keeps_flooding_is_closed_with_1008() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         rate_limit_burst: 1,
         rate_limit_per_second: 1,
         rate_limit_strikes_max: 3,
@@ -465,16 +470,14 @@ fn a_client_that_keeps_flooding_is_closed_with_1008() {
 
 #[test]
 fn idle_client_is_closed_after_the_idle_timeout_and_pongs_keep_it_alive() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         idle_timeout: Duration::from_secs(60),
         ..unlimited()
     });
     let quiet = h.connect("quiet");
     let chatty = h.connect("chatty");
     h.advance(Duration::from_secs(50));
-    h.engine
-        .handle(h.at(), Input::Pong { client: chatty })
-        .expect("connected");
+    h.handle(Input::Pong { client: chatty }).expect("connected");
     h.advance(Duration::from_secs(9));
     assert!(h.closed.is_empty());
     h.advance(Duration::from_secs(2));
@@ -494,7 +497,7 @@ fn idle_client_is_closed_after_the_idle_timeout_and_pongs_keep_it_alive() {
 
 #[test]
 fn pings_go_to_every_client_each_ping_interval() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let start = h.now;
     assert_eq!(
@@ -512,7 +515,7 @@ fn pings_go_to_every_client_each_ping_interval() {
 
 #[test]
 fn an_early_tick_does_nothing() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     h.take(ann);
     h.advance(Duration::from_millis(1));
@@ -528,7 +531,7 @@ fn flow_control_pauses_a_room_that_is_mostly_behind_and_resumes_it() {
         queue_high_water_frames: 10,
         ..unlimited()
     };
-    let mut h = Harness::new(config);
+    let mut h = shell(config);
     let ids: Vec<_> = ["a", "b", "c"].iter().map(|n| h.connect(n)).collect();
     for &id in &ids {
         h.stop_flushing(id);
@@ -559,7 +562,7 @@ fn a_client_far_behind_a_healthy_room_is_evicted_not_the_room_paused() {
         queue_high_water_frames: 10,
         ..unlimited()
     };
-    let mut h = Harness::new(config);
+    let mut h = shell(config);
     let ann = h.connect("ann");
     let bob = h.connect("bob");
     let slow = h.connect("slow");
@@ -577,7 +580,7 @@ fn a_client_far_behind_a_healthy_room_is_evicted_not_the_room_paused() {
 
 #[test]
 fn a_client_behind_is_paused_alone_until_it_catches_up() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         queue_frames_max: 20,
         queue_high_water_frames: 10,
         ..unlimited()
@@ -607,7 +610,7 @@ fn welcome_history_is_trimmed_to_fit_the_queue_and_then_not_recovered() {
         queue_high_water_bytes: 3000,
         ..unlimited()
     };
-    let mut h = Harness::new(config);
+    let mut h = shell(config);
     let ann = h.connect("ann");
     let got = h.take(ann);
     let epoch = welcome(&got).6.to_owned();
@@ -633,32 +636,31 @@ fn welcome_history_is_trimmed_to_fit_the_queue_and_then_not_recovered() {
 
 #[test]
 fn kick_closes_with_4003_and_the_room_sees_kicked() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let bob = h.connect("bob");
     h.take(ann);
-    assert_eq!(h.engine.kick(h.at(), "general", "BOB"), Ok(bob));
-    h.drive();
+    assert_eq!(h.kick("general", "BOB"), Ok(bob));
     assert_eq!(h.closed.get(&bob).map(|r| r.code()), Some(4003));
     assert!(
         matches!(&h.take(ann)[..], [ServerMessage::Leave { reason, .. }] if reason == "kicked")
     );
     assert!(matches!(
-        h.engine.kick(h.at(), "general", "bob"),
+        h.kick("general", "bob"),
         Err(Error::NoSuchUser { .. })
     ));
 }
 
 #[test]
 fn server_full_refuses_connect_and_ids_are_never_reused() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         clients_max: 2,
         ..unlimited()
     });
     let a = h.connect("a");
     let b = h.connect("b");
     assert_eq!(
-        h.engine.connect(h.at(), JoinRequest::default()),
+        h.try_connect(JoinRequest::default()),
         Err(Error::ServerFull { max: 2 })
     );
     h.disconnect(a);
@@ -668,7 +670,7 @@ fn server_full_refuses_connect_and_ids_are_never_reused() {
 
 #[test]
 fn flushing_more_than_was_queued_is_refused_and_changes_nothing() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     let before = h.engine.queued(ann);
     let result = h.engine.handle(
@@ -685,7 +687,7 @@ fn flushing_more_than_was_queued_is_refused_and_changes_nothing() {
 
 #[test]
 fn too_many_rooms_forgets_the_stalest_empty_room_first() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         rooms_max: 2,
         ..unlimited()
     });
@@ -715,7 +717,7 @@ fn too_many_rooms_forgets_the_stalest_empty_room_first() {
 
 #[test]
 fn time_going_backwards_is_treated_as_no_time_passing() {
-    let mut h = Harness::new(unlimited());
+    let mut h = shell(unlimited());
     let ann = h.connect("ann");
     h.take(ann);
     h.now -= Duration::from_secs(10);
@@ -728,7 +730,7 @@ fn time_going_backwards_is_treated_as_no_time_passing() {
 /// re-evaluated like after a broadcast, or a room whose only member is behind stays unpaused.
 #[test]
 fn an_error_reply_that_puts_the_room_behind_pauses_it() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         queue_frames_max: 6,
         queue_high_water_frames: 4,
         ..unlimited()
@@ -746,7 +748,7 @@ fn an_error_reply_that_puts_the_room_behind_pauses_it() {
 /// pauses the room must not tell the evicted member to pause; a doomed client gets only its close.
 #[test]
 fn a_client_evicted_by_the_broadcast_that_pauses_its_room_is_not_paused() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         queue_frames_max: 6,
         queue_high_water_frames: 4,
         ..unlimited()
@@ -764,16 +766,25 @@ fn a_client_evicted_by_the_broadcast_that_pauses_its_room_is_not_paused() {
     }
     assert_eq!(h.closed.get(&s1), Some(&CloseReason::SlowConsumer));
     assert!(h.paused.contains(&s2), "two of three members were behind");
-    // s1 was paused for its own lag before the room was; the harness fails on a second pause,
+    // s1 was paused for its own lag before the room was; the shell fails on a second pause,
     // which is what the room's pause would have sent the doomed client.
-    assert!(h.paused.contains(&s1), "paused for its own lag first");
+    let s1_got = h.events(s1);
+    assert_eq!(
+        s1_got.iter().filter(|e| **e == Event::Pause).count(),
+        1,
+        "paused for its own lag first, once"
+    );
+    assert_eq!(
+        s1_got.last(),
+        Some(&Event::Close(CloseReason::SlowConsumer))
+    );
 }
 
 /// Regression (found by the reference model): a paused client that disconnects is gone; the shell
 /// must not be told to resume reading from a connection the engine has already forgotten.
 #[test]
 fn a_paused_client_that_disconnects_is_not_resumed() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         queue_frames_max: 6,
         queue_high_water_frames: 4,
         ..unlimited()
@@ -787,18 +798,42 @@ fn a_paused_client_that_disconnects_is_not_resumed() {
         h.paused.contains(&slow),
         "alone and behind: its room paused"
     );
-    h.engine
-        .handle(h.at(), Input::Disconnect { client: slow })
+    h.events(slow);
+    // The shell fails on anything but a ping for a client that disconnected in that call.
+    h.handle(Input::Disconnect { client: slow })
         .expect("connected");
-    let outputs: Vec<_> = std::iter::from_fn(|| h.engine.poll_output()).collect();
-    assert_eq!(outputs, [], "nothing is left to say to a gone client");
+    assert_eq!(h.events(slow), [], "nothing is left to say to a gone client");
+}
+
+/// A member paused only because its room is (it reads fine) is gone once it disconnects: leaving
+/// the paused room must not resume it.
+#[test]
+fn a_member_of_a_paused_room_that_disconnects_is_not_resumed() {
+    let mut h = shell(Config {
+        queue_frames_max: 6,
+        queue_high_water_frames: 4,
+        ..unlimited()
+    });
+    let ann = h.connect("ann");
+    let s1 = h.connect("s1");
+    let s2 = h.connect("s2");
+    h.stop_flushing(s1);
+    h.stop_flushing(s2);
+    for _ in 0..4 {
+        h.send(ann, "m");
+    }
+    assert!(h.paused.contains(&ann), "its room is mostly behind");
+    assert_eq!(h.engine.queued(ann), Some((0, 0)), "ann itself reads");
+    h.events(ann);
+    h.disconnect(ann);
+    assert_eq!(h.events(ann), [], "nothing is left to say to a gone client");
 }
 
 /// Regression (found by the reference model): a refused `connect` still fires the timers that are
 /// due; the clients they time out must be closed in that same call, not left doomed but open.
 #[test]
 fn a_refused_connect_still_closes_the_clients_its_timers_timed_out() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         clients_max: 2,
         idle_timeout: Duration::from_secs(60),
         ..unlimited()
@@ -807,10 +842,9 @@ fn a_refused_connect_still_closes_the_clients_its_timers_timed_out() {
     let bob = h.connect("bob");
     h.now += Duration::from_secs(61);
     assert_eq!(
-        h.engine.connect(h.at(), JoinRequest::default()),
+        h.try_connect(JoinRequest::default()),
         Err(Error::ServerFull { max: 2 })
     );
-    h.drive();
     assert_eq!(h.closed.get(&ann), Some(&CloseReason::IdleTimeout));
     assert_eq!(h.closed.get(&bob), Some(&CloseReason::IdleTimeout));
     h.engine.check_invariants();
@@ -821,16 +855,14 @@ fn a_refused_connect_still_closes_the_clients_its_timers_timed_out() {
 /// engine does not try to close a client it already removed.
 #[test]
 fn a_disconnect_in_the_call_that_times_the_client_out_is_a_plain_leave() {
-    let mut h = Harness::new(Config {
+    let mut h = shell(Config {
         idle_timeout: Duration::from_secs(60),
         ..unlimited()
     });
     let ann = h.connect("ann");
     let bob = h.connect("bob");
     h.advance(Duration::from_secs(50));
-    h.engine
-        .handle(h.at(), Input::Pong { client: ann })
-        .expect("connected");
+    h.handle(Input::Pong { client: ann }).expect("connected");
     h.take(ann);
     h.now += Duration::from_secs(11);
     h.disconnect(bob);

@@ -1,0 +1,425 @@
+//! The one scripted shell every engine test drives the engine through: the scenario tests
+//! (`src/tests`), the reference model (`tests/model.rs`) and the `engine_ops` fuzz target.
+//!
+//! [`Shell`] owns the engine and a clock and plays every client's socket the way the server's
+//! hub does: it carries out each `Output`, keeps each client's frames written but not yet
+//! reported flushed, and (unless a client was told to stop reading) reports them flushed. On
+//! every output it checks the driving contract from the shell's side, so a test cannot pass on
+//! an engine that breaks it:
+//! - outputs name only live clients, and nothing follows a client's `Close`;
+//! - `Pause` and `Resume` alternate per client;
+//! - every `Send` is a protocol message (`ServerMessage`);
+//! - after every call the engine's invariants hold and its queue counts equal the frames the
+//!   shell was given minus those it reported flushed.
+//!
+//! Enabled in the engine's own tests and, for other crates, with the `test-kit` feature.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::protocol::JoinRequest;
+use crate::{ClientId, CloseReason, Config, Engine, Error, Input, Now, Output, ServerMessage};
+
+/// What one client got from the engine, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A text frame, parsed.
+    Frame(ServerMessage),
+    /// A heartbeat ping.
+    Ping,
+    /// Told to stop reading it.
+    Pause,
+    /// Told to read it again.
+    Resume,
+    /// Closed, with this reason; nothing follows.
+    Close(CloseReason),
+}
+
+/// The shell's side of one live connection.
+#[derive(Debug, Default)]
+struct Conn {
+    /// Payload sizes of frames written and not yet reported flushed, oldest first.
+    unflushed: VecDeque<usize>,
+    /// It reads nothing: what it is sent stays unflushed.
+    stalled: bool,
+    /// Everything it got since the test last took it.
+    events: Vec<Event>,
+}
+
+/// An engine and the shell around it (see the module doc).
+#[derive(Debug)]
+pub struct Shell {
+    /// The engine under test.
+    pub engine: Engine,
+    /// Monotonic time of the next input (tests may move it backwards to check the clamp).
+    pub now: Instant,
+    /// Wall-clock time of the next input.
+    pub wall: SystemTime,
+    start: Instant,
+    wall_start: SystemTime,
+    conns: BTreeMap<ClientId, Conn>,
+    /// Events of clients that are gone, until taken.
+    departed: BTreeMap<ClientId, Vec<Event>>,
+    /// Every client that left (closed or disconnected), in order.
+    gone: Vec<ClientId>,
+    /// Why each closed client was closed.
+    pub closed: BTreeMap<ClientId, CloseReason>,
+    /// Clients told to stop reading and not yet resumed.
+    pub paused: BTreeSet<ClientId>,
+    /// Pings each client got.
+    pub pings: BTreeMap<ClientId, usize>,
+    /// Report reading clients' frames flushed after every call (the default).
+    pub auto_flush: bool,
+    /// Every flush the shell reported: the client and how many frames.
+    flushes: Vec<(ClientId, usize)>,
+}
+
+/// The wall clock every shell starts at (2027-01-15T08:00:00Z): fixed, so `ts` is predictable.
+pub const WALL_START_SECS: u64 = 1_800_000_000;
+
+impl Shell {
+    /// A shell around a new engine; panics on an invalid config (tests choose it).
+    pub fn new(config: Config, epoch: &str) -> Self {
+        let engine = Engine::new(config, epoch).expect("the test's config is valid");
+        let start = Instant::now();
+        let wall_start = UNIX_EPOCH + Duration::from_secs(WALL_START_SECS);
+        Self {
+            engine,
+            now: start,
+            wall: wall_start,
+            start,
+            wall_start,
+            conns: BTreeMap::new(),
+            departed: BTreeMap::new(),
+            gone: Vec::new(),
+            closed: BTreeMap::new(),
+            paused: BTreeSet::new(),
+            pings: BTreeMap::new(),
+            auto_flush: true,
+            flushes: Vec::new(),
+        }
+    }
+
+    // ------------------------------------------------------------------------------ time
+
+    /// The time the next input happens at.
+    pub fn at(&self) -> Now {
+        Now::new(self.now, self.wall)
+    }
+
+    /// Sets the clock to `elapsed` after the shell's start (both clocks).
+    pub fn set_elapsed(&mut self, elapsed: Duration) {
+        self.now = self.start + elapsed;
+        self.wall = self.wall_start + elapsed;
+    }
+
+    /// Moves both clocks on without telling the engine: the next input sees the time first.
+    pub fn pass(&mut self, by: Duration) {
+        self.now += by;
+        self.wall += by;
+    }
+
+    /// Moves both clocks on, then ticks.
+    pub fn advance(&mut self, by: Duration) {
+        self.pass(by);
+        self.tick();
+    }
+
+    /// Lets due timers fire (`Input::Tick`).
+    pub fn tick(&mut self) {
+        self.handle(Input::Tick).expect("a tick never fails");
+    }
+
+    // ---------------------------------------------------------------------------- inputs
+
+    /// A new connection whose initial join asks for `nick`; panics if refused.
+    pub fn connect(&mut self, nick: &str) -> ClientId {
+        self.connect_with(JoinRequest {
+            nick: Some(nick.to_owned()),
+            ..JoinRequest::default()
+        })
+    }
+
+    /// A new connection with this initial join; panics if refused.
+    pub fn connect_with(&mut self, join: JoinRequest) -> ClientId {
+        self.try_connect(join).expect("connect")
+    }
+
+    /// A new connection with this initial join, as the engine answers it.
+    pub fn try_connect(&mut self, join: JoinRequest) -> Result<ClientId, Error> {
+        let result = self.engine.connect(self.at(), join);
+        if let Ok(id) = result {
+            let newest = self.gone.iter().chain(self.conns.keys()).max();
+            assert!(newest.is_none_or(|&n| id > n), "ids are never reused");
+            self.conns.insert(id, Conn::default());
+        }
+        self.after_call();
+        result
+    }
+
+    /// A text frame from `id`; panics if the engine refuses the input.
+    pub fn send(&mut self, id: ClientId, text: &str) {
+        self.handle(Input::Frame { client: id, text })
+            .expect("client is connected");
+    }
+
+    /// A pong from `id`.
+    pub fn pong(&mut self, id: ClientId) {
+        self.handle(Input::Pong { client: id })
+            .expect("client is connected");
+    }
+
+    /// The peer of `id` hangs up.
+    pub fn disconnect(&mut self, id: ClientId) {
+        self.handle(Input::Disconnect { client: id })
+            .expect("client is connected");
+    }
+
+    /// An operator kicks `nick` in `room`.
+    pub fn kick(&mut self, room: &str, nick: &str) -> Result<ClientId, Error> {
+        let result = self.engine.kick(self.at(), room, nick);
+        self.after_call();
+        result
+    }
+
+    /// Any input, as the engine answers it. A `Disconnect` makes the shell forget the client
+    /// once the outputs of the call are carried out (timers fired first may still ping it).
+    pub fn handle(&mut self, input: Input<'_>) -> Result<(), Error> {
+        let result = self.engine.handle(self.at(), input);
+        if let (Ok(()), Input::Disconnect { client }) = (&result, input) {
+            self.carry_out(Some(client));
+            self.forget(client);
+            assert_eq!(self.engine.queued(client), None, "{client} disconnected");
+        }
+        self.after_call();
+        result
+    }
+
+    /// Reports the oldest `frames` (all when `None`) of `id`'s unflushed frames written.
+    pub fn flush(&mut self, id: ClientId, frames: Option<usize>) -> Result<(), Error> {
+        let conn = self.conns.get_mut(&id).expect("a live client");
+        let n = frames
+            .unwrap_or(conn.unflushed.len())
+            .min(conn.unflushed.len());
+        let bytes = conn.unflushed.drain(..n).sum();
+        self.flushes.push((id, n));
+        let input = Input::Flushed {
+            client: id,
+            frames: n,
+            bytes,
+        };
+        let result = self.engine.handle(self.at(), input);
+        self.after_call();
+        result
+    }
+
+    /// From now on `id` reads nothing: its frames stay unflushed.
+    pub fn stop_flushing(&mut self, id: ClientId) {
+        self.conns.get_mut(&id).expect("a live client").stalled = true;
+    }
+
+    /// `id` reads again; with `auto_flush`, everything it was sent is flushed now.
+    pub fn resume_flushing(&mut self, id: ClientId) {
+        self.conns.get_mut(&id).expect("a live client").stalled = false;
+        if self.auto_flush {
+            self.settle();
+        }
+    }
+
+    // ----------------------------------------------------------------------- the socket
+
+    fn after_call(&mut self) {
+        self.drain();
+        if self.auto_flush {
+            self.settle();
+        }
+    }
+
+    /// Carries out every pending output, checking the contract, then checks the invariants and
+    /// the queue accounting.
+    pub fn drain(&mut self) {
+        self.carry_out(None);
+        self.check();
+    }
+
+    /// Carries out the pending outputs. `leaving` disconnected in this call: the timers that
+    /// fired before its input may still ping it, but nothing else may reach it.
+    fn carry_out(&mut self, leaving: Option<ClientId>) {
+        while let Some(output) = self.engine.poll_output() {
+            if let Some(gone) = leaving {
+                let about_it = match &output {
+                    Output::Send { to, .. } | Output::Pause { to } | Output::Resume { to } => {
+                        *to == gone
+                    }
+                    Output::Close { client, .. } => *client == gone,
+                    Output::Ping { .. } => false,
+                };
+                assert!(!about_it, "{output:?} for {gone}, which disconnected");
+            }
+            match output {
+                Output::Send { to, frame } => {
+                    let text = std::str::from_utf8(&frame).expect("frames are UTF-8");
+                    let message: ServerMessage = serde_json::from_str(text)
+                        .unwrap_or_else(|e| panic!("not a protocol message ({e}): {text}"));
+                    let conn = self.live(to, "Send");
+                    conn.unflushed.push_back(frame.len());
+                    conn.events.push(Event::Frame(message));
+                }
+                Output::Ping { to } => {
+                    self.live(to, "Ping").events.push(Event::Ping);
+                    *self.pings.entry(to).or_default() += 1;
+                }
+                Output::Close { client, reason } => {
+                    self.live(client, "Close").events.push(Event::Close(reason));
+                    assert!(reason.text().len() <= 123, "close reason too long");
+                    assert!(self.closed.insert(client, reason).is_none());
+                    self.forget(client);
+                    assert_eq!(self.engine.queued(client), None, "{client} closed");
+                }
+                Output::Pause { to } => {
+                    self.live(to, "Pause").events.push(Event::Pause);
+                    assert!(self.paused.insert(to), "{to} paused twice");
+                }
+                Output::Resume { to } => {
+                    self.live(to, "Resume").events.push(Event::Resume);
+                    assert!(self.paused.remove(&to), "{to} resumed while running");
+                }
+            }
+        }
+    }
+
+    fn check(&self) {
+        self.engine.check_invariants();
+        assert_eq!(self.engine.stats().clients, self.conns.len());
+        for (&id, conn) in &self.conns {
+            let written = (conn.unflushed.len(), conn.unflushed.iter().sum::<usize>());
+            assert_eq!(
+                self.engine.queued(id),
+                Some(written),
+                "{id} queue accounting"
+            );
+        }
+    }
+
+    /// Reports every reading client's unflushed frames written, lowest id first, one
+    /// `Flushed` per client, until none has any (a flush can resume a room, which sends more).
+    pub fn settle(&mut self) {
+        for _ in 0..100_000 {
+            let next = self
+                .conns
+                .iter()
+                .find(|(_, conn)| !conn.stalled && !conn.unflushed.is_empty())
+                .map(|(&id, _)| id);
+            let Some(id) = next else { return };
+            let conn = self.conns.get_mut(&id).expect("found above");
+            let frames = conn.unflushed.len();
+            let bytes = conn.unflushed.drain(..).sum();
+            self.flushes.push((id, frames));
+            let input = Input::Flushed {
+                client: id,
+                frames,
+                bytes,
+            };
+            self.engine
+                .handle(self.at(), input)
+                .expect("flushing what was written");
+            self.drain();
+        }
+        panic!("the engine did not go idle");
+    }
+
+    fn live(&mut self, id: ClientId, what: &str) -> &mut Conn {
+        self.conns
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("{what} for {id}, which is not connected"))
+    }
+
+    fn forget(&mut self, id: ClientId) {
+        let conn = self.conns.remove(&id).expect("a live client");
+        self.paused.remove(&id);
+        self.gone.push(id);
+        self.departed.insert(id, conn.events);
+    }
+
+    // --------------------------------------------------------------------- what was seen
+
+    /// Everything `id` got since last taken.
+    pub fn events(&mut self, id: ClientId) -> Vec<Event> {
+        match self.conns.get_mut(&id) {
+            Some(conn) => std::mem::take(&mut conn.events),
+            None => self.departed.remove(&id).unwrap_or_default(),
+        }
+    }
+
+    /// Everything every client got since last taken.
+    pub fn all_events(&mut self) -> BTreeMap<ClientId, Vec<Event>> {
+        let mut all = std::mem::take(&mut self.departed);
+        for (&id, conn) in &mut self.conns {
+            if !conn.events.is_empty() {
+                all.insert(id, std::mem::take(&mut conn.events));
+            }
+        }
+        all
+    }
+
+    /// The frames `id` got since last taken (pings, pauses and closes are dropped).
+    pub fn take(&mut self, id: ClientId) -> Vec<ServerMessage> {
+        self.events(id)
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::Frame(message) => Some(message),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The texts of the chat messages `id` got since last taken.
+    pub fn texts(&mut self, id: ClientId) -> Vec<String> {
+        self.take(id)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Message(m) => Some(m.text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The error codes `id` got since last taken.
+    pub fn errors(&mut self, id: ClientId) -> Vec<String> {
+        self.take(id)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Error { code, .. } => Some(code),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The flushes reported since last taken: each client and its frame count.
+    pub fn take_flushes(&mut self) -> Vec<(ClientId, usize)> {
+        std::mem::take(&mut self.flushes)
+    }
+
+    /// Connected clients, lowest id first.
+    pub fn live_clients(&self) -> Vec<ClientId> {
+        self.conns.keys().copied().collect()
+    }
+
+    /// Clients that left, in the order they left.
+    pub fn gone_clients(&self) -> &[ClientId] {
+        &self.gone
+    }
+
+    /// Frames written to `id` and not yet reported flushed.
+    pub fn unflushed(&self, id: ClientId) -> usize {
+        self.conns.get(&id).map_or(0, |conn| conn.unflushed.len())
+    }
+}
+
+/// The production config without the rate limit, so tests that are not about it send freely.
+pub fn unlimited() -> Config {
+    Config {
+        rate_limit_per_second: 0,
+        ..Config::default()
+    }
+}
