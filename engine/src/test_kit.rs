@@ -113,6 +113,11 @@ impl Shell {
         self.wall = self.wall_start + elapsed;
     }
 
+    /// The monotonic time the shell started at (`set_elapsed(0)`).
+    pub fn started_at(&self) -> Instant {
+        self.start
+    }
+
     /// Moves both clocks on without telling the engine: the next input sees the time first.
     pub fn pass(&mut self, by: Duration) {
         self.now += by;

@@ -34,11 +34,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Duration;
 
-use chat_engine::{
-    ClientId, CloseReason, Config, Engine, Error, Input, JoinRequest, Now, Output, ServerMessage,
-};
+use chat_engine::test_kit::{Event as KitEvent, Shell};
+use chat_engine::{ClientId, CloseReason, Config, Error, Input, JoinRequest, ServerMessage};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
@@ -386,6 +385,14 @@ enum Action {
         client: u64,
         frames: usize,
     },
+    /// The shell stops reading from the client (no engine call).
+    Stall {
+        client: u64,
+    },
+    /// The shell reads from the client again (no engine call; its frames are flushed after).
+    Unstall {
+        client: u64,
+    },
     Kick {
         room: String,
         nick: String,
@@ -535,11 +542,13 @@ impl Model {
             Transition::Stall { client } => {
                 if let Some(id) = pick(client) {
                     self.client(id).stalled = true;
+                    self.last.action = Action::Stall { client: id };
                 }
             }
             Transition::Unstall { client } => {
                 if let Some(id) = pick(client) {
                     self.client(id).stalled = false;
+                    self.last.action = Action::Unstall { client: id };
                 }
             }
             Transition::Pong { client } => {
@@ -1116,33 +1125,18 @@ static STEPS_RUN: AtomicUsize = AtomicUsize::new(0);
 /// Informational: how often each error code and close reason was seen.
 static OUTCOMES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 
-struct Shell {
-    engine: Engine,
-    base: Instant,
+/// The engine in the shared test shell, and which engine id each model client has.
+struct Sut {
+    shell: Shell,
     ids: BTreeMap<u64, ClientId>,
-    /// Frames and bytes written to each client and not yet reported flushed: the shell's count.
-    unflushed: BTreeMap<u64, (usize, usize)>,
-    /// Clients the engine told the shell to stop reading.
-    paused: BTreeSet<u64>,
 }
 
-impl Shell {
+impl Sut {
     fn new() -> Self {
         Self {
-            engine: Engine::new(engine_config(), EPOCH).expect("the model's config is valid"),
-            base: Instant::now(),
+            shell: Shell::new(engine_config(), EPOCH),
             ids: BTreeMap::new(),
-            unflushed: BTreeMap::new(),
-            paused: BTreeSet::new(),
         }
-    }
-
-    fn at(&self, ms: u64) -> Now {
-        let elapsed = Duration::from_millis(ms);
-        Now::new(
-            self.base + elapsed,
-            UNIX_EPOCH + Duration::from_secs(1_800_000_000) + elapsed,
-        )
     }
 
     fn id(&self, client: u64) -> ClientId {
@@ -1152,57 +1146,28 @@ impl Shell {
             .expect("the model names a client the engine handed out")
     }
 
-    fn forget(&mut self, client: u64) {
-        self.ids.remove(&client);
-        self.unflushed.remove(&client);
-        self.paused.remove(&client);
-    }
-
-    /// Carries out every output, recording what each client got.
-    fn drain(&mut self, got: &mut BTreeMap<u64, Vec<Event>>) {
-        while let Some(output) = self.engine.poll_output() {
-            let (to, event) = match output {
-                Output::Send { to, frame } => {
-                    let message: ServerMessage = serde_json::from_slice(&frame)
-                        .expect("server frames parse as ServerMessage");
-                    let unflushed = self.unflushed.entry(to.get()).or_default();
-                    unflushed.0 += 1;
-                    unflushed.1 += frame.len();
-                    (to, Event::from(message))
-                }
-                Output::Ping { to } => (to, Event::Ping),
-                Output::Close { client, reason } => {
-                    self.forget(client.get());
-                    (client, Event::Close(reason))
-                }
-                Output::Pause { to } => {
-                    self.paused.insert(to.get());
-                    (to, Event::Pause)
-                }
-                Output::Resume { to } => {
-                    self.paused.remove(&to.get());
-                    (to, Event::Resume)
-                }
-            };
-            got.entry(to.get()).or_default().push(event);
+    /// Everything every client got during the step, in the model's terms; forgets the gone.
+    fn got(&mut self) -> BTreeMap<u64, Vec<Event>> {
+        let mut got = BTreeMap::new();
+        for (id, events) in self.shell.all_events() {
+            let events = events.into_iter().map(Event::from).collect();
+            got.insert(id.get(), events);
         }
+        let live: BTreeSet<ClientId> = self.shell.live_clients().into_iter().collect();
+        self.ids.retain(|_, id| live.contains(id));
+        got
     }
+}
 
-    /// Reports everything written to `client` as flushed; the model expects `frames` of them.
-    fn flush(&mut self, now: Now, client: u64, frames: usize) {
-        let (written, bytes) = self.unflushed.remove(&client).unwrap_or_default();
-        assert_eq!(
-            written, frames,
-            "c{client}: the shell wrote {written} frames, the model queued {frames}"
-        );
-        let input = Input::Flushed {
-            client: self.id(client),
-            frames: written,
-            bytes,
-        };
-        self.engine
-            .handle(now, input)
-            .expect("flushing what was written");
+impl From<KitEvent> for Event {
+    fn from(event: KitEvent) -> Self {
+        match event {
+            KitEvent::Frame(message) => Event::from(message),
+            KitEvent::Ping => Event::Ping,
+            KitEvent::Pause => Event::Pause,
+            KitEvent::Resume => Event::Resume,
+            KitEvent::Close(reason) => Event::Close(reason),
+        }
     }
 }
 
@@ -1267,24 +1232,24 @@ fn count_sometimes(got: &BTreeMap<u64, Vec<Event>>) {
 struct EngineVsModel;
 
 impl StateMachineTest for EngineVsModel {
-    type SystemUnderTest = Shell;
+    type SystemUnderTest = Sut;
     type Reference = ChatModel;
 
-    fn init_test(_: &Model) -> Shell {
-        Shell::new()
+    fn init_test(_: &Model) -> Sut {
+        Sut::new()
     }
 
-    fn apply(mut shell: Shell, model: &Model, transition: Transition) -> Shell {
+    fn apply(mut sut: Sut, model: &Model, transition: Transition) -> Sut {
         let step = &model.last;
-        let now = shell.at(model.now_ms);
-        let mut got = BTreeMap::new();
+        sut.shell.set_elapsed(Duration::from_millis(model.now_ms));
+        let mut flushes = Vec::new();
         match &step.action {
             Action::Nothing => {}
             Action::Connect { join, result } => {
-                match (shell.engine.connect(now, join.clone()), result) {
+                match (sut.shell.try_connect(join.clone()), result) {
                     (Ok(id), Some(want)) => {
                         assert_eq!(id.get(), *want, "ids are handed out in order");
-                        shell.ids.insert(*want, id);
+                        sut.ids.insert(*want, id);
                     }
                     (Err(Error::ServerFull { max: CLIENTS_MAX }), None) => {}
                     (result, want) => {
@@ -1294,75 +1259,74 @@ impl StateMachineTest for EngineVsModel {
             }
             Action::Frame { client, text } => {
                 let input = Input::Frame {
-                    client: shell.id(*client),
+                    client: sut.id(*client),
                     text,
                 };
-                shell.engine.handle(now, input).expect("a live client");
+                sut.shell.handle(input).expect("a live client");
             }
-            Action::Pong { client } => {
-                let input = Input::Pong {
-                    client: shell.id(*client),
-                };
-                shell.engine.handle(now, input).expect("a live client");
+            Action::Pong { client } => sut.shell.pong(sut.id(*client)),
+            Action::Flush { client, frames } => {
+                flushes.push((*client, *frames));
+                let id = sut.id(*client);
+                sut.shell
+                    .flush(id, None)
+                    .expect("flushing what was written");
             }
-            Action::Flush { client, frames } => shell.flush(now, *client, *frames),
+            Action::Stall { client } => sut.shell.stop_flushing(sut.id(*client)),
+            Action::Unstall { client } => sut.shell.resume_flushing(sut.id(*client)),
             Action::Kick { room, nick, result } => {
-                let kicked = shell.engine.kick(now, room, nick);
+                let kicked = sut.shell.kick(room, nick);
                 assert_eq!(
                     kicked.as_ref().ok().map(|id| id.get()),
                     *result,
                     "kick {nick:?} in {room:?}: {kicked:?}"
                 );
             }
-            Action::Disconnect { client } => {
-                let input = Input::Disconnect {
-                    client: shell.id(*client),
-                };
-                shell.engine.handle(now, input).expect("a live client");
-            }
-            Action::Tick => shell.engine.handle(now, Input::Tick).expect("tick"),
+            Action::Disconnect { client } => sut.shell.disconnect(sut.id(*client)),
+            Action::Tick => sut.shell.tick(),
         }
-        shell.drain(&mut got);
-        if let Action::Disconnect { client } = step.action {
-            shell.forget(client);
-        }
-        for &(client, frames) in &step.auto_flush {
-            shell.flush(now, client, frames);
-            shell.drain(&mut got);
-        }
+        flushes.extend(step.auto_flush.iter().copied());
+        let reported: Vec<(u64, usize)> = (sut.shell.take_flushes().into_iter())
+            .map(|(id, frames)| (id.get(), frames))
+            .collect();
+        assert_eq!(
+            reported, flushes,
+            "after {transition:?}: the shell flushed (left) what the model did not (right)"
+        );
+        let got = sut.got();
         assert_same_events(&got, &step.expected, &transition);
         count_sometimes(&got);
-        shell
+        sut
     }
 
     /// Runs once before the first transition and after every one (the runner's hook).
-    fn check_invariants(shell: &Shell, model: &Model) {
-        engine_invariants_hold(shell);
-        same_clients_nicks_and_rooms(shell, model);
-        queues_match_the_model(shell, model);
-        byte_counts_match_the_shell(shell, model);
+    fn check_invariants(sut: &Sut, model: &Model) {
+        engine_invariants_hold(sut);
+        same_clients_nicks_and_rooms(sut, model);
+        queues_match_the_model(sut, model);
         reading_clients_are_drained(model);
-        same_room_members_in_join_order(shell, model);
+        same_room_members_in_join_order(sut, model);
         nicks_unique_in_each_room(model);
         history_is_the_latest_consecutive_run(model);
-        pause_state_agrees_everywhere(shell, model);
+        pause_state_agrees_everywhere(sut, model);
         flow_control_is_settled(model);
-        timers_match_the_model(shell, model);
-        counters_match_the_model(shell, model);
+        timers_match_the_model(sut, model);
+        counters_match_the_model(sut, model);
     }
 }
 
-/// The engine's own cross-field invariants hold.
-fn engine_invariants_hold(shell: &Shell) {
-    shell.engine.check_invariants();
+/// The engine's own cross-field invariants hold (the shell also checks, after every call, that
+/// the engine's queue counts equal the frames it was given minus those it reported flushed).
+fn engine_invariants_hold(sut: &Sut) {
+    sut.shell.engine.check_invariants();
 }
 
 /// Exactly the model's clients are connected, each with the model's nickname and room.
-fn same_clients_nicks_and_rooms(shell: &Shell, model: &Model) {
-    assert_eq!(shell.engine.stats().clients, model.clients.len());
-    assert!(shell.ids.keys().eq(model.clients.keys()), "live ids differ");
+fn same_clients_nicks_and_rooms(sut: &Sut, model: &Model) {
+    assert_eq!(sut.shell.engine.stats().clients, model.clients.len());
+    assert!(sut.ids.keys().eq(model.clients.keys()), "live ids differ");
     for (id, client) in &model.clients {
-        let info = shell.engine.client_info(shell.id(*id));
+        let info = sut.shell.engine.client_info(sut.id(*id));
         assert_eq!(
             info,
             Some((client.nick.as_str(), client.room.as_deref())),
@@ -1372,19 +1336,15 @@ fn same_clients_nicks_and_rooms(shell: &Shell, model: &Model) {
 }
 
 /// Every outbound queue holds exactly the frames the model counts, never more than the bound.
-fn queues_match_the_model(shell: &Shell, model: &Model) {
+fn queues_match_the_model(sut: &Sut, model: &Model) {
     for (id, client) in &model.clients {
         assert!(client.queued <= QUEUE_FRAMES_MAX, "c{id} over the bound");
-        let queued = shell.engine.queued(shell.id(*id)).map(|(frames, _)| frames);
+        let queued = sut
+            .shell
+            .engine
+            .queued(sut.id(*id))
+            .map(|(frames, _)| frames);
         assert_eq!(queued, Some(client.queued), "c{id} queued frames");
-    }
-}
-
-/// The engine's queue accounting equals the frames and bytes the shell wrote and has not flushed.
-fn byte_counts_match_the_shell(shell: &Shell, model: &Model) {
-    for id in model.clients.keys() {
-        let written = shell.unflushed.get(id).copied().unwrap_or_default();
-        assert_eq!(shell.engine.queued(shell.id(*id)), Some(written), "c{id}");
     }
 }
 
@@ -1399,8 +1359,8 @@ fn reading_clients_are_drained(model: &Model) {
 }
 
 /// Every room lists exactly the model's members, by nickname, in join order.
-fn same_room_members_in_join_order(shell: &Shell, model: &Model) {
-    assert_eq!(shell.engine.stats().rooms, model.rooms.len());
+fn same_room_members_in_join_order(sut: &Sut, model: &Model) {
+    assert_eq!(sut.shell.engine.stats().rooms, model.rooms.len());
     for name in ROOMS {
         let want = model.rooms.get(name).map(|room| {
             room.members
@@ -1408,7 +1368,7 @@ fn same_room_members_in_join_order(shell: &Shell, model: &Model) {
                 .map(|m| model.clients[m].nick.as_str())
                 .collect::<Vec<_>>()
         });
-        assert_eq!(shell.engine.members(name), want, "members of {name}");
+        assert_eq!(sut.shell.engine.members(name), want, "members of {name}");
     }
 }
 
@@ -1432,7 +1392,7 @@ fn history_is_the_latest_consecutive_run(model: &Model) {
 }
 
 /// A client is paused exactly when its room is or it is behind itself, and the shell was told so.
-fn pause_state_agrees_everywhere(shell: &Shell, model: &Model) {
+fn pause_state_agrees_everywhere(sut: &Sut, model: &Model) {
     for (id, client) in &model.clients {
         let room_paused = client.room.as_ref().is_some_and(|r| model.rooms[r].paused);
         assert_eq!(
@@ -1445,7 +1405,8 @@ fn pause_state_agrees_everywhere(shell: &Shell, model: &Model) {
         .filter(|(_, c)| c.paused)
         .map(|(id, _)| *id)
         .collect();
-    assert_eq!(shell.paused, paused, "clients the shell was told to pause");
+    let told: BTreeSet<u64> = sut.shell.paused.iter().map(|id| id.get()).collect();
+    assert_eq!(told, paused, "clients the shell was told to pause");
 }
 
 /// A paused room has more than a quarter of its members behind, an unpaused one at most half.
@@ -1464,19 +1425,19 @@ fn flow_control_is_settled(model: &Model) {
 }
 
 /// The next deadline is the model's next ping or sweep, and nothing is armed with nobody connected.
-fn timers_match_the_model(shell: &Shell, model: &Model) {
+fn timers_match_the_model(sut: &Sut, model: &Model) {
     let next = match (model.ping_at_ms, model.sweep_at_ms) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
     assert_eq!(model.clients.is_empty(), next.is_none());
-    let want = next.map(|ms| shell.base + Duration::from_millis(ms));
-    assert_eq!(shell.engine.poll_timeout(), want, "next timeout");
+    let want = next.map(|ms| sut.shell.started_at() + Duration::from_millis(ms));
+    assert_eq!(sut.shell.engine.poll_timeout(), want, "next timeout");
 }
 
 /// The engine's message and eviction counters agree with the model's.
-fn counters_match_the_model(shell: &Shell, model: &Model) {
-    let stats = shell.engine.stats();
+fn counters_match_the_model(sut: &Sut, model: &Model) {
+    let stats = sut.shell.engine.stats();
     assert_eq!(stats.messages_total, model.messages_total, "messages_total");
     assert_eq!(
         stats.evictions_total, model.evictions_total,

@@ -802,7 +802,11 @@ fn a_paused_client_that_disconnects_is_not_resumed() {
     // The shell fails on anything but a ping for a client that disconnected in that call.
     h.handle(Input::Disconnect { client: slow })
         .expect("connected");
-    assert_eq!(h.events(slow), [], "nothing is left to say to a gone client");
+    assert_eq!(
+        h.events(slow),
+        [],
+        "nothing is left to say to a gone client"
+    );
 }
 
 /// A member paused only because its room is (it reads fine) is gone once it disconnects: leaving
