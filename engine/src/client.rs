@@ -12,6 +12,8 @@ pub(crate) struct Client {
     pub(crate) nick: String,
     /// Slot of its room in the engine's room table, once it joined one.
     pub(crate) room: Option<usize>,
+    /// Its index in its room's `members` (meaningless outside a room).
+    pub(crate) member_pos: usize,
     /// Frames handed to the shell and not yet reported flushed.
     pub(crate) queued_frames: usize,
     /// Payload bytes of those frames.
@@ -35,6 +37,7 @@ impl Client {
             id,
             nick,
             room: None,
+            member_pos: 0,
             queued_frames: 0,
             queued_bytes: 0,
             behind: false,

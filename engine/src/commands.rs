@@ -39,6 +39,7 @@ impl Engine {
             Ok(Command::Join(join)) => self.join(slot, now, join),
             Ok(Command::Nick { nick }) => self.change_nick(slot, now, &nick),
             Ok(Command::Typing) => self.typing(slot, now),
+            Ok(Command::Who { after }) => self.who(slot, now, after.as_deref()),
         }
     }
 
@@ -103,12 +104,16 @@ impl Engine {
         self.broadcast(r, &frame, None, now);
     }
 
-    /// "I am typing": relayed to the others in the room, never stored.
+    /// "I am typing": relayed to the others in a small room, never stored. A large room does
+    /// not relay it: one typist would cost every member a frame.
     fn typing(&mut self, slot: usize, now: Now) {
         let client = &self.clients[slot];
         let Some(r) = client.room else {
             return self.reply_error(slot, now, ErrorCode::NotInRoom, "join a room first");
         };
+        if !self.announces_at_once(r) {
+            return;
+        }
         let room = &self.rooms[r];
         let frame = Outgoing::Typing {
             room: &room.name,

@@ -35,6 +35,16 @@ pub struct Config {
     pub clients_max: usize,
     /// Rooms kept at most (empty rooms keep their history until space is needed).
     pub rooms_max: usize,
+    /// Names at most in a `welcome`'s `users` and in one `users` page (`who`).
+    pub presence_list_max: usize,
+    /// Rooms of at most this many members get `join`, `leave`, `nick` and `typing` at once;
+    /// larger ones get coalesced `presence` frames instead (and no `typing`).
+    pub presence_notify_max: usize,
+    /// A large room gets at most one `presence` frame per this interval.
+    pub presence_interval: Duration,
+    /// Names at most in each list (`joined`, `left`, `renamed`) of one `presence` frame; the
+    /// frame says how many more there were.
+    pub presence_changes_max: usize,
 }
 
 impl Default for Config {
@@ -54,6 +64,10 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             clients_max: 10_000,
             rooms_max: 10_000,
+            presence_list_max: 200,
+            presence_notify_max: 200,
+            presence_interval: Duration::from_secs(1),
+            presence_changes_max: 100,
         }
     }
 }
@@ -86,6 +100,12 @@ impl Config {
         }
         if self.clients_max == 0 || self.rooms_max == 0 {
             return fail("clients_max and rooms_max must be at least 1");
+        }
+        if self.presence_list_max == 0 || self.presence_changes_max == 0 {
+            return fail("presence_list_max and presence_changes_max must be at least 1");
+        }
+        if self.presence_interval.is_zero() {
+            return fail("presence_interval must be positive");
         }
         Ok(())
     }

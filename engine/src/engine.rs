@@ -1,8 +1,8 @@
 //! The chat state machine's driving core: the `Engine` type and its contract with the shell,
 //! the calls that feed it inputs, the polls that drain its outputs, and the bookkeeping every
 //! call shares (time, client lookup, closing the doomed at the end of a call). The rest of its
-//! logic lives by concept in `commands`, `membership`, `greeting`, `flow`, `timer` and
-//! `invariants`.
+//! logic lives by concept in `commands`, `membership`, `presence`, `greeting`, `flow`, `timer`
+//! and `invariants`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -57,6 +57,9 @@ pub struct Engine {
     pub(crate) doomed: VecDeque<(usize, CloseReason)>,
     pub(crate) last_now: Option<Instant>,
     pub(crate) timers: TimerTable,
+    /// Rooms with presence changes waiting for the next presence tick: slots by incarnation,
+    /// so rooms are announced in the order they were created.
+    pub(crate) presence_due: BTreeMap<u64, usize>,
     pub(crate) stats: Stats,
 }
 
@@ -99,6 +102,7 @@ impl Engine {
             doomed: VecDeque::new(),
             last_now: None,
             timers: TimerTable::default(),
+            presence_due: BTreeMap::new(),
             stats: Stats::default(),
         })
     }
@@ -109,7 +113,7 @@ impl Engine {
     /// leaves it connected in no room, e.g. `nick_taken`).
     pub fn connect(&mut self, now: Now, join: JoinRequest) -> Result<ClientId, Error> {
         let now = self.advance(now);
-        self.fire_timers(now.mono);
+        self.fire_timers(now);
         if self.clients.len() >= self.config.clients_max {
             // Whoever the timers just doomed is still closed in this call.
             self.finish(now);
@@ -134,7 +138,7 @@ impl Engine {
     /// Handles one input at `now`.
     pub fn handle(&mut self, now: Now, input: Input<'_>) -> Result<(), Error> {
         let now = self.advance(now);
-        self.fire_timers(now.mono);
+        self.fire_timers(now);
         let result = match input {
             Input::Frame { client, text } => {
                 self.slot(client).map(|slot| self.on_frame(slot, now, text))
@@ -165,7 +169,7 @@ impl Engine {
     /// Closes the client called `nick` in `room` (close 4003; the room sees `leave` `kicked`).
     pub fn kick(&mut self, now: Now, room: &str, nick: &str) -> Result<ClientId, Error> {
         let now = self.advance(now);
-        self.fire_timers(now.mono);
+        self.fire_timers(now);
         let slot = self
             .room_index
             .get(room)
@@ -289,6 +293,7 @@ impl Engine {
         self.ids.remove(&client.id);
         if self.clients.is_empty() {
             self.timers.stop_all();
+            self.forget_presence();
         }
     }
 }

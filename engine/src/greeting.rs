@@ -1,6 +1,7 @@
-//! The welcome a client gets on every (re)join: its nick, the room's members and history, and
-//! whether its `since` was recovered. History is trimmed, oldest first, so the welcome fits in
-//! what the client's queue has left; a trimmed recovery is reported as not recovered.
+//! The welcome a client gets on every (re)join: its nick, the room's member count and first page
+//! of names, its history, and whether its `since` was recovered. History is trimmed, oldest
+//! first, so the welcome stays within half the client's high-water mark: a welcome never pauses
+//! or evicts its joiner. A trimmed recovery is reported as not recovered.
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -42,17 +43,14 @@ impl Engine {
                     .expect("history holds only frames this engine serialized")
             })
             .collect();
-        let users: Vec<&str> = room
-            .members
-            .iter()
-            .map(|&s| self.clients[s].nick.as_str())
-            .collect();
+        let users = self.first_page(r);
         let client = &self.clients[slot];
         let greeting = |history: &[&RawValue], recovered: bool| -> Bytes {
             Outgoing::Welcome {
                 nick: &client.nick,
                 room: &room.name,
                 users: &users,
+                user_count: room.members.len(),
                 history,
                 recovered,
                 seq: room.seq,
@@ -60,10 +58,9 @@ impl Engine {
             }
             .to_frame()
         };
-        let budget = self
-            .config
-            .queue_bytes_max
-            .saturating_sub(client.queued_bytes);
+        // Well inside the queue bounds: a welcome never makes its joiner behind (and paused) or
+        // evicted, however long the history.
+        let budget = (self.config.queue_high_water_bytes / 2).saturating_sub(client.queued_bytes);
         let mut size = greeting(&[], false).len()
             + history.iter().map(|raw| raw.get().len() + 1).sum::<usize>();
         let mut skip = 0;

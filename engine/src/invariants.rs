@@ -5,6 +5,7 @@
 use crate::engine::Engine;
 use crate::flow::is_behind;
 use crate::names::nick_key;
+use crate::timer::Timer;
 
 impl Engine {
     /// Asserts every fact that spans fields. Runs after every call in debug builds; panics on a
@@ -97,14 +98,20 @@ impl Engine {
                 "room {} nick index size",
                 room.name
             );
-            for &slot in &room.members {
+            for (pos, &slot) in room.members.iter().enumerate() {
                 assert_eq!(
                     self.clients.get(slot).and_then(|c| c.room),
                     Some(r),
                     "room {} lists a non-member",
                     room.name
                 );
+                assert_eq!(
+                    self.clients[slot].member_pos, pos,
+                    "room {} member position stale",
+                    room.name
+                );
             }
+            self.check_presence(r);
             members += room.members.len();
             let behind = room
                 .members
@@ -145,6 +152,17 @@ impl Engine {
             );
         }
         assert_eq!(members, in_rooms, "room member lists count someone twice");
+        for (&incarnation, &r) in &self.presence_due {
+            assert_eq!(
+                self.rooms[r].incarnation, incarnation,
+                "presence due in a reused slot"
+            );
+            assert!(
+                !self.rooms[r].pending.is_empty(),
+                "room {} due for presence with nothing to tell",
+                self.rooms[r].name
+            );
+        }
         match self.clients.is_empty() {
             true => assert!(
                 self.poll_timeout().is_none(),
@@ -158,7 +176,54 @@ impl Engine {
                     self.last_now.is_some_and(|now| next > now),
                     "next timeout not in the future"
                 );
+                assert_eq!(
+                    self.presence_due.is_empty(),
+                    self.timers.get(Timer::Presence).is_none(),
+                    "presence timer armed exactly while changes wait"
+                );
             }
+        }
+    }
+
+    /// Room `r`'s presence bookkeeping: a small room announces at once and keeps nothing
+    /// pending; every pending change names the client's membership as it is now.
+    fn check_presence(&self, r: usize) {
+        let room = &self.rooms[r];
+        if room.members.len() > self.config.presence_notify_max {
+            assert!(
+                room.coalescing,
+                "room {} large but not coalescing",
+                room.name
+            );
+        }
+        if !room.coalescing {
+            assert!(
+                room.pending.is_empty(),
+                "room {} small with changes pending",
+                room.name
+            );
+        }
+        if !room.pending.is_empty() {
+            assert_eq!(
+                self.presence_due.get(&room.incarnation),
+                Some(&r),
+                "room {} changes not due",
+                room.name
+            );
+        }
+        for (id, change) in &room.pending {
+            let now = self
+                .ids
+                .get(id)
+                .map(|&slot| &self.clients[slot])
+                .filter(|client| client.room == Some(r))
+                .map(|client| client.nick.as_str());
+            assert_eq!(
+                change.after.as_deref(),
+                now,
+                "room {} pending change of {id} is not its membership now",
+                room.name
+            );
         }
     }
 }

@@ -21,6 +21,7 @@ mod invariants;
 mod membership;
 pub mod names;
 mod output;
+mod presence;
 pub mod protocol;
 mod rate;
 mod room;
@@ -33,7 +34,7 @@ pub use error::Error;
 pub use ids::ClientId;
 pub use input::Input;
 pub use output::{close_code, CloseReason, LeaveReason, Output};
-pub use protocol::{JoinRequest, ServerMessage};
+pub use protocol::{JoinRequest, Renamed, ServerMessage};
 pub use time::Now;
 
 #[cfg(any(test, feature = "test-kit"))]

@@ -7,6 +7,7 @@ use crate::names::{nick_key, validate_nick, validate_room};
 use crate::protocol::{ErrorCode, JoinRequest, Outgoing};
 use crate::room::Room;
 use crate::time::rfc3339_millis;
+use crate::timer::Timer;
 use crate::{LeaveReason, Now};
 
 impl Engine {
@@ -93,7 +94,8 @@ impl Engine {
         self.reply_error(slot, now, ErrorCode::NickTaken, &message);
     }
 
-    /// Everyone in the room, the renamed client included, hears the new name.
+    /// Everyone in a small room, the renamed client included, hears the new name at once; in a
+    /// large room only the renamed client does, the others at the next presence tick.
     fn rename(&mut self, slot: usize, r: usize, nick: String, now: Now) {
         let client = &mut self.clients[slot];
         let old = std::mem::replace(&mut client.nick, nick);
@@ -107,7 +109,13 @@ impl Engine {
             ts: &rfc3339_millis(now.wall),
         }
         .to_frame();
-        self.broadcast(r, &frame, None, now);
+        let (id, nick) = (client.id, client.nick.clone());
+        if self.announces_at_once(r) {
+            self.broadcast(r, &frame, None, now);
+        } else {
+            self.pend_presence(r, id, Some(&old), Some(&nick), now);
+            self.send_to(slot, now, frame);
+        }
     }
 
     fn enter_room(&mut self, slot: usize, r: usize, nick: String, now: Now) {
@@ -117,13 +125,22 @@ impl Engine {
         client.room = Some(r);
         let room = &mut self.rooms[r];
         room.last_active = self.activity;
+        client.member_pos = room.members.len();
         room.members.push(slot);
         room.nicks.insert(nick_key(&client.nick), slot);
         if client.behind {
             room.behind += 1;
         }
+        self.note_size(r);
         self.sync_pause(slot, now);
         let (room, client) = (&self.rooms[r], &self.clients[slot]);
+        if !self.announces_at_once(r) {
+            let (id, nick) = (client.id, client.nick.clone());
+            self.pend_presence(r, id, None, Some(&nick), now);
+            // No notice goes out, whose broadcast would look at flow control again: the share
+            // of members behind changed, so look now.
+            return self.rebalance(r, now);
+        }
         let frame = Outgoing::Join {
             room: &room.name,
             nick: &client.nick,
@@ -140,13 +157,24 @@ impl Engine {
             return;
         };
         let room = &mut self.rooms[r];
-        room.members.retain(|&s| s != slot);
+        // O(1) whatever the room's size: the last member takes the leaver's place.
+        let pos = client.member_pos;
+        room.members.swap_remove(pos);
+        if let Some(&moved) = room.members.get(pos) {
+            self.clients[moved].member_pos = pos;
+        }
+        let client = &self.clients[slot];
         room.nicks.remove(&nick_key(&client.nick));
         if client.behind {
             room.behind -= 1;
         }
         self.sync_pause(slot, now);
         let (room, client) = (&self.rooms[r], &self.clients[slot]);
+        if !self.announces_at_once(r) {
+            let (id, nick) = (client.id, client.nick.clone());
+            self.pend_presence(r, id, Some(&nick), None, now);
+            return self.rebalance(r, now);
+        }
         let frame = Outgoing::Leave {
             room: &room.name,
             nick: &client.nick,
@@ -168,13 +196,21 @@ impl Engine {
                 .min_by_key(|(_, room)| room.last_active)?;
             let room = self.rooms.remove(stale);
             self.room_index.remove(&room.name);
+            // Its changes have nobody left to be told.
+            self.presence_due.remove(&room.incarnation);
+            if self.presence_due.is_empty() {
+                self.timers.stop(Timer::Presence);
+            }
         }
         self.room_incarnations += 1;
         self.activity += 1;
         let epoch = format!("{}-{}", self.epoch, self.room_incarnations);
-        let r = self
-            .rooms
-            .insert(Room::new(name.clone(), epoch, self.activity));
+        let r = self.rooms.insert(Room::new(
+            name.clone(),
+            self.room_incarnations,
+            epoch,
+            self.activity,
+        ));
         self.room_index.insert(name, r);
         Some(r)
     }

@@ -27,6 +27,11 @@ pub enum Command {
     },
     /// "I am typing": relayed to the room, never stored.
     Typing,
+    /// A page of the room's members, in nickname order after `after`.
+    Who {
+        /// The last nickname of the previous page (`next` of the `users` answer).
+        after: Option<String>,
+    },
 }
 
 /// The optional fields of a join; also what `/ws?nick=&room=&since=&epoch=` carries.
@@ -161,9 +166,12 @@ pub fn decode(text: &str) -> Result<Command, ProtocolError> {
             nick: take(&mut object, "nick", "a string")?.ok_or_else(|| missing("nick", "nick"))?,
         }),
         "typing" => Ok(Command::Typing),
+        "who" => Ok(Command::Who {
+            after: take(&mut object, "after", "a string")?,
+        }),
         other => Err(ProtocolError::new(
             ErrorCode::UnknownType,
-            format!("unknown type {other:?}: expected message, join, nick or typing"),
+            format!("unknown type {other:?}: expected message, join, nick, typing or who"),
         )),
     }
 }
@@ -224,6 +232,10 @@ impl Command {
             }
             Command::Nick { nick } => serde_json::json!({"type": "nick", "nick": nick}),
             Command::Typing => serde_json::json!({"type": "typing"}),
+            Command::Who { after: None } => serde_json::json!({"type": "who"}),
+            Command::Who { after: Some(after) } => {
+                serde_json::json!({"type": "who", "after": after})
+            }
         };
         value.to_string()
     }
@@ -254,8 +266,11 @@ pub enum ServerMessage {
         nick: String,
         /// The room joined.
         room: String,
-        /// Members' nicknames, in join order.
+        /// Members' nicknames: the first `presence_list_max` in nickname order (page the rest
+        /// with `who`).
         users: Vec<String>,
+        /// Members of the room, the joiner included.
+        user_count: usize,
         /// What was missed (recovered) or the latest messages, oldest first.
         history: Vec<ChatMessage>,
         /// `history` is exactly what followed the join's `since`.
@@ -305,6 +320,38 @@ pub enum ServerMessage {
         /// Who.
         nick: String,
     },
+    /// A page of the room's members (the answer to `who`).
+    Users {
+        /// The room.
+        room: String,
+        /// Up to `presence_list_max` nicknames, in nickname order.
+        users: Vec<String>,
+        /// Members of the room.
+        user_count: usize,
+        /// The `after` of the next page; `None` on the last page.
+        next: Option<String>,
+    },
+    /// What changed in a large room since its last presence frame. Apply it as one step:
+    /// remove every `left` name and every renamed `old`, then add every renamed `nick` and every
+    /// `joined` name.
+    Presence {
+        /// The room.
+        room: String,
+        /// Members of the room now.
+        user_count: usize,
+        /// Who joined.
+        joined: Vec<String>,
+        /// Who left.
+        left: Vec<String>,
+        /// Who was renamed.
+        renamed: Vec<Renamed>,
+        /// Joins beyond those listed.
+        joined_more: usize,
+        /// Leaves beyond those listed.
+        left_more: usize,
+        /// Renames beyond those listed.
+        renamed_more: usize,
+    },
     /// A frame was refused; nothing else changed.
     Error {
         /// An [`ErrorCode`] spelling.
@@ -312,6 +359,15 @@ pub enum ServerMessage {
         /// For people.
         message: String,
     },
+}
+
+/// One rename in a `presence` frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renamed {
+    /// The old nickname.
+    pub old: String,
+    /// The new nickname.
+    pub nick: String,
 }
 
 /// Borrowed twin of `ServerMessage` for serializing without copies; history arrives pre-encoded.
@@ -322,6 +378,7 @@ pub(crate) enum Outgoing<'a> {
         nick: &'a str,
         room: &'a str,
         users: &'a [&'a str],
+        user_count: usize,
         history: &'a [&'a serde_json::value::RawValue],
         recovered: bool,
         seq: u64,
@@ -355,10 +412,33 @@ pub(crate) enum Outgoing<'a> {
         room: &'a str,
         nick: &'a str,
     },
+    Users {
+        room: &'a str,
+        users: &'a [&'a str],
+        user_count: usize,
+        next: Option<&'a str>,
+    },
+    Presence {
+        room: &'a str,
+        user_count: usize,
+        joined: &'a [&'a str],
+        left: &'a [&'a str],
+        renamed: &'a [RenamedRef<'a>],
+        joined_more: usize,
+        left_more: usize,
+        renamed_more: usize,
+    },
     Error {
         code: &'a str,
         message: &'a str,
     },
+}
+
+/// Borrowed twin of [`Renamed`].
+#[derive(Serialize)]
+pub(crate) struct RenamedRef<'a> {
+    pub(crate) old: &'a str,
+    pub(crate) nick: &'a str,
 }
 
 impl Outgoing<'_> {
@@ -442,6 +522,10 @@ mod tests {
             Command::Join(JoinRequest::default()),
             Command::Nick { nick: "n".into() },
             Command::Typing,
+            Command::Who { after: None },
+            Command::Who {
+                after: Some("ann".into()),
+            },
         ];
         for command in commands {
             assert_eq!(decode(&command.encode()), Ok(command));

@@ -1,8 +1,11 @@
-//! A room: its members, the nickname index, the sequence counter and the history ring.
+//! A room: its members, the nickname index, the sequence counter, the history ring, and the
+//! presence changes waiting to be announced in a large room.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
+
+use crate::ClientId;
 
 /// One message kept for history: its `seq` and its frame exactly as broadcast.
 #[derive(Clone, Debug)]
@@ -11,18 +14,39 @@ pub(crate) struct Stored {
     pub(crate) frame: Bytes,
 }
 
+/// One client's changes in a room within a presence interval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// Its name in the room when the interval began (`None`: not a member then).
+    pub(crate) before: Option<String>,
+    /// Its name in the room now (`None`: not a member now).
+    pub(crate) after: Option<String>,
+    /// Names it held in between, neither `before` nor `after` (a member may have seen them in a
+    /// `welcome` or a `who` page meanwhile, so they are announced as gone).
+    pub(crate) held: Vec<String>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Room {
     pub(crate) name: String,
+    /// Which room creation this is: rooms are forgotten and their names reused.
+    pub(crate) incarnation: u64,
     /// Server epoch plus this room's incarnation, so a recreated room never honours old `since`s.
     pub(crate) epoch: String,
     /// Last `seq` handed out; the next message gets `seq + 1`.
     pub(crate) seq: u64,
     pub(crate) history: VecDeque<Stored>,
-    /// Client slots in join order.
+    /// Client slots, in no particular order: a member leaves in O(1) by swapping the last one
+    /// into its place (each client knows its position, `Client::member_pos`).
     pub(crate) members: Vec<usize>,
-    /// Lower-cased nickname to client slot: uniqueness ignoring case.
+    /// Nickname key to client slot: uniqueness ignoring case, and the order of `who` pages.
     pub(crate) nicks: BTreeMap<String, usize>,
+    /// Membership changes are announced in coalesced `presence` frames rather than one notice
+    /// each (the room grew past `presence_notify_max`; it returns to notices at a presence tick
+    /// that finds it small again).
+    pub(crate) coalescing: bool,
+    /// Changes since the last `presence` frame, by client.
+    pub(crate) pending: BTreeMap<ClientId, Change>,
     /// Members whose queue is at or above the high-water mark.
     pub(crate) behind: usize,
     /// Reading from members is paused (flow control).
@@ -32,14 +56,17 @@ pub(crate) struct Room {
 }
 
 impl Room {
-    pub(crate) fn new(name: String, epoch: String, last_active: u64) -> Self {
+    pub(crate) fn new(name: String, incarnation: u64, epoch: String, last_active: u64) -> Self {
         Self {
             name,
+            incarnation,
             epoch,
             seq: 0,
             history: VecDeque::new(),
             members: Vec::new(),
             nicks: BTreeMap::new(),
+            coalescing: false,
+            pending: BTreeMap::new(),
             behind: 0,
             paused: false,
             last_active,

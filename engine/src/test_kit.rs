@@ -248,16 +248,15 @@ impl Shell {
     }
 
     /// Carries out the pending outputs. `leaving` disconnected in this call: the timers that
-    /// fired before its input may still ping it, but nothing else may reach it.
+    /// fired before its input may still have pinged it, sent it a frame (a presence tick) or
+    /// paused it, but it is never resumed or closed.
     fn carry_out(&mut self, leaving: Option<ClientId>) {
         while let Some(output) = self.engine.poll_output() {
             if let Some(gone) = leaving {
                 let about_it = match &output {
-                    Output::Send { to, .. } | Output::Pause { to } | Output::Resume { to } => {
-                        *to == gone
-                    }
+                    Output::Resume { to } => *to == gone,
                     Output::Close { client, .. } => *client == gone,
-                    Output::Ping { .. } => false,
+                    Output::Send { .. } | Output::Ping { .. } | Output::Pause { .. } => false,
                 };
                 assert!(!about_it, "{output:?} for {gone}, which disconnected");
             }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::output::Output;
-use crate::CloseReason;
+use crate::{CloseReason, Now};
 
 /// Every kind of deadline the engine keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,10 +15,12 @@ pub(crate) enum Timer {
     Ping = 0,
     /// Next sweep for clients silent past `idle_timeout`.
     Sweep = 1,
+    /// Next `presence` frame of the large rooms with changes.
+    Presence = 2,
 }
 
 impl Timer {
-    const COUNT: usize = 2;
+    const COUNT: usize = 3;
 }
 
 /// One optional deadline per [`Timer`].
@@ -41,6 +43,10 @@ impl TimerTable {
         self.deadlines[timer as usize].get_or_insert(at);
     }
 
+    pub(crate) fn stop(&mut self, timer: Timer) {
+        self.deadlines[timer as usize] = None;
+    }
+
     pub(crate) fn stop_all(&mut self) {
         self.deadlines = [None; Timer::COUNT];
     }
@@ -57,17 +63,20 @@ impl TimerTable {
 }
 
 impl Engine {
-    /// Fires every timer due at `now`: pings, then the idle sweep.
-    pub(crate) fn fire_timers(&mut self, now: Instant) {
-        if self.timers.is_due(Timer::Ping, now) {
+    /// Fires every timer due at `now`: pings, the idle sweep, then presence.
+    pub(crate) fn fire_timers(&mut self, now: Now) {
+        if self.timers.is_due(Timer::Ping, now.mono) {
             for (_, client) in &self.clients {
                 self.outputs.push_back(Output::Ping { to: client.id });
             }
             self.timers
-                .set(Timer::Ping, now + self.config.ping_interval);
+                .set(Timer::Ping, now.mono + self.config.ping_interval);
         }
-        if self.timers.is_due(Timer::Sweep, now) {
-            self.sweep_idle(now);
+        if self.timers.is_due(Timer::Sweep, now.mono) {
+            self.sweep_idle(now.mono);
+        }
+        if self.timers.is_due(Timer::Presence, now.mono) {
+            self.announce_presence(now);
         }
     }
 

@@ -56,6 +56,13 @@ const QUEUE_BYTES_MAX: usize = 1 << 20;
 const TEXT_BYTES_MAX: usize = 8;
 const CLIENTS_MAX: usize = 6;
 const ROOMS_MAX: usize = 2;
+/// Rooms of more than this many members coalesce presence into `presence` frames.
+const NOTIFY_MAX: usize = 3;
+/// Names in a welcome and in one `who` page.
+const LIST_MAX: usize = 2;
+/// Names per list in one `presence` frame.
+const CHANGES_MAX: usize = 1;
+const PRESENCE_MS: u64 = 2_000;
 const PING_MS: u64 = 3_000;
 const IDLE_MS: u64 = 10_000;
 /// Idle sweeps run at most this often: `min(1 s, idle_timeout / 4)`.
@@ -77,6 +84,10 @@ fn engine_config() -> Config {
         idle_timeout: Duration::from_millis(IDLE_MS),
         clients_max: CLIENTS_MAX,
         rooms_max: ROOMS_MAX,
+        presence_list_max: LIST_MAX,
+        presence_notify_max: NOTIFY_MAX,
+        presence_interval: Duration::from_millis(PRESENCE_MS),
+        presence_changes_max: CHANGES_MAX,
         ..Config::default()
     }
 }
@@ -186,6 +197,11 @@ enum Transition {
     Typing {
         client: usize,
     },
+    /// A page of the member list, after a nickname (perhaps nobody's).
+    Who {
+        client: usize,
+        after: Option<&'static str>,
+    },
     /// The client reads everything it was sent.
     Flush {
         client: usize,
@@ -238,6 +254,7 @@ enum Event {
         nick: String,
         room: String,
         users: Vec<String>,
+        user_count: usize,
         history: Vec<Said>,
         recovered: bool,
         seq: u64,
@@ -265,6 +282,20 @@ enum Event {
         room: String,
         nick: String,
     },
+    Users {
+        room: String,
+        users: Vec<String>,
+        user_count: usize,
+        next: Option<String>,
+    },
+    Presence {
+        room: String,
+        user_count: usize,
+        joined: Vec<String>,
+        left: Vec<String>,
+        renamed: Vec<(String, String)>,
+        more: (usize, usize, usize),
+    },
     Error {
         code: String,
     },
@@ -281,6 +312,7 @@ impl From<ServerMessage> for Event {
                 nick,
                 room,
                 users,
+                user_count,
                 history,
                 recovered,
                 seq,
@@ -300,6 +332,7 @@ impl From<ServerMessage> for Event {
                 nick,
                 room,
                 users,
+                user_count,
                 recovered,
                 seq,
                 epoch,
@@ -320,6 +353,34 @@ impl From<ServerMessage> for Event {
                 room, old, nick, ..
             } => Event::Renamed { room, old, nick },
             ServerMessage::Typing { room, nick } => Event::Typing { room, nick },
+            ServerMessage::Users {
+                room,
+                users,
+                user_count,
+                next,
+            } => Event::Users {
+                room,
+                users,
+                user_count,
+                next,
+            },
+            ServerMessage::Presence {
+                room,
+                user_count,
+                joined,
+                left,
+                renamed,
+                joined_more,
+                left_more,
+                renamed_more,
+            } => Event::Presence {
+                room,
+                user_count,
+                joined,
+                left,
+                renamed: renamed.into_iter().map(|r| (r.old, r.nick)).collect(),
+                more: (joined_more, left_more, renamed_more),
+            },
             ServerMessage::Error { code, .. } => Event::Error { code },
         }
     }
@@ -351,10 +412,18 @@ struct Room {
     incarnation: u64,
     seq: u64,
     history: VecDeque<Said>,
-    /// Client ids in join order.
+    /// Client ids; a leaver's place is taken by the last member (the engine's order).
     members: Vec<u64>,
     paused: bool,
+    /// Announces membership changes in `presence` frames rather than one by one.
+    coalescing: bool,
+    /// Changes since the last `presence` frame, by client: its name when the interval began,
+    /// now, and every other name it held in between.
+    pending: BTreeMap<u64, Pending>,
 }
+
+/// One client's names in a room over a presence interval: when it began, now, and in between.
+type Pending = (Option<String>, Option<String>, Vec<String>);
 
 /// What one transition does: the concrete call(s) to make and what every client should see.
 #[derive(Clone, Debug, Default)]
@@ -415,6 +484,7 @@ enum Command {
     },
     Nick(&'static str),
     Typing,
+    Who(Option<&'static str>),
 }
 
 #[derive(Clone, Debug)]
@@ -433,6 +503,9 @@ struct Model {
     forgotten: BTreeMap<String, u64>,
     ping_at_ms: Option<u64>,
     sweep_at_ms: Option<u64>,
+    presence_at_ms: Option<u64>,
+    /// Incarnations of the rooms with presence changes waiting, announced in this order.
+    presence_due: BTreeSet<u64>,
     /// Clients to close at the end of the current call, in decision order.
     doomed: VecDeque<(u64, CloseReason)>,
     messages_total: u64,
@@ -454,6 +527,8 @@ impl Model {
             forgotten: BTreeMap::new(),
             ping_at_ms: None,
             sweep_at_ms: None,
+            presence_at_ms: None,
+            presence_due: BTreeSet::new(),
             doomed: VecDeque::new(),
             messages_total: 0,
             evictions_total: 0,
@@ -533,10 +608,21 @@ impl Model {
                     self.frame(id, r#"{"type":"typing"}"#.to_owned(), Command::Typing);
                 }
             }
+            Transition::Who { client, after } => {
+                if let Some(id) = pick(client) {
+                    let text = match after {
+                        Some(after) => serde_json::json!({"type": "who", "after": after}),
+                        None => serde_json::json!({"type": "who"}),
+                    };
+                    self.frame(id, text.to_string(), Command::Who(after));
+                }
+            }
             Transition::Flush { client } => {
                 if let Some(id) = pick(client) {
                     let frames = self.clients[&id].queued;
-                    self.call(Action::Flush { client: id, frames }, |m| m.flushed(id));
+                    self.call(Action::Flush { client: id, frames }, |m| {
+                        m.flushed(id, frames)
+                    });
                 }
             }
             Transition::Stall { client } => {
@@ -595,9 +681,10 @@ impl Model {
             .iter()
             .find(|(_, c)| !c.stalled && c.queued > 0)
         {
-            self.last.auto_flush.push((id, client.queued));
+            let frames = client.queued;
+            self.last.auto_flush.push((id, frames));
             self.fire_timers();
-            self.flushed(id);
+            self.flushed(id, frames);
             self.finish();
         }
     }
@@ -723,7 +810,20 @@ impl Model {
         if self.clients.is_empty() {
             self.ping_at_ms = None;
             self.sweep_at_ms = None;
+            // Nobody is left to be told what changed.
+            self.presence_at_ms = None;
+            for incarnation in std::mem::take(&mut self.presence_due) {
+                let room = self.room_of(incarnation);
+                room.pending.clear();
+                room.coalescing = false;
+            }
         }
+    }
+
+    fn room_of(&mut self, incarnation: u64) -> &mut Room {
+        (self.rooms.values_mut())
+            .find(|r| r.incarnation == incarnation)
+            .expect("due rooms exist")
     }
 
     /// Pings everyone every ping interval; closes clients silent for the idle timeout, except
@@ -756,6 +856,75 @@ impl Model {
             }
             self.sweep_at_ms = Some(next.unwrap_or(now + IDLE_MS).max(now + SWEEP_EVERY_MS));
         }
+        if self.presence_at_ms.is_some_and(|at| at <= now) {
+            self.presence_at_ms = None;
+            for incarnation in std::mem::take(&mut self.presence_due) {
+                let name = (self.rooms.iter())
+                    .find(|(_, r)| r.incarnation == incarnation)
+                    .map(|(name, _)| name.clone())
+                    .expect("due rooms exist");
+                self.announce(&name);
+            }
+        }
+    }
+
+    /// A large room's changes since its last `presence` frame, in one frame to every member
+    /// (even when they cancel out: the count may have been seen to move); every name a changed
+    /// client held meanwhile but not now counts as left. A room that is small again announces
+    /// at once from now on.
+    fn announce(&mut self, name: &str) {
+        let room = self.room(name);
+        let pending = std::mem::take(&mut room.pending);
+        if room.members.len() <= NOTIFY_MAX {
+            room.coalescing = false;
+        }
+        if pending.is_empty() {
+            return;
+        }
+        let (mut joined, mut left, mut renamed) = (Vec::new(), Vec::new(), Vec::new());
+        for (before, after, held) in pending.into_values() {
+            match (before, after) {
+                (None, Some(nick)) => joined.push(nick),
+                (Some(nick), None) => left.push(nick),
+                (Some(old), Some(nick)) if old != nick => renamed.push((old, nick)),
+                _ => {}
+            }
+            left.extend(held);
+        }
+        let more = (
+            joined.len().saturating_sub(CHANGES_MAX),
+            left.len().saturating_sub(CHANGES_MAX),
+            renamed.len().saturating_sub(CHANGES_MAX),
+        );
+        joined.truncate(CHANGES_MAX);
+        left.truncate(CHANGES_MAX);
+        renamed.truncate(CHANGES_MAX);
+        let user_count = self.rooms[name].members.len();
+        let presence = Event::Presence {
+            room: name.to_owned(),
+            user_count,
+            joined,
+            left,
+            renamed,
+            more,
+        };
+        self.broadcast(name, presence, None);
+    }
+
+    /// Keeps `id`'s change in coalescing room `name` for its next `presence` frame.
+    fn pend(&mut self, name: &str, id: u64, before: Option<String>, after: Option<String>) {
+        let now = self.now_ms;
+        let room = self.room(name);
+        let (first, now_called, held) = room.pending.entry(id).or_insert((before, None, vec![]));
+        if let Some(between) = now_called.take() {
+            if first.as_ref() != Some(&between) && !held.contains(&between) {
+                held.push(between);
+            }
+        }
+        *now_called = after;
+        let incarnation = room.incarnation;
+        self.presence_due.insert(incarnation);
+        self.presence_at_ms.get_or_insert(now + PRESENCE_MS);
     }
 
     fn connect(&mut self, nick: Option<&'static str>, room: Option<&'static str>) {
@@ -803,14 +972,17 @@ impl Model {
                 Command::Join { room, nick, since } => m.join(id, room, nick, since),
                 Command::Nick(nick) => m.change_nick(id, nick),
                 Command::Typing => m.typing(id),
+                Command::Who(after) => m.who(id, after),
             }
         });
     }
 
-    fn flushed(&mut self, id: u64) {
+    /// The shell reports `frames` written: the ones queued when it looked, before the timers of
+    /// this very call (a presence tick) queued more.
+    fn flushed(&mut self, id: u64, frames: usize) {
         let was_behind = self.is_behind(id);
-        self.client(id).queued = 0;
-        if was_behind {
+        self.client(id).queued -= frames;
+        if was_behind && !self.is_behind(id) {
             if let Some(room) = self.clients[&id].room.clone() {
                 self.rebalance(&room);
             }
@@ -883,8 +1055,49 @@ impl Model {
         let Some(room) = self.clients[&id].room.clone() else {
             return self.error(id, "not_in_room");
         };
+        // A large room does not relay typing.
+        if self.rooms[&room].coalescing {
+            return;
+        }
         let nick = self.clients[&id].nick.clone();
         self.broadcast(&room.clone(), Event::Typing { room, nick }, Some(id));
+    }
+
+    /// One page of the room's members in nickname-key order after `after`, at most `LIST_MAX`;
+    /// `next` names the last one when more follow.
+    fn who(&mut self, id: u64, after: Option<&str>) {
+        let Some(room) = self.clients[&id].room.clone() else {
+            return self.error(id, "not_in_room");
+        };
+        let after = after.map(|a| a.trim().to_lowercase());
+        let mut users: Vec<String> = (self.by_nick_key(&room).into_iter())
+            .filter(|(key, _)| after.as_ref().is_none_or(|a| key > a))
+            .map(|(_, nick)| nick)
+            .collect();
+        let next = (users.len() > LIST_MAX).then(|| users[LIST_MAX - 1].clone());
+        users.truncate(LIST_MAX);
+        let user_count = self.rooms[&room].members.len();
+        self.unicast(
+            id,
+            Event::Users {
+                room,
+                users,
+                user_count,
+                next,
+            },
+        );
+    }
+
+    /// The room's members' (nickname key, nickname), in key order.
+    fn by_nick_key(&self, room: &str) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = (self.rooms[room].members.iter())
+            .map(|m| {
+                let nick = &self.clients[m].nick;
+                (nick.to_lowercase(), nick.clone())
+            })
+            .collect();
+        all.sort();
+        all
     }
 
     fn change_nick(&mut self, id: u64, wire: &str) {
@@ -900,11 +1113,16 @@ impl Model {
         self.rename(id, nick);
     }
 
-    /// Everyone in the room, the renamed client included, hears the new name.
+    /// Everyone in a small room, the renamed client included, hears the new name; in a large
+    /// room only the renamed client does, the others in the next `presence` frame.
     fn rename(&mut self, id: u64, nick: String) {
         let client = self.client(id);
         let old = std::mem::replace(&mut client.nick, nick.clone());
         let room = client.room.clone().expect("renamed in a room");
+        if self.rooms[&room].coalescing {
+            self.pend(&room, id, Some(old.clone()), Some(nick.clone()));
+            return self.unicast(id, Event::Renamed { room, old, nick });
+        }
         self.broadcast(&room.clone(), Event::Renamed { room, old, nick }, None);
     }
 
@@ -973,6 +1191,10 @@ impl Model {
                 return false;
             };
             let old = self.rooms.remove(&stale).expect("listed rooms exist");
+            self.presence_due.remove(&old.incarnation);
+            if self.presence_due.is_empty() {
+                self.presence_at_ms = None;
+            }
             self.recency.retain(|r| *r != stale);
             self.forgotten.insert(stale, old.incarnation);
         }
@@ -985,6 +1207,8 @@ impl Model {
                 history: VecDeque::new(),
                 members: Vec::new(),
                 paused: false,
+                coalescing: false,
+                pending: BTreeMap::new(),
             },
         );
         self.touch(name);
@@ -998,7 +1222,16 @@ impl Model {
         client.room = Some(room.to_owned());
         let r = self.room(room);
         r.members.push(id);
+        if r.members.len() > NOTIFY_MAX {
+            r.coalescing = true;
+        }
+        let coalescing = r.coalescing;
         self.sync_pause(id);
+        if coalescing {
+            // No notice, but flow control looks at the room again (its size changed).
+            self.pend(room, id, None, Some(nick));
+            return self.rebalance(room);
+        }
         let joined = Event::Joined {
             room: room.to_owned(),
             nick,
@@ -1012,8 +1245,15 @@ impl Model {
             return;
         };
         let nick = client.nick.clone();
-        self.room(&room).members.retain(|&m| m != id);
+        let r = self.room(&room);
+        let pos = (r.members.iter().position(|&m| m == id)).expect("a member");
+        r.members.swap_remove(pos);
+        let coalescing = r.coalescing;
         self.sync_pause(id);
+        if coalescing {
+            self.pend(&room, id, Some(nick), None);
+            return self.rebalance(&room);
+        }
         let left = Event::Left {
             room: room.clone(),
             nick,
@@ -1040,14 +1280,15 @@ impl Model {
             .filter(|said| !recovered || since.as_ref().is_some_and(|(s, _)| said.seq > *s))
             .cloned()
             .collect();
+        let mut users: Vec<String> = (self.by_nick_key(&name).into_iter())
+            .map(|(_, nick)| nick)
+            .collect();
+        users.truncate(LIST_MAX);
         let welcome = Event::Welcome {
             nick: client.nick.clone(),
+            users,
+            user_count: room.members.len(),
             room: name,
-            users: room
-                .members
-                .iter()
-                .map(|m| self.clients[m].nick.clone())
-                .collect(),
             history,
             recovered,
             seq: room.seq,
@@ -1092,6 +1333,8 @@ impl ReferenceStateMachine for ChatModel {
             8 => (pick(), text).prop_map(|(client, text)| Transition::Message { client, text }),
             1 => (pick(), nick()).prop_map(|(client, nick)| Transition::Nick { client, nick }),
             1 => pick().prop_map(|client| Transition::Typing { client }),
+            1 => (pick(), prop::option::of(nick()))
+                .prop_map(|(client, after)| Transition::Who { client, after }),
             2 => pick().prop_map(|client| Transition::Flush { client }),
             2 => pick().prop_map(|client| Transition::Stall { client }),
             1 => pick().prop_map(|client| Transition::Unstall { client }),
@@ -1117,6 +1360,10 @@ impl ReferenceStateMachine for ChatModel {
 static EVICTIONS: AtomicUsize = AtomicUsize::new(0);
 /// Chat messages that reached two or more clients across the whole run ("sometimes" check).
 static WIDE_BROADCASTS: AtomicUsize = AtomicUsize::new(0);
+/// `presence` frames, those that left names out, and `who` pages with more to come ("sometimes").
+static PRESENCE_FRAMES: AtomicUsize = AtomicUsize::new(0);
+static TRUNCATED_PRESENCE: AtomicUsize = AtomicUsize::new(0);
+static PAGED: AtomicUsize = AtomicUsize::new(0);
 /// Informational counters, printed at the end.
 static PAUSES: AtomicUsize = AtomicUsize::new(0);
 static TIMEOUTS: AtomicUsize = AtomicUsize::new(0);
@@ -1125,10 +1372,82 @@ static STEPS_RUN: AtomicUsize = AtomicUsize::new(0);
 /// Informational: how often each error code and close reason was seen.
 static OUTCOMES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 
-/// The engine in the shared test shell, and which engine id each model client has.
+/// The engine in the shared test shell, which engine id each model client has, and what each
+/// client believes its room's membership is, built only from the frames it got.
 struct Sut {
     shell: Shell,
     ids: BTreeMap<u64, ClientId>,
+    views: BTreeMap<u64, View>,
+}
+
+/// A client's idea of who is in its room, as a client would keep it: set by `welcome`, moved by
+/// `join`, `leave`, `nick` and `presence`.
+#[derive(Debug, Default)]
+struct View {
+    room: String,
+    count: usize,
+    names: BTreeSet<String>,
+    /// A `presence` frame said it left names out: the names may be stale (a client would page
+    /// `who` again); the count is still exact.
+    stale: bool,
+}
+
+impl View {
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Welcome {
+                room,
+                users,
+                user_count,
+                ..
+            } => {
+                *self = View {
+                    room: room.clone(),
+                    count: *user_count,
+                    names: users.iter().cloned().collect(),
+                    stale: false,
+                }
+            }
+            Event::Joined { room, nick } if *room == self.room => {
+                self.count += 1;
+                self.names.insert(nick.clone());
+            }
+            Event::Left { room, nick, .. } if *room == self.room => {
+                self.count = (self.count.checked_sub(1)).expect("a leave from an empty room");
+                self.names.remove(nick);
+            }
+            Event::Renamed { room, old, nick } if *room == self.room => {
+                self.names.remove(old);
+                self.names.insert(nick.clone());
+            }
+            Event::Presence {
+                room,
+                user_count,
+                joined,
+                left,
+                renamed,
+                more,
+            } if *room == self.room => {
+                for gone in left.iter().chain(renamed.iter().map(|(old, _)| old)) {
+                    self.names.remove(gone);
+                }
+                let came = joined.iter().chain(renamed.iter().map(|(_, nick)| nick));
+                self.names.extend(came.cloned());
+                self.count = *user_count;
+                self.stale |= *more != (0, 0, 0);
+            }
+            Event::Users {
+                room,
+                users,
+                user_count,
+                ..
+            } if *room == self.room => {
+                self.names.extend(users.iter().cloned());
+                self.count = *user_count;
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Sut {
@@ -1136,6 +1455,7 @@ impl Sut {
         Self {
             shell: Shell::new(engine_config(), EPOCH),
             ids: BTreeMap::new(),
+            views: BTreeMap::new(),
         }
     }
 
@@ -1150,11 +1470,16 @@ impl Sut {
     fn got(&mut self) -> BTreeMap<u64, Vec<Event>> {
         let mut got = BTreeMap::new();
         for (id, events) in self.shell.all_events() {
-            let events = events.into_iter().map(Event::from).collect();
+            let events: Vec<Event> = events.into_iter().map(Event::from).collect();
+            let view = self.views.entry(id.get()).or_default();
+            for event in &events {
+                view.apply(event);
+            }
             got.insert(id.get(), events);
         }
         let live: BTreeSet<ClientId> = self.shell.live_clients().into_iter().collect();
         self.ids.retain(|_, id| live.contains(id));
+        self.views.retain(|id, _| self.ids.contains_key(id));
         got
     }
 }
@@ -1226,6 +1551,16 @@ fn count_sometimes(got: &BTreeMap<u64, Vec<Event>>) {
         *outcomes.entry(outcome).or_default() += 1;
     }
     WIDE_BROADCASTS.fetch_add(wide, Relaxed);
+    let count = |wanted: fn(&Event) -> bool| events().filter(|e| wanted(e)).count();
+    PRESENCE_FRAMES.fetch_add(count(|e| matches!(e, Event::Presence { .. })), Relaxed);
+    TRUNCATED_PRESENCE.fetch_add(
+        count(|e| matches!(e, Event::Presence { more, .. } if *more != (0, 0, 0))),
+        Relaxed,
+    );
+    PAGED.fetch_add(
+        count(|e| matches!(e, Event::Users { next: Some(_), .. })),
+        Relaxed,
+    );
     STEPS_RUN.fetch_add(1, Relaxed);
 }
 
@@ -1310,6 +1645,7 @@ impl StateMachineTest for EngineVsModel {
         history_is_the_latest_consecutive_run(model);
         pause_state_agrees_everywhere(sut, model);
         flow_control_is_settled(model);
+        presence_views_converge(sut, model);
         timers_match_the_model(sut, model);
         counters_match_the_model(sut, model);
     }
@@ -1424,12 +1760,35 @@ fn flow_control_is_settled(model: &Model) {
     }
 }
 
+/// Once a room has no change waiting to be announced, every member's view of it (built from
+/// the frames it got) has the room's exact member count, and names nobody who is not a member
+/// unless a `presence` frame told it that it left names out.
+fn presence_views_converge(sut: &Sut, model: &Model) {
+    for (id, client) in &model.clients {
+        let Some(name) = &client.room else { continue };
+        let room = &model.rooms[name];
+        if !room.pending.is_empty() {
+            continue;
+        }
+        let view = &sut.views[id];
+        assert_eq!(&view.room, name, "c{id} believes it is elsewhere");
+        assert_eq!(view.count, room.members.len(), "c{id}'s count of {name}");
+        if !view.stale {
+            let members: BTreeSet<String> = (room.members.iter())
+                .map(|m| model.clients[m].nick.clone())
+                .collect();
+            let ghosts: Vec<&String> = view.names.difference(&members).collect();
+            assert!(ghosts.is_empty(), "c{id} sees {ghosts:?} in {name}");
+        }
+    }
+}
+
 /// The next deadline is the model's next ping or sweep, and nothing is armed with nobody connected.
 fn timers_match_the_model(sut: &Sut, model: &Model) {
-    let next = match (model.ping_at_ms, model.sweep_at_ms) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let next = [model.ping_at_ms, model.sweep_at_ms, model.presence_at_ms]
+        .into_iter()
+        .flatten()
+        .min();
     assert_eq!(model.clients.is_empty(), next.is_none());
     let want = next.map(|ms| sut.shell.started_at() + Duration::from_millis(ms));
     assert_eq!(sut.shell.engine.poll_timeout(), want, "next timeout");
@@ -1473,7 +1832,8 @@ fn engine_matches_the_reference_model() {
     let count = |counter: &AtomicUsize| counter.load(Relaxed);
     eprintln!(
         "model: {} cases, {} steps: {} evictions, {} messages to 2+ clients, {} pauses, {} idle \
-         timeouts, {} recovered welcomes",
+         timeouts, {} recovered welcomes, {} presence frames ({} leaving names out), {} who pages \
+         with more",
         config.cases,
         count(&STEPS_RUN),
         count(&EVICTIONS),
@@ -1481,6 +1841,9 @@ fn engine_matches_the_reference_model() {
         count(&PAUSES),
         count(&TIMEOUTS),
         count(&RECOVERED),
+        count(&PRESENCE_FRAMES),
+        count(&TRUNCATED_PRESENCE),
+        count(&PAGED),
     );
     eprintln!(
         "model: outcomes {:?}",
@@ -1491,4 +1854,13 @@ fn engine_matches_the_reference_model() {
         count(&WIDE_BROADCASTS) > 0,
         "no message ever reached two clients"
     );
+    assert!(
+        count(&PRESENCE_FRAMES) > 0,
+        "no presence frame was ever sent"
+    );
+    assert!(
+        count(&TRUNCATED_PRESENCE) > 0,
+        "no presence frame ever left names out"
+    );
+    assert!(count(&PAGED) > 0, "no who page ever had a next one");
 }

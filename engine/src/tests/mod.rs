@@ -1,4 +1,6 @@
-//! Scenario tests: each drives the engine through the harness and checks what clients see.
+//! Scenario tests: each drives the engine through the test shell and checks what clients see.
+
+mod presence;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -25,6 +27,7 @@ fn welcome(messages: &[ServerMessage]) -> (&str, &str, &[String], &[ChatMessage]
             recovered,
             seq,
             epoch,
+            ..
         }) => (nick, room, users, history, *recovered, *seq, epoch),
         other => panic!("expected a welcome first, got {other:?}"),
     }

@@ -1,0 +1,166 @@
+//! Presence that scales: who is in a room, told in a way whose cost does not grow with the room.
+//!
+//! A room of at most `presence_notify_max` members announces every join, leave and rename at once
+//! (`join`, `leave`, `nick`). A larger room coalesces them: each member's net change since the
+//! last announcement is kept (by client, so a join and a leave in one interval cancel out) and
+//! one `presence` frame per `presence_interval` tells everyone, so a thousand joins in a second
+//! cost every member one frame rather than a thousand. The member list itself is paged: a
+//! `welcome` carries the count and the first `presence_list_max` names, `who` pages the rest in
+//! nickname order.
+
+use std::ops::Bound;
+
+use crate::engine::Engine;
+use crate::protocol::{ErrorCode, Outgoing, RenamedRef};
+use crate::room::Change;
+use crate::timer::Timer;
+use crate::{ClientId, Now};
+
+impl Engine {
+    /// Whether room `r` announces membership changes one by one (a small room).
+    pub(crate) fn announces_at_once(&self, r: usize) -> bool {
+        !self.rooms[r].coalescing
+    }
+
+    /// Room `r` just got a member: past `presence_notify_max` it coalesces from now on.
+    pub(crate) fn note_size(&mut self, r: usize) {
+        let room = &mut self.rooms[r];
+        if room.members.len() > self.config.presence_notify_max {
+            room.coalescing = true;
+        }
+    }
+
+    /// Keeps a membership change of `id` in coalescing room `r` for the next `presence` frame:
+    /// `before` is its name in the room before this change (`None`: it was not a member),
+    /// `after` its name now (`None`: it is not a member now).
+    pub(crate) fn pend_presence(
+        &mut self,
+        r: usize,
+        id: ClientId,
+        before: Option<&str>,
+        after: Option<&str>,
+        now: Now,
+    ) {
+        let room = &mut self.rooms[r];
+        let change = room.pending.entry(id).or_insert_with(|| Change {
+            before: before.map(str::to_owned),
+            after: None,
+            held: Vec::new(),
+        });
+        if let Some(between) = change.after.take() {
+            if change.before.as_ref() != Some(&between) && !change.held.contains(&between) {
+                change.held.push(between);
+            }
+        }
+        change.after = after.map(str::to_owned);
+        self.presence_due.insert(room.incarnation, r);
+        self.timers
+            .start(Timer::Presence, now.mono + self.config.presence_interval);
+    }
+
+    /// The presence tick: every room with changes gets its one `presence` frame; a room that is
+    /// small again goes back to announcing changes at once.
+    ///
+    /// A frame is applied as one step (every `left` and renamed `old` out, then every renamed
+    /// `nick` and `joined` in), so a member's list ends up right whatever it saw in between:
+    /// names are unique in a room, and every name a changed client held is taken out before its
+    /// final one is put back.
+    pub(crate) fn announce_presence(&mut self, now: Now) {
+        self.timers.stop(Timer::Presence);
+        for r in std::mem::take(&mut self.presence_due).into_values() {
+            self.announce_room(r, now);
+        }
+    }
+
+    fn announce_room(&mut self, r: usize, now: Now) {
+        let max = self.config.presence_changes_max;
+        let room = &mut self.rooms[r];
+        let pending = std::mem::take(&mut room.pending);
+        if room.members.len() <= self.config.presence_notify_max {
+            room.coalescing = false;
+        }
+        let mut joined = Vec::new();
+        let mut left = Vec::new();
+        let mut renamed = Vec::new();
+        for change in pending.values() {
+            match (&change.before, &change.after) {
+                (None, Some(nick)) => joined.push(nick.as_str()),
+                (Some(nick), None) => left.push(nick.as_str()),
+                (Some(old), Some(nick)) if old != nick => renamed.push(RenamedRef { old, nick }),
+                _ => {}
+            }
+            // Names it no longer holds, though someone may have seen them meanwhile. Even when
+            // everything cancelled out, the frame goes: a member may have seen the count move.
+            left.extend(change.held.iter().map(String::as_str));
+        }
+        let more = |list_len: usize| list_len.saturating_sub(max);
+        let (joined_more, left_more, renamed_more) =
+            (more(joined.len()), more(left.len()), more(renamed.len()));
+        joined.truncate(max);
+        left.truncate(max);
+        renamed.truncate(max);
+        let frame = Outgoing::Presence {
+            room: &room.name,
+            user_count: room.members.len(),
+            joined: &joined,
+            left: &left,
+            renamed: &renamed,
+            joined_more,
+            left_more,
+            renamed_more,
+        }
+        .to_frame();
+        self.broadcast(r, &frame, None, now);
+    }
+
+    /// A `who`: one page of the client's room, in nickname order after `after`.
+    pub(crate) fn who(&mut self, slot: usize, now: Now, after: Option<&str>) {
+        let Some(r) = self.clients[slot].room else {
+            return self.reply_error(slot, now, ErrorCode::NotInRoom, "join a room first");
+        };
+        let room = &self.rooms[r];
+        let after = after.map(|nick| crate::names::nick_key(nick.trim()));
+        let start = match &after {
+            Some(key) => Bound::Excluded(key.as_str()),
+            None => Bound::Unbounded,
+        };
+        let max = self.config.presence_list_max;
+        let mut users: Vec<&str> = room
+            .nicks
+            .range::<str, _>((start, Bound::Unbounded))
+            .take(max + 1)
+            .map(|(_, &s)| self.clients[s].nick.as_str())
+            .collect();
+        let next = (users.len() > max).then(|| {
+            users.truncate(max);
+            users[max - 1]
+        });
+        let frame = Outgoing::Users {
+            room: &room.name,
+            users: &users,
+            user_count: room.members.len(),
+            next,
+        }
+        .to_frame();
+        self.send_to(slot, now, frame);
+    }
+
+    /// The first page of room `r`'s members, for a welcome.
+    pub(crate) fn first_page(&self, r: usize) -> Vec<&str> {
+        self.rooms[r]
+            .nicks
+            .values()
+            .take(self.config.presence_list_max)
+            .map(|&s| self.clients[s].nick.as_str())
+            .collect()
+    }
+
+    /// Nobody is connected any more: what was pending has nobody to be told.
+    pub(crate) fn forget_presence(&mut self) {
+        for r in std::mem::take(&mut self.presence_due).into_values() {
+            let room = &mut self.rooms[r];
+            room.pending.clear();
+            room.coalescing = false;
+        }
+    }
+}
