@@ -1,6 +1,9 @@
 // The wire protocol as the client sees it (README, "Wire protocol"): reading server frames,
 // building client frames and the /ws query, the name rules, and the sentence shown for every
 // error code, close code and leave reason. Pure: no DOM, no sockets, no clock.
+//
+// The close codes and leave reasons here are exactly those the server sends (it lists them in
+// /config.json, and the browser test checks each has a text); anything else gets a generic text.
 
 /** A server frame as an object, or null when it is not a JSON object with a string `type`. */
 export function parseServerFrame(data) {
@@ -107,31 +110,36 @@ export function describeError(err, limits) {
 
 // ---------------------------------------------------------------- close codes
 
-/** One sentence per close code. */
+/** One sentence per close code the server sends (README, "Close codes"). */
 export const CLOSE_TEXTS = Object.freeze({
+  1000: 'The connection was closed.',
   1001: 'The server is restarting.',
+  1002: 'The server closed the connection because of a protocol error.',
+  1003: 'The server closed the connection because it received data it does not accept.',
+  1007: 'The server closed the connection because a message was not valid text.',
   1008: 'The server closed the connection because too many messages were sent.',
   1009: 'The server closed the connection because a message was too big.',
-  1011: 'The server ran into an internal problem.',
+  1013: 'The server is full right now.',
   4000: 'You were disconnected after being idle for too long.',
   4001: 'Your connection was too slow to keep up, so the server dropped it.',
-  4002: 'The connection timed out.',
   4003: 'You were disconnected by an operator.',
 });
 
-/** The sentence for a close; any other code gets the generic one. */
+/** The sentence for a close; 1006 (no close frame: the network or the server went away) and any
+ *  unknown code get the generic one. */
 export function describeClose(code) {
   return Object.hasOwn(CLOSE_TEXTS, code) ? CLOSE_TEXTS[code] : 'The connection to the server was lost.';
 }
 
 // ---------------------------------------------------------------- leave reasons
 
-/** One notice per `leave` reason. */
+/** One notice per `leave` reason (README, "Leave reasons"). */
 export const LEAVE_TEXTS = Object.freeze({
   left: (nick) => `${nick} left`,
   switched: (nick) => `${nick} moved to another room`,
   evicted: (nick) => `${nick} lost the connection`,
   timeout: (nick) => `${nick} timed out`,
+  flooding: (nick) => `${nick} was disconnected for sending too many messages`,
   kicked: (nick) => `${nick} was removed by an operator`,
 });
 

@@ -225,6 +225,29 @@ test('the page is served and offers a nickname form', async () => {
   await a.screenshot({ path: path.join(OUT, 'desktop-login.png'), animations: 'disabled' });
 });
 
+test('every close code and leave reason the server lists in /config.json has a text in protocol.js', async () => {
+  const { missing, extra, listed } = await pages.alice.evaluate(async () => {
+    const protocol = await import('/protocol.js');
+    const config = await (await fetch('/config.json')).json();
+    const has = (texts, key) => Object.prototype.hasOwnProperty.call(texts, key);
+    const codes = config.close_codes.map(String);
+    return {
+      listed: config.close_codes.length + config.leave_reasons.length,
+      missing: [
+        ...codes.filter((code) => !has(protocol.CLOSE_TEXTS, code)).map((code) => `close code ${code}`),
+        ...config.leave_reasons.filter((r) => !has(protocol.LEAVE_TEXTS, r)).map((r) => `leave reason ${r}`),
+      ],
+      extra: [
+        ...Object.keys(protocol.CLOSE_TEXTS).filter((code) => !codes.includes(code)).map((code) => `close code ${code}`),
+        ...Object.keys(protocol.LEAVE_TEXTS).filter((r) => !config.leave_reasons.includes(r)).map((r) => `leave reason ${r}`),
+      ],
+    };
+  });
+  assert.ok(listed >= 10, `/config.json lists the codes and reasons (${listed})`);
+  assert.deepEqual(missing, [], 'sent by the server, but protocol.js has no text');
+  assert.deepEqual(extra, [], 'texts in protocol.js for something the server never sends');
+});
+
 test('without /config.json the page says it cannot start, instead of guessing limits', { timeout: 30000 }, async () => {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   try {
