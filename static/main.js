@@ -3,7 +3,7 @@
 // out the effects it returns; view.js draws. The only module that does anything when loaded.
 
 import { readConfig } from './config.js';
-import { Session } from './session.js';
+import { roomFromHash, Session } from './session.js';
 import { createView } from './view.js';
 
 const NICK_KEY = 'chat.nick';
@@ -160,6 +160,9 @@ function start(limits) {
 }
 
 loadConfig().then(start, (err) => {
+  // Without the config there is no default room, but a room named in the address is known.
+  const room = roomFromHash(location.hash, '');
+  if (room) view.roomName({ room, force: true });
   view.fatal(`The chat could not load its settings from the server (${err.message}). Please reload the page.`);
 });
 
