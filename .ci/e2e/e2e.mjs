@@ -37,6 +37,7 @@ const CHROMIUM_ARGS = [
 ];
 
 const RECOVERY_NOTICE = /could not be recovered/i;
+const TEXT_BYTES_MAX = 300; // --max-text-bytes, not the default: the client must learn it from /config.json
 const NICK_TAKEN_TEXT = 'That nickname is already taken in this room. Please pick another.';
 
 let port;
@@ -87,7 +88,7 @@ function freePort() {
 }
 
 async function startServer() {
-  const args = ['--addr', `127.0.0.1:${port}`, '--admin-token', TOKEN];
+  const args = ['--addr', `127.0.0.1:${port}`, '--admin-token', TOKEN, '--max-text-bytes', String(TEXT_BYTES_MAX)];
   if (process.env.E2E_STATIC_DIR) args.push('--static-dir', process.env.E2E_STATIC_DIR);
   const log = fs.createWriteStream(path.join(OUT, 'server.log'), { flags: 'a' });
   log.write(`\n=== ${new Date().toISOString()} starting ${SERVER_BIN} ${args.join(' ').replace(TOKEN, '<token>')}\n`);
@@ -211,14 +212,57 @@ process.on('exit', () => {
 
 // ------------------------------------------------------------------ tests
 test('the page is served and offers a nickname form', async () => {
-  for (const [url, type] of [['/', 'text/html'], ['/app.js', 'javascript'], ['/style.css', 'text/css']]) {
+  const files = [['/', 'text/html'], ['/style.css', 'text/css'], ['/config.json', 'application/json']];
+  for (const module of ['main', 'session', 'protocol', 'config', 'view']) files.push([`/${module}.js`, 'javascript']);
+  for (const [url, type] of files) {
     const res = await fetch(base + url);
     assert.equal(res.status, 200, `GET ${url}`);
     assert.match(res.headers.get('content-type') || '', new RegExp(type), `content-type of ${url}`);
   }
   const a = await openTab('alice');
   await a.getByLabel('Nickname').waitFor({ state: 'visible' });
+  await eventually(async () => (await a.locator('#login-room').innerText()) === 'general', { what: 'the room on the form' });
   await a.screenshot({ path: path.join(OUT, 'desktop-login.png'), animations: 'disabled' });
+});
+
+test('every close code and leave reason the server lists in /config.json has a text in protocol.js', async () => {
+  const { missing, extra, listed } = await pages.alice.evaluate(async () => {
+    const protocol = await import('/protocol.js');
+    const config = await (await fetch('/config.json')).json();
+    const has = (texts, key) => Object.prototype.hasOwnProperty.call(texts, key);
+    const codes = config.close_codes.map(String);
+    return {
+      listed: config.close_codes.length + config.leave_reasons.length,
+      missing: [
+        ...codes.filter((code) => !has(protocol.CLOSE_TEXTS, code)).map((code) => `close code ${code}`),
+        ...config.leave_reasons.filter((r) => !has(protocol.LEAVE_TEXTS, r)).map((r) => `leave reason ${r}`),
+      ],
+      extra: [
+        ...Object.keys(protocol.CLOSE_TEXTS).filter((code) => !codes.includes(code)).map((code) => `close code ${code}`),
+        ...Object.keys(protocol.LEAVE_TEXTS).filter((r) => !config.leave_reasons.includes(r)).map((r) => `leave reason ${r}`),
+      ],
+    };
+  });
+  assert.ok(listed >= 10, `/config.json lists the codes and reasons (${listed})`);
+  assert.deepEqual(missing, [], 'sent by the server, but protocol.js has no text');
+  assert.deepEqual(extra, [], 'texts in protocol.js for something the server never sends');
+});
+
+test('without /config.json the page says it cannot start, instead of guessing limits', { timeout: 30000 }, async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  try {
+    const page = await ctx.newPage();
+    page.on('pageerror', (err) => pageErrors.push(`no-config: ${err.message}`));
+    await page.route('**/config.json', (route) => route.fulfill({ status: 500, body: 'boom' }));
+    await page.goto(`${base}/#general`);
+    const error = page.locator('#login-error');
+    await error.waitFor({ state: 'visible', timeout: 10000 });
+    assert.match(await error.innerText(), /could not load its settings from the server \(\/config\.json answered HTTP 500\)\. Please reload the page\./);
+    assert.ok(await page.locator('#login-submit').isDisabled(), 'nothing to submit to');
+    await page.screenshot({ path: path.join(OUT, 'desktop-no-config.png'), animations: 'disabled' });
+  } finally {
+    await ctx.close();
+  }
 });
 
 test('two tabs: a message typed in one appears in the other with the nickname', { timeout: 60000 }, async () => {
@@ -253,6 +297,19 @@ test('presence: both nicknames are listed in each tab, joins are announced', asy
     }, { what: `both users listed in ${name}'s tab` });
   }
   await eventually(async () => (await log(pages.alice).getByText(`${BOB} joined`).count()) === 1, { what: 'join notice' });
+});
+
+test('a message over the server\'s --max-text-bytes is refused in the page and kept in the box', async () => {
+  const a = pages.alice;
+  const long = 'x'.repeat(TEXT_BYTES_MAX + 1);
+  await sendMessage(a, long);
+  await a.getByText(`That message is too long (the limit is ${TEXT_BYTES_MAX} bytes). Please shorten it.`).waitFor({ state: 'visible' });
+  assert.equal(await a.getByLabel('Message').inputValue(), long, 'nothing typed is lost');
+  assert.equal(await countMessage(pages.bob, long), 0);
+  await a.locator('#chat-error-close').click();
+  const fits = 'This one is exactly at the limit, so it goes through. '.repeat(6).slice(0, TEXT_BYTES_MAX - 1) + '!';
+  await sendMessage(a, fits);
+  await waitForMessage(pages.bob, fits);
 });
 
 test('typing hint appears in the other tab and goes away', { timeout: 30000 }, async () => {

@@ -4,21 +4,10 @@
 # Screenshots and the server log land in .ci/out/.
 set -euo pipefail
 
-export DEBIAN_FRONTEND=noninteractive
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
-
-SUDO=""
-if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
-
-apt_updated=0
-apt_install() {
-  if [ "$apt_updated" = 0 ]; then
-    $SUDO apt-get update -qq
-    apt_updated=1
-  fi
-  $SUDO apt-get install -y -qq --no-install-recommends "$@"
-}
+# shellcheck source=../apt.sh
+source "$ROOT/.ci/apt.sh"
 
 CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
 export CHROMIUM_PATH
@@ -26,10 +15,7 @@ if [ ! -x "$CHROMIUM_PATH" ]; then
   echo "e2e: installing chromium"
   apt_install chromium
 fi
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  echo "e2e: installing node and npm"
-  apt_install nodejs npm
-fi
+need_node
 
 cd "$HERE"
 if [ -f package-lock.json ]; then

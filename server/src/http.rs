@@ -1,4 +1,5 @@
-//! HTTP routing: the web client, the WebSocket upgrade, status, metrics, health, operator kick.
+//! HTTP routing: the web client and its config, the WebSocket upgrade, status, metrics, health,
+//! operator kick.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +52,15 @@ pub(crate) async fn route(
             state.metrics.encode(),
         ),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/config.json") => {
+            let body = crate::client_config::body(&state.settings);
+            let mut response = respond(StatusCode::OK, "application/json", body);
+            // Revalidated on every load: after a restart with other flags the next page load sees them.
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        }
         (&Method::POST, "/admin/kick") => kick(&req, &state).await,
         (_, "/ws" | "/status" | "/metrics" | "/healthz" | "/admin/kick") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")

@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{http_get, settings, Client, RawWs, TestServer};
+use common::{http_get, http_post, settings, Client, RawWs, TestServer};
 use serde_json::Value;
 
 /// `/status` with its volatile fields replaced, so the snapshot pins the shape and the counts.
@@ -113,6 +113,48 @@ async fn the_web_client_and_health_are_served_and_unknown_paths_are_404() {
     assert_eq!(http_get(&server, "/healthz", &[]).await.0, 200);
     assert_eq!(http_get(&server, "/no-such-file.txt", &[]).await.0, 404);
     assert_eq!(http_get(&server, "/../Cargo.toml", &[]).await.0, 404);
+    server.shutdown().await;
+}
+
+/// The web client takes its limits from `/config.json`, so it must report the flags this server
+/// was started with, not the defaults.
+#[tokio::test]
+async fn config_json_reports_the_configured_limits() {
+    let mut settings = settings();
+    settings.engine.text_bytes_max = 300;
+    settings.engine.default_room = "lobby".into();
+    settings.engine.history_max = 7;
+    settings.engine.rate_limit_burst = 3;
+    settings.engine.rate_limit_per_second = 2;
+    let server = TestServer::start(settings).await;
+    let (code, response) = http_get(&server, "/config.json", &[]).await;
+    assert_eq!(code, 200);
+    let head = response.to_ascii_lowercase();
+    assert!(
+        head.contains("content-type: application/json"),
+        "{response}"
+    );
+    assert!(head.contains("cache-control: no-cache"), "{response}");
+    let json = response.split("\r\n\r\n").nth(1).expect("body");
+    let config: Value = serde_json::from_str(json).expect("config is JSON");
+    assert_eq!(config["text_bytes_max"], 300);
+    assert_eq!(config["default_room"], "lobby");
+    assert_eq!(config["history_max"], 7);
+    assert_eq!(config["rate_limit_burst"], 3);
+    assert_eq!(config["rate_limit_per_second"], 2);
+    assert_eq!(config["nick_chars_max"], 32);
+    assert_eq!(config["room_chars_max"], 64);
+    let codes = config["close_codes"].as_array().expect("close_codes");
+    for code in [1001, 1008, 1013, 4000, 4001, 4003] {
+        assert!(codes.contains(&code.into()), "{code} in {codes:?}");
+    }
+    let reasons = config["leave_reasons"].as_array().expect("leave_reasons");
+    for reason in [
+        "left", "switched", "evicted", "timeout", "flooding", "kicked",
+    ] {
+        assert!(reasons.contains(&reason.into()), "{reason} in {reasons:?}");
+    }
+    assert_eq!(http_post(&server, "/config.json", &[]).await.0, 405);
     server.shutdown().await;
 }
 

@@ -1,0 +1,99 @@
+// Drives a Session the way main.js does, with a fake clock, timers and socket, and records what
+// the page would show. Helpers speak the server's side of the protocol.
+import assert from 'node:assert/strict';
+
+import { Session } from '../../static/session.js';
+
+export const LIMITS = Object.freeze({ textBytesMax: 300, nickCharsMax: 16, roomCharsMax: 16, defaultRoom: 'lobby' });
+
+export class Harness {
+  constructor({ hash = '#lobby', seed = 7, online = true, storedNick = '' } = {}) {
+    this.session = new Session({ limits: LIMITS, wsBase: 'ws://chat.test', hash, online, seed });
+    this.now = 1_000_000;
+    this.conn = 0; // the socket the session last asked for (0: none)
+    this.connects = []; // every URL it connected to
+    this.sent = []; // frames sent, parsed
+    this.timers = new Map(); // name -> {at, ms}
+    this.scheduled = []; // every {name, ms} scheduled
+    this.log = []; // what the conversation shows: {message} or {notice}
+    this.renders = [];
+    this.handle({ type: 'start', storedNick });
+  }
+
+  handle(event) {
+    const effects = this.session.handle({ ...event, now: this.now });
+    for (const effect of effects) this.apply(effect);
+    return effects;
+  }
+
+  apply(effect) {
+    switch (effect.type) {
+      case 'connect':
+        this.conn = effect.conn;
+        this.connects.push(new URL(effect.url));
+        break;
+      case 'disconnect': this.conn = 0; break;
+      case 'send': this.sent.push(JSON.parse(effect.frame)); break;
+      case 'schedule':
+        this.timers.set(effect.name, { at: this.now + effect.ms, ms: effect.ms });
+        this.scheduled.push({ name: effect.name, ms: effect.ms });
+        break;
+      case 'cancel': this.timers.delete(effect.name); break;
+      case 'render':
+        this.renders.push(effect);
+        if (effect.view === 'clearLog') this.log = [];
+        if (effect.view === 'message') this.log.push({ message: effect });
+        if (effect.view === 'notice') this.log.push({ notice: effect.text });
+        break;
+      default: break;
+    }
+  }
+
+  /** Moves the clock on, firing due timers in order. */
+  advance(ms) {
+    const until = this.now + ms;
+    for (;;) {
+      const due = [...this.timers].filter(([, t]) => t.at <= until).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      const [name, { at }] = due;
+      this.timers.delete(name);
+      this.now = at;
+      this.handle({ type: 'timer', name });
+    }
+    this.now = until;
+  }
+
+  /** Fires the pending reconnect timer at once; returns the delay it had been given. */
+  fireReconnect() {
+    const timer = this.timers.get('reconnect');
+    assert.ok(timer, 'a reconnect is scheduled');
+    this.advance(timer.at - this.now);
+    return timer.ms;
+  }
+
+  // ---- the server's side of the socket
+  open() { return this.handle({ type: 'open', conn: this.conn }); }
+  frame(msg) { return this.handle({ type: 'frame', conn: this.conn, data: JSON.stringify(msg) }); }
+  close(code = 1006) { return this.handle({ type: 'close', conn: this.conn, code }); }
+
+  welcome({ nick = 'ann', room = 'lobby', users = [], history = [], seq = 0, epoch = 'e1', recovered = false } = {}) {
+    return this.frame({ type: 'welcome', nick, room, users, history, recovered, seq, epoch });
+  }
+
+  /** Signs in from the nickname form and completes the connect with a welcome. */
+  signIn(nick = 'ann', welcome = {}) {
+    this.handle({ type: 'submitNick', nick });
+    this.open();
+    this.welcome({ nick, ...welcome });
+  }
+
+  get lastUrl() { return this.connects[this.connects.length - 1]; }
+  get notices() { return this.log.filter((item) => item.notice).map((item) => item.notice); }
+  /** Texts of the messages the log shows, in order. */
+  get shown() { return this.log.filter((item) => item.message).map((item) => item.message.text); }
+  get phase() { return this.session.phase; }
+}
+
+export function message(seq, text, { nick = 'bob', room = 'lobby' } = {}) {
+  return { type: 'message', room, seq, nick, text, ts: '2026-11-22T03:04:05.123Z' };
+}

@@ -1,0 +1,325 @@
+// The page: every DOM read and write of the client. `createView(document)` returns one function
+// per `render` effect of session.js (named by its `view` field), plus `fatal` for a client that
+// cannot start. Text from users and the server only ever goes in through textContent (or an
+// input's value), never innerHTML, so it cannot become markup. Layout details that only the page
+// knows live here too: day dividers, grouping of consecutive messages, scrolling, focus.
+
+const MAX_LOG_ITEMS = 600;
+/** Consecutive messages of one person this close together form a group (name shown once). */
+const GROUP_MS = 5 * 60 * 1000;
+const COUNTDOWN_EVERY_MS = 250;
+
+const STATUS_TEXT = {
+  connecting: 'Connecting...',
+  connected: 'Connected',
+  offline: 'Offline',
+  'need-nick': 'Choose a nickname',
+  idle: 'Not joined',
+};
+
+function hueOf(nick) {
+  let h = 0;
+  for (const ch of nick.toLowerCase()) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  return h % 360;
+}
+
+function initialOf(nick) {
+  const first = [...(nick || '?').trim()][0] || '?';
+  return first.toUpperCase();
+}
+
+function parseTime(ts) {
+  const d = ts ? new Date(ts) : new Date();
+  return Number.isNaN(d.getTime()) ? new Date() : d;
+}
+
+function formatTime(d) {
+  return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+function formatDay(d) {
+  const today = new Date();
+  const yesterday = new Date(today);
+  yesterday.setDate(today.getDate() - 1);
+  if (d.toDateString() === today.toDateString()) return 'Today';
+  if (d.toDateString() === yesterday.toDateString()) return 'Yesterday';
+  return d.toLocaleDateString([], { weekday: 'long', month: 'long', day: 'numeric' });
+}
+
+function countdownText(reconnectAt) {
+  const secs = Math.max(0, Math.ceil((reconnectAt - Date.now()) / 1000));
+  return secs > 0 ? `Reconnecting in ${secs} s...` : 'Reconnecting...';
+}
+
+function typingText(names) {
+  if (names.length === 1) return `${names[0]} is typing...`;
+  if (names.length === 2) return `${names[0]} and ${names[1]} are typing...`;
+  if (names.length > 2) return 'Several people are typing...';
+  return '';
+}
+
+export function createView(doc) {
+  const $ = (id) => doc.getElementById(id);
+  const el = {
+    status: $('status'),
+    statusText: $('status-text'),
+    retry: $('retry'),
+    roomName: $('room-name'),
+    login: $('login'),
+    loginTitle: $('login-title'),
+    loginRoom: $('login-room'),
+    loginError: $('login-error'),
+    loginSubmit: $('login-submit'),
+    loginCancel: $('login-cancel'),
+    nickInput: $('nick-input'),
+    chat: $('chat'),
+    log: $('log'),
+    typing: $('typing'),
+    chatError: $('chat-error'),
+    chatErrorText: $('chat-error-text'),
+    composer: $('composer'),
+    messageInput: $('message-input'),
+    meNick: $('me-nick'),
+    meAvatar: $('me-avatar'),
+    roomInput: $('room-input'),
+    users: $('users'),
+    userCount: $('user-count'),
+  };
+
+  let countdown = 0; // interval id while the status counts down to a reconnect
+  let lastDay = ''; // day of the last message, for day dividers
+  let lastMsg = null; // {nick, at} of the message at the end of the log, for grouping
+
+  function paintAvatar(node, nick) {
+    node.textContent = initialOf(nick);
+    node.style.setProperty('--hue', String(hueOf(nick || '')));
+  }
+
+  function stopCountdown() {
+    if (countdown) clearInterval(countdown);
+    countdown = 0;
+  }
+
+  function setLoginError(text) {
+    el.loginError.textContent = text || '';
+    el.loginError.hidden = !text;
+    el.nickInput.setAttribute('aria-invalid', text ? 'true' : 'false');
+  }
+
+  function nearBottom() {
+    return el.log.scrollHeight - el.log.scrollTop - el.log.clientHeight < 120;
+  }
+
+  function appendItem(li, forceScroll) {
+    if (!li.classList.contains('msg')) lastMsg = null;
+    const stick = forceScroll || nearBottom();
+    el.log.appendChild(li);
+    while (el.log.childElementCount > MAX_LOG_ITEMS) el.log.firstElementChild.remove();
+    if (stick) el.log.scrollTop = el.log.scrollHeight;
+  }
+
+  function maybeDayDivider(d) {
+    const day = d.toDateString();
+    if (day === lastDay) return;
+    lastDay = day;
+    const li = doc.createElement('li');
+    li.className = 'day';
+    li.setAttribute('aria-hidden', 'true');
+    li.textContent = formatDay(d);
+    appendItem(li);
+  }
+
+  function clearChatError() {
+    el.chatError.hidden = true;
+    el.chatErrorText.textContent = '';
+  }
+
+  return {
+    limits({ limits }) {
+      el.nickInput.maxLength = limits.nickCharsMax;
+      el.roomInput.maxLength = limits.roomCharsMax;
+      el.roomInput.placeholder = limits.defaultRoom;
+    },
+
+    status({ phase, reconnectAt }) {
+      el.status.dataset.state = phase;
+      el.chat.classList.toggle('is-disconnected', phase !== 'connected');
+      el.retry.hidden = !(phase === 'reconnecting' || phase === 'offline');
+      stopCountdown();
+      if (phase === 'reconnecting') {
+        el.statusText.textContent = countdownText(reconnectAt);
+        countdown = setInterval(() => { el.statusText.textContent = countdownText(reconnectAt); }, COUNTDOWN_EVERY_MS);
+      } else {
+        el.statusText.textContent = STATUS_TEXT[phase] || STATUS_TEXT.idle;
+      }
+    },
+
+    composer({ ready, room }) {
+      el.composer.classList.toggle('is-offline', !ready);
+      el.messageInput.placeholder = ready ? `Message #${room}` : 'Waiting for the connection...';
+    },
+
+    roomName({ room, force }) {
+      el.roomName.textContent = room;
+      el.loginRoom.textContent = room;
+      doc.title = `#${room} - Chat`;
+      // Never overwrite what the person is typing into the room box.
+      if (force || doc.activeElement !== el.roomInput) el.roomInput.value = room;
+    },
+
+    login({ error, rename, cancelable, nick, select }) {
+      el.login.hidden = false;
+      el.chat.hidden = true;
+      el.loginTitle.textContent = rename ? 'Change your name' : 'Join the conversation';
+      el.loginSubmit.textContent = rename ? 'Save' : 'Join chat';
+      el.loginCancel.hidden = !cancelable;
+      setLoginError(error);
+      if (nick != null) el.nickInput.value = nick;
+      el.loginSubmit.disabled = false;
+      el.nickInput.focus();
+      if (select) el.nickInput.select();
+    },
+
+    offerNick({ nick }) {
+      // Not over a name typed while the page was still starting.
+      if (!el.nickInput.value) el.nickInput.value = nick;
+    },
+
+    loginError({ text, focus }) {
+      setLoginError(text);
+      if (focus) el.nickInput.focus();
+    },
+
+    loginBusy({ busy }) {
+      el.loginSubmit.disabled = busy;
+    },
+
+    chat() {
+      const wasHidden = el.chat.hidden;
+      el.login.hidden = true;
+      el.chat.hidden = false;
+      setLoginError('');
+      if (wasHidden) {
+        el.messageInput.focus();
+        el.log.scrollTop = el.log.scrollHeight;
+      }
+    },
+
+    chatError({ text }) {
+      el.chatErrorText.textContent = text;
+      el.chatError.hidden = false;
+    },
+
+    clearChatError,
+
+    clearLog() {
+      el.log.replaceChildren();
+      lastDay = '';
+      lastMsg = null;
+    },
+
+    notice({ text, kind }) {
+      const li = doc.createElement('li');
+      li.className = `notice notice-${kind}`;
+      const span = doc.createElement('span');
+      span.textContent = text;
+      li.appendChild(span);
+      appendItem(li, kind === 'warn');
+    },
+
+    message({ nick, text, ts, seq, mine }) {
+      const when = parseTime(ts);
+      maybeDayDivider(when);
+      const li = doc.createElement('li');
+      li.className = mine ? 'msg mine' : 'msg';
+      const prev = lastMsg;
+      if (prev && prev.nick === nick && when - prev.at >= 0 && when - prev.at < GROUP_MS) {
+        li.classList.add('cont');
+      }
+      if (seq != null) li.dataset.seq = String(seq);
+
+      const avatar = doc.createElement('span');
+      avatar.className = 'avatar';
+      avatar.setAttribute('aria-hidden', 'true');
+      paintAvatar(avatar, nick);
+
+      const bubble = doc.createElement('div');
+      bubble.className = 'bubble';
+      const meta = doc.createElement('div');
+      meta.className = 'meta';
+      const who = doc.createElement('span');
+      who.className = 'nick';
+      who.textContent = nick;
+      who.style.setProperty('--hue', String(hueOf(nick)));
+      const time = doc.createElement('time');
+      time.dateTime = when.toISOString();
+      time.title = when.toLocaleString();
+      time.textContent = formatTime(when);
+      meta.append(who, time);
+      const body = doc.createElement('p');
+      body.className = 'text';
+      body.textContent = text;
+      bubble.append(meta, body);
+      li.append(avatar, bubble);
+      appendItem(li, mine);
+      lastMsg = { nick, at: when };
+    },
+
+    users({ list, me }) {
+      const items = list.map((nick) => {
+        const li = doc.createElement('li');
+        li.className = nick === me ? 'user me-user' : 'user';
+        const avatar = doc.createElement('span');
+        avatar.className = 'avatar avatar-small';
+        avatar.setAttribute('aria-hidden', 'true');
+        paintAvatar(avatar, nick);
+        const name = doc.createElement('span');
+        name.className = 'user-name';
+        name.textContent = nick;
+        li.append(avatar, name);
+        if (nick === me) {
+          const you = doc.createElement('span');
+          you.className = 'you';
+          you.textContent = '(you)';
+          li.append(you);
+        }
+        return li;
+      });
+      el.users.replaceChildren(...items);
+      el.userCount.textContent = String(list.length);
+    },
+
+    me({ nick }) {
+      el.meNick.textContent = nick || '';
+      paintAvatar(el.meAvatar, nick || '?');
+    },
+
+    typing({ names }) {
+      el.typing.textContent = typingText(names);
+      el.typing.classList.toggle('visible', names.length > 0);
+    },
+
+    restoreMessage({ text }) {
+      // Only into an empty box: never over something typed since.
+      if (!el.messageInput.value) el.messageInput.value = text;
+    },
+
+    messageSent() {
+      el.messageInput.value = '';
+      el.messageInput.focus();
+    },
+
+    roomInputDone({ room }) {
+      el.roomInput.blur();
+      if (room != null) el.roomInput.value = room;
+    },
+
+    /** The client cannot run at all (no /config.json): say so where the person is looking. */
+    fatal(text) {
+      el.login.hidden = false;
+      el.chat.hidden = true;
+      setLoginError(text);
+      el.loginSubmit.disabled = true;
+    },
+  };
+}
