@@ -117,6 +117,21 @@ pub struct Args {
     #[arg(long, env = "CHAT_HUB_TURN", default_value_t = 32,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub hub_turn: usize,
+    /// Names at most in a welcome's `users` and in one `who` page.
+    #[arg(long, env = "CHAT_PRESENCE_LIST_MAX", default_value_t = Config::default().presence_list_max,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub presence_list_max: usize,
+    /// Rooms of at most this many members get join/leave/nick/typing notices at once; larger
+    /// ones get one coalesced `presence` frame per --presence-interval (and no typing).
+    #[arg(long, env = "CHAT_PRESENCE_NOTIFY_MAX", default_value_t = Config::default().presence_notify_max)]
+    pub presence_notify_max: usize,
+    /// A large room gets at most one `presence` frame per this interval.
+    #[arg(long, env = "CHAT_PRESENCE_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub presence_interval: Duration,
+    /// Names at most in each list of one `presence` frame (it says how many more there were).
+    #[arg(long, env = "CHAT_PRESENCE_CHANGES_MAX", default_value_t = Config::default().presence_changes_max,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
+    pub presence_changes_max: usize,
     /// Bearer token enabling POST /admin/kick?room=&nick= (disabled when unset).
     #[arg(long, env = "CHAT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -140,6 +155,10 @@ impl Args {
                 idle_timeout: self.idle_timeout,
                 clients_max: self.max_connections,
                 rooms_max: self.max_rooms,
+                presence_list_max: self.presence_list_max,
+                presence_notify_max: self.presence_notify_max,
+                presence_interval: self.presence_interval,
+                presence_changes_max: self.presence_changes_max,
             },
             epoch: new_epoch(),
             static_source: self

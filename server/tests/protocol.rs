@@ -122,7 +122,8 @@ async fn rooms_are_isolated_and_a_join_switches_rooms() {
         .send_json(json!({"type": "join", "room": "rust"}))
         .await;
     let welcome = general.recv_type("welcome").await;
-    assert_eq!(welcome["users"], json!(["r", "g"]));
+    assert_eq!(welcome["users"], json!(["g", "r"]), "in nickname order");
+    assert_eq!(welcome["user_count"], 2);
     assert_eq!(welcome["history"][0]["text"], "only rust sees this");
     assert_eq!(rust.recv_type("join").await["nick"], "g");
     server.shutdown().await;

@@ -267,7 +267,10 @@ pub fn nothing_after_leaving(record: &Record) -> Vec<String> {
                         continue;
                     }
                     ServerMessage::Message(m) => &m.room,
-                    ServerMessage::Join { room, .. } | ServerMessage::Typing { room, .. } => room,
+                    ServerMessage::Join { room, .. }
+                    | ServerMessage::Typing { room, .. }
+                    | ServerMessage::Users { room, .. }
+                    | ServerMessage::Presence { room, .. } => room,
                     ServerMessage::Leave {
                         room: r, nick: n, ..
                     } => {
