@@ -8,7 +8,7 @@ use std::time::Duration;
 use chat_engine::protocol::ChatMessage;
 use chat_engine::ServerMessage;
 
-use crate::trace::{ClientLog, Received, Record, Role, Session, Trace};
+use crate::trace::{ClientLog, Received, Record, Role, Session, Snapshot, Trace};
 
 /// What the checker needs to know about the server's configuration.
 #[derive(Clone, Copy, Debug)]
@@ -343,23 +343,41 @@ pub fn only_overflowing_clients_evicted(record: &Record, limits: Limits) -> Vec<
     violations
 }
 
-/// Once the run has gone quiet, each connected client's presence list is exactly the set of
-/// clients in its room.
+/// Once the run has gone quiet (longer than a presence interval), each connected client's member
+/// count is exactly the number of clients in its room, and its list of names is exactly them when
+/// it believes the list complete, else some of them and never anyone else (unless a `presence`
+/// frame told it that it left names out: then only the count is known).
 pub fn presence_converges(record: &Record) -> Vec<String> {
-    let mut members: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    for log in record.clients.values() {
-        if let Some(s) = &log.snapshot {
-            members
-                .entry(s.room.as_str())
-                .or_default()
-                .insert(s.nick.clone());
+    // Views taken at the same instant, by client.
+    let mut moments: BTreeMap<Duration, Vec<(&str, &Snapshot)>> = BTreeMap::new();
+    for (name, log) in &record.clients {
+        for s in log.checkpoints.iter().chain(&log.snapshot) {
+            moments.entry(s.at).or_default().push((name.as_str(), s));
         }
     }
     let mut violations = Vec::new();
-    for (name, log) in &record.clients {
-        if let Some(s) = &log.snapshot {
+    for views in moments.values() {
+        let mut members: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for (_, s) in views {
+            (members.entry(s.room.as_str()).or_default()).insert(s.nick.clone());
+        }
+        for (name, s) in views {
             let real = &members[s.room.as_str()];
-            if &s.users != real {
+            if s.user_count != real.len() {
+                violations.push(format!(
+                    "{name} counts {} in {} at {:?}, but the room holds {}",
+                    s.user_count,
+                    s.room,
+                    s.at,
+                    real.len()
+                ));
+            }
+            let wrong = match (s.users_complete, s.users_stale) {
+                (true, _) => &s.users != real,
+                (false, false) => !s.users.is_subset(real),
+                (false, true) => false,
+            };
+            if wrong {
                 violations.push(format!(
                     "{name} sees {:?} in {} at {:?}, but the room holds {real:?}",
                     s.users, s.room, s.at

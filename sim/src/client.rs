@@ -43,8 +43,21 @@ pub struct View {
     /// The room epoch from the last `welcome` (what `since` recovery is keyed on).
     pub room_epoch: Option<String>,
     pub nick: Option<String>,
-    /// Presence: nicknames in the room, from `welcome.users` plus `join`/`leave`/`nick`.
+    /// Presence: nicknames in the room, from `welcome.users` and `users` pages plus
+    /// `join`/`leave`/`nick`/`presence`.
     pub users: BTreeSet<String>,
+    /// Members of the room, from `welcome`/`users`/`presence` counts plus `join`/`leave`.
+    pub user_count: usize,
+    /// `users` holds every member: the welcome listed them all, or the list was paged since, and
+    /// no `presence` frame has left names out since.
+    pub users_complete: bool,
+    /// A `presence` frame left names out since the list was last complete: `users` may hold
+    /// names of people who left.
+    pub users_stale: bool,
+    /// `who` pages that arrived, the last one's names and its `next`.
+    pub pages: usize,
+    pub last_page: Vec<String>,
+    pub next_page: Option<String>,
     /// The last `seq` seen in the current room.
     pub last_seq: Option<u64>,
     /// The close code the server sent, if any.
@@ -64,6 +77,7 @@ impl View {
                 nick,
                 room,
                 users,
+                user_count,
                 seq,
                 epoch,
                 ..
@@ -72,6 +86,9 @@ impl View {
                 self.room_epoch = Some(epoch.clone());
                 self.nick = Some(nick.clone());
                 self.users = users.iter().cloned().collect();
+                self.user_count = *user_count;
+                self.users_complete = users.len() == *user_count;
+                self.users_stale = false;
                 self.last_seq = Some(*seq);
                 self.welcome = Some(message.clone());
             }
@@ -80,9 +97,45 @@ impl View {
             }
             ServerMessage::Join { room, nick, .. } if Some(room) == self.room.as_ref() => {
                 self.users.insert(nick.clone());
+                self.user_count += 1;
             }
             ServerMessage::Leave { room, nick, .. } if Some(room) == self.room.as_ref() => {
                 self.users.remove(nick);
+                self.user_count = self.user_count.saturating_sub(1);
+            }
+            ServerMessage::Presence {
+                room,
+                user_count,
+                joined,
+                left,
+                renamed,
+                joined_more,
+                left_more,
+                renamed_more,
+            } if Some(room) == self.room.as_ref() => {
+                // One step: every name that went out, then every name that came in.
+                for gone in left.iter().chain(renamed.iter().map(|r| &r.old)) {
+                    self.users.remove(gone);
+                }
+                let came = joined.iter().chain(renamed.iter().map(|r| &r.nick));
+                self.users.extend(came.cloned());
+                self.user_count = *user_count;
+                if joined_more + left_more + renamed_more > 0 {
+                    self.users_complete = false;
+                    self.users_stale = true;
+                }
+            }
+            ServerMessage::Users {
+                room,
+                users,
+                user_count,
+                next,
+            } if Some(room) == self.room.as_ref() => {
+                self.users.extend(users.iter().cloned());
+                self.user_count = *user_count;
+                self.pages += 1;
+                self.last_page = users.clone();
+                self.next_page = next.clone();
             }
             ServerMessage::Nick {
                 room, old, nick, ..
@@ -410,18 +463,65 @@ impl Client {
         turmoil::release(SERVER, self.name.as_str());
     }
 
+    /// Pages the whole member list with `who` and makes it the view's list (what a client does
+    /// when it wants every name, or after a `presence` frame left names out). Returns whether
+    /// every page arrived in time.
+    pub async fn page_all_users(&mut self, timeout: Duration) -> bool {
+        let mut names = BTreeSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let pages = self.view().pages;
+            if !self.send(&Command::Who {
+                after: after.clone(),
+            }) {
+                return false;
+            }
+            if !self.wait_until(|v| v.pages > pages, timeout).await {
+                return false;
+            }
+            let view = self.view();
+            names.extend(view.last_page.iter().cloned());
+            match view.next_page {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let mut view = self.view.lock().expect("view lock");
+        // Names from before the paging that the pages did not confirm are gone.
+        view.users.retain(|n| names.contains(n));
+        view.users_complete = true;
+        view.users_stale = false;
+        true
+    }
+
     /// Records this client's view of its room as the final one (call once the run is quiet).
     pub fn snapshot(&self) {
+        if let Some(snapshot) = self.view_now() {
+            self.log(|log| log.snapshot = Some(snapshot));
+        }
+    }
+
+    /// Records this client's view of its room at a quiet moment of the run; every client of the
+    /// scenario must take it at the same instant.
+    pub fn checkpoint(&self) {
+        if let Some(snapshot) = self.view_now() {
+            self.log(|log| log.checkpoints.push(snapshot));
+        }
+    }
+
+    fn view_now(&self) -> Option<Snapshot> {
         let view = self.view();
-        if let (true, Some(room), Some(nick)) = (view.open, view.room, view.nick) {
-            self.log(|log| {
-                log.snapshot = Some(Snapshot {
-                    at: trace::now(),
-                    room,
-                    nick,
-                    users: view.users,
-                });
-            });
+        match (view.open, view.room, view.nick) {
+            (true, Some(room), Some(nick)) => Some(Snapshot {
+                at: trace::now(),
+                room,
+                nick,
+                users: view.users,
+                user_count: view.user_count,
+                users_complete: view.users_complete,
+                users_stale: view.users_stale,
+            }),
+            _ => None,
         }
     }
 

@@ -72,6 +72,9 @@ pub struct ClientLog {
     pub stopped_reading: Option<Duration>,
     /// Its view of its room once the run had gone quiet, if it was connected then.
     pub snapshot: Option<Snapshot>,
+    /// Earlier views taken at quiet moments (every client at the same instant), checked like
+    /// the final one.
+    pub checkpoints: Vec<Snapshot>,
 }
 
 /// One WebSocket connection of a client.
@@ -122,4 +125,10 @@ pub struct Snapshot {
     pub room: String,
     pub nick: String,
     pub users: BTreeSet<String>,
+    /// The member count the client believes.
+    pub user_count: usize,
+    /// It believes `users` lists every member (see `View::users_complete`).
+    pub users_complete: bool,
+    /// Its list may name people who left (see `View::users_stale`).
+    pub users_stale: bool,
 }
