@@ -203,7 +203,7 @@ impl Engine {
             }
         }
         self.room_incarnations += 1;
-        self.activity += 1;
+        // Its creator's join (`enter_room`) makes it the most recently active room.
         let epoch = format!("{}-{}", self.epoch, self.room_incarnations);
         let r = self.rooms.insert(Room::new(
             name.clone(),
