@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chat_engine::ServerMessage;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Mutex, Notify, Semaphore};
@@ -86,6 +87,7 @@ pub(crate) struct Shared {
     pub(crate) window: OnceLock<(tokio::time::Instant, tokio::time::Instant)>,
     pub(crate) connect_gate: Semaphore,
     pub(crate) read_buffer: usize,
+    pub(crate) peer: crate::Peer,
 }
 
 /// How a client's connection ended.
@@ -115,6 +117,27 @@ pub(crate) struct ClientResult {
     pub(crate) latencies_ns: Vec<u64>,
     /// Unix nanoseconds of the last delivery (0: none).
     pub(crate) last_delivery_ns: u64,
+}
+
+/// The frames a load client reads to count its room's members (everything else is ignored).
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Counted {
+    Welcome {
+        users: Vec<IgnoredAny>,
+        user_count: Option<usize>,
+    },
+    Join {},
+    Leave {},
+    Presence {
+        user_count: usize,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+    #[serde(other)]
+    Other,
 }
 
 pub(crate) fn unix_nanos() -> u64 {
@@ -168,10 +191,19 @@ pub(crate) async fn run(
     };
     let sender_task =
         own.map(|id| tokio::spawn(send_loop(id, writer.clone(), shared.clone(), phase.clone())));
-    let mut joins_expected: Option<usize> = None;
-    let mut joins_seen = 0usize;
+    // Members of its room this client has counted: the welcome's count, then every join notice
+    // or presence frame. It is ready once it has counted the whole room.
+    let mut members: Option<usize> = None;
     let mut permit = Some(permit);
     let mut counted = false;
+    if shared.peer == crate::Peer::GoSeed {
+        // No welcome and no presence: in once upgraded, ready at once.
+        permit = None;
+        shared.connected.fetch_add(1, Ordering::Relaxed);
+        counted = true;
+        progress.ready.store(true, Ordering::Relaxed);
+        shared.ready.fetch_add(1, Ordering::Relaxed);
+    }
     result.end = loop {
         if role == Role::Slow && progress.ready.load(Ordering::Relaxed) {
             // Slow clients stop reading once sending starts, until the run stops.
@@ -221,17 +253,26 @@ pub(crate) async fn run(
                     }
                     continue;
                 }
-                match serde_json::from_slice::<ServerMessage>(text) {
-                    Ok(ServerMessage::Welcome { users, .. }) if joins_expected.is_none() => {
-                        joins_expected = Some(room_size.saturating_sub(users.len()));
+                if shared.peer == crate::Peer::GoSeed {
+                    // The Go hub echoes whatever anyone sent; only load messages count.
+                    continue;
+                }
+                match serde_json::from_slice::<Counted>(text) {
+                    Ok(Counted::Welcome { users, user_count }) if members.is_none() => {
+                        // Servers from before presence paging listed everyone and sent no count.
+                        members = Some(user_count.unwrap_or(users.len()));
                         permit = None;
                         shared.connected.fetch_add(1, Ordering::Relaxed);
                         counted = true;
                     }
-                    Ok(ServerMessage::Join { .. }) => joins_seen += 1,
-                    Ok(ServerMessage::Error { code, message }) => {
+                    Ok(Counted::Join {}) => members = members.map(|n| n + 1),
+                    Ok(Counted::Leave {}) => members = members.map(|n| n.saturating_sub(1)),
+                    Ok(Counted::Presence { user_count }) => {
+                        members = members.map(|_| user_count);
+                    }
+                    Ok(Counted::Error { code, message }) => {
                         result.errors += 1;
-                        if joins_expected.is_none() {
+                        if members.is_none() {
                             let mut first = shared.first_error.lock().expect("not poisoned");
                             first.get_or_insert_with(|| {
                                 format!("client {index}: {code}: {message}")
@@ -240,10 +281,10 @@ pub(crate) async fn run(
                     }
                     _ => {}
                 }
-                if let Some(expected) = joins_expected {
-                    if joins_seen >= expected && !progress.ready.swap(true, Ordering::Relaxed) {
-                        shared.ready.fetch_add(1, Ordering::Relaxed);
-                    }
+                if members.is_some_and(|n| n >= room_size)
+                    && !progress.ready.swap(true, Ordering::Relaxed)
+                {
+                    shared.ready.fetch_add(1, Ordering::Relaxed);
                 }
             }
             ws::OP_PING => {

@@ -87,6 +87,23 @@ pub(crate) struct Args {
     /// A label copied into the JSON output.
     #[arg(long, default_value = "")]
     label: String,
+    /// What the server speaks: `chat` (this project's protocol: a client is in once welcomed,
+    /// and ready once it has counted every member of its room), or `go-seed` (the classic Go
+    /// hub, ../shared/peers/go-seed: no welcome, no rooms; a client is ready once its upgrade is
+    /// done, and sending starts `--settle` seconds after the last one).
+    #[arg(long, value_enum, default_value = "chat")]
+    peer: Peer,
+    /// With `--peer go-seed`: seconds to wait after every upgrade, for the hub to register the
+    /// clients (it registers them after answering the upgrade).
+    #[arg(long, default_value_t = 1.0)]
+    settle: f64,
+}
+
+/// The protocol of the server under load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Peer {
+    Chat,
+    GoSeed,
 }
 
 fn main() -> ExitCode {
@@ -128,6 +145,12 @@ fn check(args: &Args, nofile: u64) -> Result<(), String> {
     }
     if args.rooms == 0 || args.rooms > args.clients {
         return Err("--rooms must be between 1 and --clients".into());
+    }
+    if args.peer == Peer::GoSeed && args.rooms != 1 {
+        return Err("the Go hub has no rooms: --peer go-seed needs --rooms 1".into());
+    }
+    if !(0.0..=60.0).contains(&args.settle) {
+        return Err("--settle must be in [0, 60] seconds".into());
     }
     if !(args.duration > 0.0 && args.duration <= 600.0 && (0.0..=60.0).contains(&args.drain)) {
         return Err("--duration must be in (0, 600] and --drain in [0, 60] seconds".into());
@@ -194,6 +217,7 @@ async fn run(args: Args) -> Result<String, String> {
         window: OnceLock::new(),
         connect_gate: Semaphore::new(args.connect_concurrency.max(1)),
         read_buffer: args.read_buffer.max(256),
+        peer: args.peer,
     });
     let (phase_tx, phase_rx) = watch::channel(Phase::Joining);
     let room_of = |i: usize| i % args.rooms;
@@ -236,6 +260,9 @@ async fn run(args: Args) -> Result<String, String> {
         shared.ready.load(Ordering::Relaxed) >= shared.connected.load(Ordering::Relaxed)
     })
     .await;
+    if args.peer == Peer::GoSeed {
+        tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
+    }
     let settle_s = connect_started.elapsed().as_secs_f64();
     let connected = shared.connected.load(Ordering::Relaxed);
     println!(
