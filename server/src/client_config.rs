@@ -10,18 +10,22 @@ use chat_engine::names::{NICK_CHARS_MAX, ROOM_CHARS_MAX};
 use chat_engine::{CloseReason, LeaveReason};
 
 use crate::settings::Settings;
-use crate::ws_read::{CLOSE_INVALID_DATA, CLOSE_PROTOCOL, CLOSE_TOO_BIG, CLOSE_UNSUPPORTED};
+use crate::ws_write::{
+    CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
+    CLOSE_TRY_AGAIN, CLOSE_UNSUPPORTED,
+};
 
-/// Close codes the server sends itself, besides the engine's (`CloseReason::ALL`). 1000, 1001 and
-/// 1013 are literals in `connection.rs` and `hub.rs`; README's close-code table lists them all.
+/// Close codes the server sends itself, besides the engine's (`CloseReason::ALL`): every one
+/// named in `ws_write.rs` but `CLOSE_NO_STATUS`, which is only logged. README's close-code table
+/// lists them all.
 const SHELL_CLOSE_CODES: [u16; 7] = [
-    1000, // the echo of a client's own close
-    1001, // shutting down
+    CLOSE_NORMAL,
+    CLOSE_GOING_AWAY,
     CLOSE_PROTOCOL,
     CLOSE_UNSUPPORTED,
     CLOSE_INVALID_DATA,
     CLOSE_TOO_BIG,
-    1013, // server full: a race past the HTTP-level 503
+    CLOSE_TRY_AGAIN,
 ];
 
 /// Every close code the server can send, ascending.

@@ -10,10 +10,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::SemaphorePermit;
 
 use crate::hub::{HubHandle, ToHub};
-use crate::link::{Link, LinkLimits, ReadControl, WriterCmd};
+use crate::link::{Link, LinkLimits, ReadControl};
 use crate::settings::Settings;
-use crate::ws_read::{Incoming, MessageReader, ReadEnd, CLOSE_UNSUPPORTED};
-use crate::ws_write::{close_frame_bytes, write_loop, Report};
+use crate::writer::{write_loop, Report};
+use crate::ws_read::{Incoming, MessageReader, ReadEnd};
+use crate::ws_write::{
+    close_frame_bytes, WriterCmd, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS, CLOSE_TRY_AGAIN,
+    CLOSE_UNSUPPORTED,
+};
 
 /// After we send a close, how long we keep reading for the peer's close before hanging up.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -62,8 +66,8 @@ where
         Some(Ok(client)) => client,
         refused => {
             let (code, reason) = match refused {
-                Some(Err(_)) => (1013, "server full, try again later"),
-                _ => (1001, "server shutting down"),
+                Some(Err(_)) => (CLOSE_TRY_AGAIN, "server full, try again later"),
+                _ => (CLOSE_GOING_AWAY, "server shutting down"),
             };
             let _ = tokio::time::timeout(
                 limits.write_timeout,
@@ -100,7 +104,7 @@ where
 /// The answer to a peer's close: its own code (1000 for an empty close).
 fn close_echo(code: Option<u16>) -> WriterCmd {
     WriterCmd::Close {
-        code: code.unwrap_or(1000),
+        code: code.unwrap_or(CLOSE_NORMAL),
         reason: "",
     }
 }
@@ -149,7 +153,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(Incoming::Pong) => hub.send(ToHub::Pong { client }).await,
             Ok(Incoming::Close { code }) => {
                 link.send(close_echo(code));
-                tracing::info!(client = %client, code = code.unwrap_or(1005), "client closed");
+                tracing::info!(client = %client, code = code.unwrap_or(CLOSE_NO_STATUS), "client closed");
                 return LoopEnd::Done;
             }
             Err(ReadEnd::Violation { code, reason }) => {

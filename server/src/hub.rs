@@ -22,9 +22,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::link::{Link, ReadControl, WriterCmd};
+use crate::link::{Link, ReadControl};
 use crate::metrics::Metrics;
-use crate::ws_write::Tally;
+use crate::ws_write::{Tally, WriterCmd, CLOSE_GOING_AWAY};
 
 pub(crate) enum ToHub {
     Connect {
@@ -383,7 +383,7 @@ impl Hub {
         for id in ids {
             if let Some(conn) = self.conns.remove(&id) {
                 conn.link.hang_up(Some(WriterCmd::Close {
-                    code: 1001,
+                    code: CLOSE_GOING_AWAY,
                     reason: "server shutting down",
                 }));
             }

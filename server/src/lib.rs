@@ -15,6 +15,7 @@ mod metrics;
 mod origin;
 pub mod settings;
 mod static_files;
+mod writer;
 mod ws_read;
 mod ws_write;
 

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::ws_write::{encode_batch, Tally};
+use crate::ws_write::{encode_batch, Tally, Unfinished, WriterCmd};
 
 /// The socket's write half, shared by the connection's writer and the hub.
 pub(crate) type Sink = Pin<Box<dyn AsyncWrite + Send>>;
@@ -51,32 +51,6 @@ impl Default for LinkLimits {
             pending_pongs_max: settings.pending_pongs_max,
         }
     }
-}
-
-/// What a connection's writer is asked to put on the wire, in order.
-#[derive(Debug)]
-pub(crate) enum WriterCmd {
-    /// A text frame from the engine (counted in its queue; reported back as flushed).
-    Text(Bytes),
-    /// A binary frame (echo mode only; never counted).
-    Binary(Bytes),
-    Ping,
-    Pong(Bytes),
-    /// The last frame: close with this code and reason, then end the connection.
-    Close {
-        code: u16,
-        reason: &'static str,
-    },
-    /// What the hub began writing and the socket did not take (boxed: rare, and it would
-    /// otherwise make every command larger).
-    Unfinished(Box<Unfinished>),
-}
-
-/// Frames the hub encoded and partly wrote: the writer writes `rest`, then reports `tally`.
-#[derive(Debug)]
-pub(crate) struct Unfinished {
-    pub(crate) rest: Bytes,
-    pub(crate) tally: Tally,
 }
 
 /// Whether a connection's reader may read.
@@ -387,7 +361,7 @@ mod tests {
 
     use super::*;
     use crate::hub::{Hub, ToHub};
-    use crate::ws_write::{write_loop, Report};
+    use crate::writer::{write_loop, Report};
 
     fn text(s: &'static str) -> WriterCmd {
         WriterCmd::Text(Bytes::from_static(s.as_bytes()))

@@ -15,6 +15,8 @@ use bytes::{Buf, BytesMut};
 use fastwebsockets::{CloseCode, OpCode};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
+use crate::ws_write::{CLOSE_INVALID_DATA, CLOSE_PROTOCOL, CLOSE_TOO_BIG};
+
 /// One complete thing a client said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Incoming {
@@ -36,11 +38,6 @@ pub(crate) enum ReadEnd {
     /// The stream ended or failed: nothing more can be said.
     Gone,
 }
-
-pub(crate) const CLOSE_PROTOCOL: u16 = 1002;
-pub(crate) const CLOSE_UNSUPPORTED: u16 = 1003;
-pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
-pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 
 const CONTROL_PAYLOAD_MAX: usize = 125;
 /// Bytes asked of the socket at a time through the stack; a frame missing more than this is read

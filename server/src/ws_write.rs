@@ -1,60 +1,58 @@
-//! The connection writer: takes everything queued on the link, encodes it into one buffer and
-//! writes it with one call, then reports the flushed frames to the hub. A socket that accepts
-//! nothing for the write timeout is dropped, so a slow client costs at most its queue bound.
-//! Nothing is kept between batches: an idle connection's writer holds no buffer. The encoding
-//! is shared with the hub's direct writes (`Link::flush_direct`).
+//! What the server writes on a WebSocket: the commands a connection's writer is asked to put on
+//! the wire ([`WriterCmd`]), their encoding into unmasked server frames, the tally of chat frames
+//! written, and the close codes the server sends. Both writers of a socket use it, the
+//! connection's writer task (`writer.rs`) and the hub's direct writes (`Link::flush_direct`), so
+//! it imports nothing else of the crate: neither needs the other to speak it.
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use bytes::Bytes;
-use chat_engine::ClientId;
 use fastwebsockets::{Frame, OpCode, Payload};
 
-use crate::hub::{HubHandle, ToHub};
-use crate::link::{Link, WriterCmd};
+/// Normal closure: the answer to a client's own empty close.
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
+/// The server is shutting down.
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
+/// The client broke RFC 6455 (unmasked frame, reserved bits, bad control frame...).
+pub(crate) const CLOSE_PROTOCOL: u16 = 1002;
+/// A binary frame: this is a text protocol.
+pub(crate) const CLOSE_UNSUPPORTED: u16 = 1003;
+/// What a close without a code is logged as (never sent: RFC 6455 reserves it for that).
+pub(crate) const CLOSE_NO_STATUS: u16 = 1005;
+/// Invalid UTF-8 in a text message or a close reason.
+pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
+/// A message over `--max-message-bytes`.
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
+/// The engine is full: a race past the HTTP-level 503.
+pub(crate) const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// Write as soon as this much is buffered, so one batch never holds much memory.
-const BATCH_BYTES: usize = 256 << 10;
+pub(crate) const BATCH_BYTES: usize = 256 << 10;
 
-/// Appends one unmasked (server) frame to `buf`.
-pub(crate) fn encode(buf: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
-    let mut head = [0u8; 16];
-    let len = Frame::new(true, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
-    buf.extend_from_slice(&head[..len]);
-    buf.extend_from_slice(payload);
+/// What a connection's writer is asked to put on the wire, in order.
+#[derive(Debug)]
+pub(crate) enum WriterCmd {
+    /// A text frame from the engine (counted in its queue; reported back as flushed).
+    Text(Bytes),
+    /// A binary frame (echo mode only; never counted).
+    Binary(Bytes),
+    Ping,
+    Pong(Bytes),
+    /// The last frame: close with this code and reason, then end the connection.
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
+    /// What the hub began writing and the socket did not take (boxed: rare, and it would
+    /// otherwise make every command larger).
+    Unfinished(Box<Unfinished>),
 }
 
-fn close_payload(code: u16, reason: &str) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(reason.as_bytes());
-    payload
-}
-
-/// Who hears about what the writer did.
-pub(crate) enum Report {
-    /// Chat connections: flushed counts and failures go to the hub.
-    Hub { hub: HubHandle, client: ClientId },
-    /// Echo connections: nobody keeps accounts.
-    Nobody,
-}
-
-impl Report {
-    async fn flushed(&self, tally: Tally) {
-        if let Report::Hub { hub, client } = self {
-            hub.send(ToHub::Flushed {
-                client: *client,
-                tally,
-            })
-            .await;
-        }
-    }
-
-    async fn failed(&self) {
-        if let Report::Hub { hub, client } = self {
-            hub.send(ToHub::Disconnect { client: *client }).await;
-        }
-    }
+/// Frames the hub encoded and partly wrote: the writer writes `rest`, then reports `tally`.
+#[derive(Debug)]
+pub(crate) struct Unfinished {
+    pub(crate) rest: Bytes,
+    pub(crate) tally: Tally,
 }
 
 /// Text frames and their payload bytes, as reported to the hub once written.
@@ -69,6 +67,20 @@ impl Tally {
         self.frames += other.frames;
         self.bytes += other.bytes;
     }
+}
+
+/// Appends one unmasked (server) frame to `buf`.
+pub(crate) fn encode(buf: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
+    let mut head = [0u8; 16];
+    let len = Frame::new(true, opcode, None, Payload::Borrowed(payload)).fmt_head(&mut head);
+    buf.extend_from_slice(&head[..len]);
+    buf.extend_from_slice(payload);
+}
+
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason.as_bytes());
+    payload
 }
 
 /// Encodes commands from the front of `queue` into `buf` until `buf` holds `BATCH_BYTES` or the
@@ -109,32 +121,8 @@ pub(crate) fn encode_batch(
     (tally, false)
 }
 
-/// Runs until a `Close` was written, the link is closed and drained, or the socket fails.
-pub(crate) async fn write_loop(link: &Link, report: Report, write_timeout: Duration) {
-    while let Some(mut batch) = link.take_all().await {
-        let mut buf = Vec::with_capacity(batch_size_hint(&batch));
-        let (tally, closing) = encode_batch(&mut batch, &mut buf, true);
-        if !closing && !batch.is_empty() {
-            link.put_back(batch);
-        }
-        let written = tokio::time::timeout(write_timeout, link.write_all(&buf)).await;
-        if !matches!(written, Ok(Ok(()))) {
-            link.close();
-            report.failed().await;
-            return;
-        }
-        if tally.frames > 0 {
-            report.flushed(tally).await;
-        }
-        if closing {
-            break;
-        }
-    }
-    let _ = tokio::time::timeout(write_timeout, link.shutdown()).await;
-}
-
 /// Bytes the encoded batch will take, up to one write's worth, so the buffer is sized once.
-fn batch_size_hint(batch: &VecDeque<WriterCmd>) -> usize {
+pub(crate) fn batch_size_hint(batch: &VecDeque<WriterCmd>) -> usize {
     let mut size = 0;
     for cmd in batch {
         size += match cmd {
