@@ -1,7 +1,12 @@
 //! One WebSocket connection after the upgrade: a reader and a writer, run side by side in one
 //! task and joined by the connection's link. `serve_chat` hands messages to the hub;
 //! `serve_echo` sends them back (the Autobahn target).
+//!
+//! What a chat connection's reader read and its writer wrote reaches the hub through one
+//! `HubReporter`, and its end through one `Disconnect`, sent when the reader ends: a writer
+//! that fails stops the reader rather than telling the hub itself.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +17,11 @@ use tokio::sync::SemaphorePermit;
 use crate::hub::{HubHandle, ToHub};
 use crate::link::{Link, LinkLimits, ReadControl};
 use crate::settings::Settings;
-use crate::writer::{write_loop, Report};
+use crate::writer::write_loop;
 use crate::ws_read::{Incoming, MessageReader, ReadEnd};
 use crate::ws_write::{
-    close_frame_bytes, WriterCmd, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS, CLOSE_TRY_AGAIN,
-    CLOSE_UNSUPPORTED,
+    close_frame_bytes, Tally, WriterCmd, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS,
+    CLOSE_TRY_AGAIN, CLOSE_UNSUPPORTED,
 };
 
 /// After we send a close, how long we keep reading for the peer's close before hanging up.
@@ -77,27 +82,68 @@ where
             return;
         }
     };
-    let report = Report::Hub {
-        hub: hub.clone(),
-        client,
-    };
+    let to_hub = HubReporter { hub, client };
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
     // Written out here and in `serve_echo` rather than shared: a helper taking the reading
     // future as an argument stores it twice, and the connection's task grew from 1.7 to 3.0 KiB
     // (scenario 4 went from 3.5 to 4.8 KiB per connection).
     let reading = async {
-        let end = read_loop(&mut reader, client, &link, &hub).await;
-        hub.send(ToHub::Disconnect { client }).await;
+        let end = read_loop(&mut reader, &link, &to_hub).await;
+        // The one Disconnect, however the connection ended: the reader ends when the peer
+        // closes or vanishes, and when the link stops it (the hub closed the client, or the
+        // writer failed).
+        to_hub.disconnected().await;
         // The hub closes the link when it hears of the disconnect; after shutdown nobody would.
         link.close();
         end
     };
-    let writing = write_loop(&link, report, limits.write_timeout);
+    let writing = async {
+        let flushed = |tally| to_hub.flushed(tally);
+        if write_loop(&link, limits.write_timeout, flushed)
+            .await
+            .is_err()
+        {
+            // Nothing can be written any more: stop the reader, whose end tells the hub.
+            link.hang_up(None);
+        }
+    };
     // Flush everything (the close frame last) before lingering: the linger is bounded, and a
     // socket dropped with unread bytes resets, which could cost the peer its last frames.
     let (end, ()) = tokio::join!(reading, writing);
     if end == LoopEnd::Linger {
         linger(&mut reader).await;
+    }
+}
+
+/// A chat connection's side of the hub's inbox: the one place where what its reader read and
+/// what its writer wrote become hub messages.
+struct HubReporter {
+    hub: HubHandle,
+    client: ClientId,
+}
+
+// Each returns the hub's send future itself: an `async fn` around it would hold its argument
+// beside the message, which grows the connection's task (`the_connection_task_stays_small`).
+impl HubReporter {
+    fn frame(&self, text: String) -> impl Future<Output = ()> + '_ {
+        let client = self.client;
+        self.hub.send(ToHub::Frame { client, text })
+    }
+
+    /// A ping or a pong: the client is alive.
+    fn heard(&self) -> impl Future<Output = ()> + '_ {
+        let client = self.client;
+        self.hub.send(ToHub::Pong { client })
+    }
+
+    fn flushed(&self, tally: Tally) -> impl Future<Output = ()> + '_ {
+        let client = self.client;
+        self.hub.send(ToHub::Flushed { client, tally })
+    }
+
+    fn disconnected(&self) -> impl Future<Output = ()> + '_ {
+        let client = self.client;
+        self.hub.send(ToHub::Disconnect { client })
     }
 }
 
@@ -119,10 +165,10 @@ enum LoopEnd {
 
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
-    client: ClientId,
     link: &Link,
-    hub: &HubHandle,
+    to_hub: &HubReporter,
 ) -> LoopEnd {
+    let client = to_hub.client;
     loop {
         // Flow control: while paused, leave the bytes in the socket so TCP pushes back.
         if link.wait_control(|c| c != ReadControl::Pause).await == ReadControl::Stop {
@@ -137,7 +183,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(Incoming::Text(text)) => {
                 // The hub gives the permit back once the engine has taken the frame.
                 permit.forget();
-                hub.send(ToHub::Frame { client, text }).await;
+                to_hub.frame(text).await;
             }
             Ok(Incoming::Binary(_)) => {
                 link.send(WriterCmd::Close {
@@ -148,9 +194,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             Ok(Incoming::Ping(payload)) => {
                 link.send(WriterCmd::Pong(payload.into()));
-                hub.send(ToHub::Pong { client }).await;
+                to_hub.heard().await;
             }
-            Ok(Incoming::Pong) => hub.send(ToHub::Pong { client }).await,
+            Ok(Incoming::Pong) => to_hub.heard().await,
             Ok(Incoming::Close { code }) => {
                 link.send(close_echo(code));
                 tracing::info!(client = %client, code = code.unwrap_or(CLOSE_NO_STATUS), "client closed");
@@ -204,7 +250,11 @@ where
         link.close();
         end
     };
-    let writing = write_loop(&link, Report::Nobody, limits.write_timeout);
+    // Nobody keeps accounts of an echo connection; a failed write closes the link, and the echo
+    // loop stops at its next message.
+    let writing = async {
+        let _ = write_loop(&link, limits.write_timeout, |_| async {}).await;
+    };
     // As in `serve_chat`: the writer flushes everything before any linger.
     let (end, ()) = tokio::join!(reading, writing);
     if end == LoopEnd::Linger {
@@ -260,5 +310,91 @@ mod tests {
         let task = super::serve_chat(io, JoinRequest::default(), hub, limits);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "the connection task's future is {size} bytes");
+    }
+
+    /// A socket whose reads come from a pipe and whose writes all fail.
+    struct WritesFail(tokio::io::DuplexStream);
+
+    impl tokio::io::AsyncRead for WritesFail {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl tokio::io::AsyncWrite for WritesFail {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The writer meets a failing socket while the reader still waits on a live one: the hub
+    /// hears of it once. (The writer used to report the failure itself, and the reader's end
+    /// then sent a second Disconnect, which the hub could only swallow as an unknown client.)
+    #[tokio::test]
+    async fn a_failed_write_tells_the_hub_of_the_disconnect_once() {
+        use crate::hub::ToHub;
+        use crate::ws_write::WriterCmd;
+
+        let (hub, mut inbox) = Hub::channel(16);
+        let (ours, peer) = tokio::io::duplex(64);
+        let serving = tokio::spawn(super::serve_chat(
+            WritesFail(ours),
+            JoinRequest::default(),
+            hub,
+            super::ConnLimits::default(),
+        ));
+        // Play the hub: accept the client, then give its writer a frame to write.
+        let mut engine =
+            chat_engine::Engine::new(chat_engine::Config::default(), "test").expect("valid config");
+        let now = chat_engine::Now::new(std::time::Instant::now(), std::time::SystemTime::now());
+        let id = engine
+            .connect(now, JoinRequest::default())
+            .expect("accepted");
+        let Some(ToHub::Connect { link, reply, .. }) = inbox.recv().await else {
+            panic!("a connection first asks the hub to connect it");
+        };
+        reply
+            .send(Ok(id))
+            .expect("the connection waits for the answer");
+        link.send(WriterCmd::Text(bytes::Bytes::from_static(b"{}")));
+        let first = tokio::time::timeout(Duration::from_secs(5), inbox.recv()).await;
+        assert!(
+            matches!(first, Ok(Some(ToHub::Disconnect { client })) if client == id),
+            "the failed write is reported as a disconnect"
+        );
+        // The peer goes too: the reader would end here (and report) if nothing had stopped it,
+        // and the linger after a stop ends at once.
+        drop(peer);
+        tokio::time::timeout(Duration::from_secs(5), serving)
+            .await
+            .expect("the connection ends")
+            .expect("no panic");
+        let mut more = 0;
+        while let Some(message) = inbox.recv().await {
+            more += usize::from(matches!(message, ToHub::Disconnect { .. }));
+        }
+        assert_eq!(more, 0, "a second Disconnect for the same failed write");
     }
 }

@@ -327,7 +327,8 @@ impl Hub {
     }
 
     fn queue_for(&mut self, to: ClientId, cmd: WriterCmd) {
-        // A dead writer has already reported its Disconnect, which is on its way here.
+        // A dead writer closed its link (pushes are dropped) and stopped its reader, whose
+        // Disconnect is on its way here.
         if let Some(conn) = self.conns.get(&to) {
             if conn.link.push(cmd) {
                 self.to_flush.push(to);

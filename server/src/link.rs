@@ -360,8 +360,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, DuplexStream};
 
     use super::*;
-    use crate::hub::{Hub, ToHub};
-    use crate::writer::{write_loop, Report};
+    use crate::writer::write_loop;
 
     fn text(s: &'static str) -> WriterCmd {
         WriterCmd::Text(Bytes::from_static(s.as_bytes()))
@@ -383,15 +382,6 @@ mod tests {
             bytes = &rest[len..];
         }
         out
-    }
-
-    fn some_client() -> chat_engine::ClientId {
-        let mut engine =
-            chat_engine::Engine::new(chat_engine::Config::default(), "test").expect("valid config");
-        let now = chat_engine::Now::new(std::time::Instant::now(), std::time::SystemTime::now());
-        engine
-            .connect(now, chat_engine::JoinRequest::default())
-            .expect("accepted")
     }
 
     /// Whatever the far end can read right now.
@@ -437,25 +427,26 @@ mod tests {
         assert!(!link.push(text("again")), "the writer owns the socket now");
         assert_eq!(link.flush_direct(&mut scratch), Tally::default());
         link.close();
-        let (hub, mut inbox) = Hub::channel(16);
-        let report = Report::Hub {
-            hub,
-            client: some_client(),
-        };
+        let mut tallies = Vec::new();
         let mut received = Vec::new();
-        let ((), read) = tokio::join!(
-            write_loop(&link, report, std::time::Duration::from_secs(5)),
+        let flushed = |tally| {
+            tallies.push(tally);
+            async {}
+        };
+        let (written, read) = tokio::join!(
+            write_loop(&link, Duration::from_secs(5), flushed),
             peer.read_to_end(&mut received)
         );
+        assert_eq!(written, Ok(()));
         read.expect("read to the end");
         assert_eq!(payloads(&received), ["hello", "world", "again"]);
-        let Some(ToHub::Flushed { tally, .. }) = inbox.recv().await else {
-            panic!("the writer reports what it flushed");
-        };
         assert_eq!(
-            (tally.frames, tally.bytes),
-            (3, 15),
-            "the hub's frames count once written"
+            tallies,
+            [Tally {
+                frames: 3,
+                bytes: 15
+            }],
+            "the writer reports what it flushed: the hub's frames count once written"
         );
     }
 
@@ -469,7 +460,7 @@ mod tests {
         let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
         let writer = tokio::spawn({
             let link = link.clone();
-            async move { write_loop(&link, Report::Nobody, Duration::from_secs(30)).await }
+            async move { write_loop(&link, Duration::from_secs(30), |_| async {}).await }
         });
         let reader = tokio::spawn({
             let link = link.clone();
@@ -500,7 +491,8 @@ mod tests {
         hub.await.expect("no panic");
         reader.await.expect("no panic");
         link.close();
-        writer.await.expect("no panic");
+        let written = writer.await.expect("no panic");
+        assert_eq!(written, Ok(()));
         let received = read.await.expect("no panic").expect("read to the end");
         let mut texts = Vec::new();
         let mut bytes = &received[..];
