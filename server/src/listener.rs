@@ -11,7 +11,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub trait Listener: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
-    /// Waits for the next connection.
+    /// Waits for the next connection. An error is the listener's, not one connection's: the
+    /// accept loop backs off before trying again, so a problem with one accepted socket should
+    /// be handled here (logged, the socket served or dropped) rather than returned.
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, SocketAddr)>> + Send;
 
     /// The bound address (for the startup log line).
@@ -24,7 +26,12 @@ impl Listener for tokio::net::TcpListener {
     async fn accept(&mut self) -> io::Result<(Self::Io, SocketAddr)> {
         let (stream, peer) = tokio::net::TcpListener::accept(self).await?;
         // Chat frames are small and latency-sensitive; writes are already batched by the writer.
-        stream.set_nodelay(true)?;
+        // Failing that costs this one socket some latency, nothing more: serve it anyway, and
+        // keep accept errors for the listener's own trouble, which the accept loop backs off
+        // from.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(peer = %peer, error = %e, "cannot set TCP_NODELAY; serving anyway");
+        }
         Ok((stream, peer))
     }
 
