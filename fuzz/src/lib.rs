@@ -38,7 +38,7 @@ pub const ADMIN_TOKEN: &str = "fuzz-token";
 /// deterministic.
 pub fn settings() -> Settings {
     let mut settings = Settings {
-        epoch: "fuzz".to_owned(),
+        epoch: Some("fuzz".to_owned()),
         static_source: StaticSource::Embedded,
         max_message_bytes: 2048,
         admin_token: Some(ADMIN_TOKEN.to_owned()),

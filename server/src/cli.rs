@@ -7,7 +7,7 @@ use std::time::Duration;
 use chat_engine::Config;
 use clap::{Parser, ValueEnum};
 
-use crate::settings::{new_epoch, Settings, StaticSource, WallClock};
+use crate::settings::{Settings, StaticSource, WallClock};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -138,6 +138,7 @@ pub struct Args {
 }
 
 impl Args {
+    /// The settings these flags describe. The epoch is left to `run`: a fresh one per start.
     pub fn settings(&self) -> Settings {
         Settings {
             engine: Config {
@@ -160,7 +161,7 @@ impl Args {
                 presence_interval: self.presence_interval,
                 presence_changes_max: self.presence_changes_max,
             },
-            epoch: new_epoch(),
+            epoch: None,
             static_source: self
                 .static_dir
                 .clone()

@@ -1,4 +1,6 @@
-//! The server's only reading of time, so simulations see simulated time everywhere.
+//! The server's only reading of time, so simulations see simulated time everywhere. The one
+//! exception is [`new_epoch`], which only a server started without an epoch calls: simulations
+//! and fuzzing give theirs.
 
 use std::time::{Instant, SystemTime};
 
@@ -37,4 +39,12 @@ impl Clock {
     pub(crate) fn uptime_seconds(&self) -> u64 {
         Self::mono().duration_since(self.started).as_secs()
     }
+}
+
+/// A fresh epoch: start time and process id, unique per server start on a host.
+pub(crate) fn new_epoch() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}{:x}", nanos, std::process::id())
 }

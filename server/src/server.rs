@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::clock::Clock;
+use crate::clock::{new_epoch, Clock};
 use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::listener::Listener;
@@ -76,11 +76,12 @@ struct Server {
 }
 
 impl Server {
-    /// Builds the engine from `settings`, spawns the hub
+    /// Builds the engine from `settings` (a fresh epoch unless one is given), spawns the hub
     /// that owns it, and opens the web client's files. Fails on settings the engine refuses and
     /// on a `--static-dir` that cannot be read, before anything is served.
     fn start(addr: SocketAddr, settings: Settings) -> io::Result<Self> {
-        let engine = Engine::new(settings.engine.clone(), settings.epoch.clone())
+        let epoch = settings.epoch.clone().unwrap_or_else(new_epoch);
+        let engine = Engine::new(settings.engine.clone(), epoch)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let statics = StaticFiles::open(&settings.static_source)?;
         let clock = Clock::new(settings.wall_clock);
@@ -225,6 +226,73 @@ mod tests {
         }
     }
 
+    /// The room epoch a client is welcomed with by a server started with `settings`.
+    async fn welcome_epoch(settings: Settings) -> String {
+        let (ours, mut client) = tokio::io::duplex(1 << 16);
+        let listener = Scripted {
+            accepts: VecDeque::from([Ok(ours)]),
+            asked: Arc::default(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(run(listener, settings, async {
+            let _ = stopped.await;
+        }));
+        let upgrade = "GET /ws?nick=ann HTTP/1.1\r\nHost: chat\r\nUpgrade: websocket\r\n\
+            Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+            Sec-WebSocket-Version: 13\r\n\r\n";
+        client.write_all(upgrade.as_bytes()).await.expect("written");
+        // The 101 response, then the welcome: one unmasked text frame.
+        let mut seen = Vec::new();
+        let welcome = loop {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+                .await
+                .expect("the welcome in time")
+                .expect("read");
+            assert_ne!(
+                n,
+                0,
+                "the server hung up: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+            let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let (len, payload) = match &seen[end + 4..] {
+                [0x81, 126, a, b, payload @ ..] => {
+                    (usize::from(u16::from_be_bytes([*a, *b])), payload)
+                }
+                [0x81, len @ 0..126, payload @ ..] => (usize::from(*len), payload),
+                _ => continue,
+            };
+            if payload.len() >= len {
+                break payload[..len].to_vec();
+            }
+        };
+        // Gone before the shutdown, so the server does not linger for its close.
+        drop(client);
+        stop.send(()).expect("running");
+        running.await.expect("no panic").expect("run ok");
+        let welcome: serde_json::Value = serde_json::from_slice(&welcome).expect("JSON");
+        welcome["epoch"].as_str().expect("an epoch").to_owned()
+    }
+
+    /// Settings without an epoch get a fresh one at each start, so a client's `since` from a
+    /// server that has since restarted is never honoured; a given epoch is used as it is.
+    #[tokio::test]
+    async fn each_start_without_a_given_epoch_has_its_own() {
+        let first = welcome_epoch(Settings::default()).await;
+        let second = welcome_epoch(Settings::default()).await;
+        assert_ne!(first, second);
+        let given = Settings {
+            epoch: Some("given".to_owned()),
+            ..Settings::default()
+        };
+        let epoch = welcome_epoch(given).await;
+        assert!(epoch.starts_with("given"), "{epoch}");
+    }
+
     #[tokio::test]
     async fn a_failed_accept_is_backed_off_and_the_next_connection_served() {
         let (ours, mut client) = tokio::io::duplex(4096);
@@ -234,7 +302,7 @@ mod tests {
             asked: asked.clone(),
         };
         let settings = Settings {
-            epoch: "test".to_owned(),
+            epoch: Some("test".to_owned()),
             ..Settings::default()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,4 +1,7 @@
 //! Everything the server is configured with, independent of how it was parsed (CLI, tests, sims).
+//!
+//! Building settings reads no clock: the epoch, the one value that must differ between server
+//! starts, is left to `run` unless one is given.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -29,7 +32,9 @@ pub struct Settings {
     /// Chat limits, enforced by the engine.
     pub engine: Config,
     /// Distinguishes this server start; clients' `since` from another epoch is not honoured.
-    pub epoch: String,
+    /// `None` (the default): `run` makes a fresh one from the start time and process id.
+    /// Simulations and fuzzing set one, so their runs repeat exactly.
+    pub epoch: Option<String>,
     pub static_source: StaticSource,
     /// Origins allowed besides the request's own host; `*` allows all.
     pub allowed_origins: Vec<String>,
@@ -61,7 +66,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             engine: Config::default(),
-            epoch: new_epoch(),
+            epoch: None,
             static_source: StaticSource::Embedded,
             allowed_origins: Vec::new(),
             max_connections: 10_000,
@@ -79,10 +84,16 @@ impl Default for Settings {
     }
 }
 
-/// A fresh epoch: start time and process id, unique per server start on a host.
-pub fn new_epoch() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{:x}{:x}", nanos, std::process::id())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Default settings are a value, not a reading of the clock: built twice they are the same,
+    /// and the epoch is left to `run`.
+    #[test]
+    fn default_settings_read_no_clock() {
+        let (first, second) = (Settings::default(), Settings::default());
+        assert_eq!(first.epoch, None);
+        assert_eq!(format!("{first:?}"), format!("{second:?}"));
+    }
 }

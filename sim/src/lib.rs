@@ -99,7 +99,7 @@ impl Default for ServerSpec {
 pub fn settings(spec: &ServerSpec, start: u64) -> Settings {
     Settings {
         engine: spec.engine.clone(),
-        epoch: format!("sim-{start}"),
+        epoch: Some(format!("sim-{start}")),
         static_source: StaticSource::Embedded,
         allowed_origins: vec!["*".to_owned()],
         max_connections: 10_000,

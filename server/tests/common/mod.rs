@@ -65,7 +65,7 @@ impl TestServer {
 pub fn settings() -> Settings {
     let mut settings = Settings::default();
     settings.engine.rate_limit_per_second = 0;
-    settings.epoch = "test".into();
+    settings.epoch = Some("test".into());
     settings
 }
 
