@@ -1,11 +1,15 @@
 //! Command-line flags (each also an environment variable) and how they become `Settings`.
+//!
+//! A flag's default is read from the library's (`Settings::default()`, whose `engine` is
+//! `chat_engine::Config::default()`), never restated here: `--help` shows what the code uses.
+//! Only the binary's own flags (`--addr`, `--worker-threads`, `--log-format`) have theirs here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use chat_engine::Config;
 use clap::{Parser, ValueEnum};
+use humantime::Duration;
 
 use crate::settings::{Settings, StaticSource, WallClock};
 
@@ -15,8 +19,9 @@ pub enum LogFormat {
     Json,
 }
 
-fn duration(s: &str) -> Result<Duration, humantime::DurationError> {
-    humantime::parse_duration(s)
+/// Where every library default comes from.
+fn defaults() -> Settings {
+    Settings::default()
 }
 
 /// A real-time chat server: web client at /, WebSocket hub at /ws, status at /status.
@@ -46,90 +51,96 @@ pub struct Args {
     #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
     /// Most simultaneous WebSocket connections; more get HTTP 503.
-    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = defaults().max_connections)]
     pub max_connections: usize,
     /// Largest client message after reassembly, in bytes (close 1009 beyond).
-    #[arg(long, env = "CHAT_MAX_MESSAGE_BYTES", default_value_t = 64 << 10)]
+    #[arg(long, env = "CHAT_MAX_MESSAGE_BYTES", default_value_t = defaults().max_message_bytes)]
     pub max_message_bytes: usize,
     /// Longest chat text, in bytes after trimming (error `message_too_long` beyond).
-    #[arg(long, env = "CHAT_MAX_TEXT_BYTES", default_value_t = 4096)]
+    #[arg(long, env = "CHAT_MAX_TEXT_BYTES", default_value_t = defaults().engine.text_bytes_max)]
     pub max_text_bytes: usize,
     /// Messages kept per room for history and reconnect recovery.
-    #[arg(long, env = "CHAT_HISTORY", default_value_t = 100)]
+    #[arg(long, env = "CHAT_HISTORY", default_value_t = defaults().engine.history_max)]
     pub history: usize,
     /// Outbound frames queued per client before it is evicted (close 4001).
-    #[arg(long, env = "CHAT_QUEUE_FRAMES", default_value_t = 256)]
+    #[arg(long, env = "CHAT_QUEUE_FRAMES", default_value_t = defaults().engine.queue_frames_max)]
     pub queue_frames: usize,
     /// Outbound bytes queued per client before it is evicted (close 4001).
-    #[arg(long, env = "CHAT_QUEUE_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "CHAT_QUEUE_BYTES", default_value_t = defaults().engine.queue_bytes_max)]
     pub queue_bytes: usize,
     /// Queued frames at which a client counts as behind (flow control pauses a room most of
     /// whose members are behind).
-    #[arg(long, env = "CHAT_QUEUE_HIGH_WATER_FRAMES", default_value_t = 128)]
+    #[arg(long, env = "CHAT_QUEUE_HIGH_WATER_FRAMES",
+          default_value_t = defaults().engine.queue_high_water_frames)]
     pub queue_high_water_frames: usize,
     /// Queued bytes at which a client counts as behind.
-    #[arg(long, env = "CHAT_QUEUE_HIGH_WATER_BYTES", default_value_t = 512 << 10)]
+    #[arg(long, env = "CHAT_QUEUE_HIGH_WATER_BYTES",
+          default_value_t = defaults().engine.queue_high_water_bytes)]
     pub queue_high_water_bytes: usize,
     /// Messages a client may send in one burst.
-    #[arg(long, env = "CHAT_RATE_LIMIT_BURST", default_value_t = 20)]
+    #[arg(long, env = "CHAT_RATE_LIMIT_BURST",
+          default_value_t = defaults().engine.rate_limit_burst)]
     pub rate_limit_burst: u32,
     /// Sustained messages per second per client; 0 turns the rate limit off.
-    #[arg(long, env = "CHAT_RATE_LIMIT_PER_SECOND", default_value_t = 10)]
+    #[arg(long, env = "CHAT_RATE_LIMIT_PER_SECOND",
+          default_value_t = defaults().engine.rate_limit_per_second)]
     pub rate_limit_per_second: u32,
     /// Refused messages in a row after which a flooding client is closed (1008); 0 never closes.
-    #[arg(long, env = "CHAT_RATE_LIMIT_STRIKES", default_value_t = 50)]
+    #[arg(long, env = "CHAT_RATE_LIMIT_STRIKES",
+          default_value_t = defaults().engine.rate_limit_strikes_max)]
     pub rate_limit_strikes: u32,
     /// Heartbeat ping interval.
-    #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "25s", value_parser = duration)]
+    #[arg(long, env = "CHAT_PING_INTERVAL", default_value_t = defaults().engine.ping_interval.into())]
     pub ping_interval: Duration,
     /// A client silent for longer than this is closed (4000).
-    #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value_t = defaults().engine.idle_timeout.into())]
     pub idle_timeout: Duration,
     /// Time a connection has to send complete HTTP request headers (slowloris defence).
-    #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value_t = defaults().handshake_timeout.into())]
     pub handshake_timeout: Duration,
     /// A socket that accepts no bytes for this long is dropped.
-    #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value = "10s", value_parser = duration)]
+    #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = defaults().write_timeout.into())]
     pub write_timeout: Duration,
     /// How long shutdown waits for connections after sending close 1001.
-    #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "5s", value_parser = duration)]
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value_t = defaults().shutdown_grace.into())]
     pub shutdown_grace: Duration,
     /// Most rooms kept (empty rooms keep their history until space is needed).
-    #[arg(long, env = "CHAT_MAX_ROOMS", default_value_t = 10_000)]
+    #[arg(long, env = "CHAT_MAX_ROOMS", default_value_t = defaults().engine.rooms_max)]
     pub max_rooms: usize,
     /// Room for clients that name none.
-    #[arg(long, env = "CHAT_DEFAULT_ROOM", default_value = "general")]
+    #[arg(long, env = "CHAT_DEFAULT_ROOM", default_value_t = defaults().engine.default_room)]
     pub default_room: String,
     /// Frames a connection may have read that the engine has not taken yet (a paused reader
     /// stops after this many, so TCP pushes back on its sender).
-    #[arg(long, env = "CHAT_READ_AHEAD_FRAMES", default_value_t = 32,
+    #[arg(long, env = "CHAT_READ_AHEAD_FRAMES", default_value_t = defaults().read_ahead_frames,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub read_ahead_frames: usize,
     /// Pongs waiting to be written per connection; past it a new pong replaces the latest.
-    #[arg(long, env = "CHAT_PENDING_PONGS", default_value_t = 16,
+    #[arg(long, env = "CHAT_PENDING_PONGS", default_value_t = defaults().pending_pongs_max,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub pending_pongs: usize,
     /// Messages waiting for the hub; connections wait (and stop reading) beyond it.
-    #[arg(long, env = "CHAT_HUB_INBOX", default_value_t = 4096,
+    #[arg(long, env = "CHAT_HUB_INBOX", default_value_t = defaults().hub_inbox,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 20))]
     pub hub_inbox: usize,
     /// Inbox messages in one hub turn, after which the hub writes what they queued and yields.
-    #[arg(long, env = "CHAT_HUB_TURN", default_value_t = 32,
+    #[arg(long, env = "CHAT_HUB_TURN", default_value_t = defaults().hub_turn,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub hub_turn: usize,
     /// Names at most in a welcome's `users` and in one `who` page.
-    #[arg(long, env = "CHAT_PRESENCE_LIST_MAX", default_value_t = Config::default().presence_list_max,
+    #[arg(long, env = "CHAT_PRESENCE_LIST_MAX", default_value_t = defaults().engine.presence_list_max,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub presence_list_max: usize,
     /// Rooms of at most this many members get join/leave/nick/typing notices at once; larger
     /// ones get one coalesced `presence` frame per --presence-interval (and no typing).
-    #[arg(long, env = "CHAT_PRESENCE_NOTIFY_MAX", default_value_t = Config::default().presence_notify_max)]
+    #[arg(long, env = "CHAT_PRESENCE_NOTIFY_MAX", default_value_t = defaults().engine.presence_notify_max)]
     pub presence_notify_max: usize,
     /// A large room gets at most one `presence` frame per this interval.
-    #[arg(long, env = "CHAT_PRESENCE_INTERVAL", default_value = "1s", value_parser = duration)]
+    #[arg(long, env = "CHAT_PRESENCE_INTERVAL",
+          default_value_t = defaults().engine.presence_interval.into())]
     pub presence_interval: Duration,
     /// Names at most in each list of one `presence` frame (it says how many more there were).
-    #[arg(long, env = "CHAT_PRESENCE_CHANGES_MAX", default_value_t = Config::default().presence_changes_max,
+    #[arg(long, env = "CHAT_PRESENCE_CHANGES_MAX", default_value_t = defaults().engine.presence_changes_max,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub presence_changes_max: usize,
     /// Bearer token enabling POST /admin/kick?room=&nick= (disabled when unset).
@@ -152,13 +163,13 @@ impl Args {
                 rate_limit_burst: self.rate_limit_burst,
                 rate_limit_per_second: self.rate_limit_per_second,
                 rate_limit_strikes_max: self.rate_limit_strikes,
-                ping_interval: self.ping_interval,
-                idle_timeout: self.idle_timeout,
+                ping_interval: self.ping_interval.into(),
+                idle_timeout: self.idle_timeout.into(),
                 clients_max: self.max_connections,
                 rooms_max: self.max_rooms,
                 presence_list_max: self.presence_list_max,
                 presence_notify_max: self.presence_notify_max,
-                presence_interval: self.presence_interval,
+                presence_interval: self.presence_interval.into(),
                 presence_changes_max: self.presence_changes_max,
             },
             epoch: None,
@@ -169,9 +180,9 @@ impl Args {
             allowed_origins: self.allowed_origins.clone(),
             max_connections: self.max_connections,
             max_message_bytes: self.max_message_bytes,
-            handshake_timeout: self.handshake_timeout,
-            write_timeout: self.write_timeout,
-            shutdown_grace: self.shutdown_grace,
+            handshake_timeout: self.handshake_timeout.into(),
+            write_timeout: self.write_timeout.into(),
+            shutdown_grace: self.shutdown_grace.into(),
             admin_token: self.admin_token.clone(),
             read_ahead_frames: self.read_ahead_frames,
             pending_pongs_max: self.pending_pongs,

@@ -16,7 +16,7 @@ use tokio::sync::SemaphorePermit;
 
 use crate::hub::{HubHandle, ToHub};
 use crate::link::{Link, LinkLimits, ReadControl};
-use crate::settings::Settings;
+use crate::settings::ConnLimits;
 use crate::writer::write_loop;
 use crate::ws_read::{Incoming, MessageReader, ReadEnd};
 use crate::ws_write::{
@@ -27,46 +27,13 @@ use crate::ws_write::{
 /// After we send a close, how long we keep reading for the peer's close before hanging up.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-/// Transport limits of one connection (see `Settings` for each).
-#[derive(Clone, Copy, Debug)]
-pub struct ConnLimits {
-    pub max_message_bytes: usize,
-    pub write_timeout: Duration,
-    pub read_ahead_frames: usize,
-    pub pending_pongs_max: usize,
-}
-
-impl ConnLimits {
-    pub fn new(settings: &Settings) -> Self {
-        Self {
-            max_message_bytes: settings.max_message_bytes,
-            write_timeout: settings.write_timeout,
-            read_ahead_frames: settings.read_ahead_frames,
-            pending_pongs_max: settings.pending_pongs_max,
-        }
-    }
-
-    fn link(&self) -> LinkLimits {
-        LinkLimits {
-            read_ahead_frames: self.read_ahead_frames,
-            pending_pongs_max: self.pending_pongs_max,
-        }
-    }
-}
-
-impl Default for ConnLimits {
-    fn default() -> Self {
-        Self::new(&Settings::default())
-    }
-}
-
 /// Serves one chat connection over any byte stream that completed the WebSocket handshake.
 pub(crate) async fn serve_chat<S>(io: S, join: JoinRequest, hub: HubHandle, limits: ConnLimits)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let link = Arc::new(Link::new(Box::pin(write), limits.link()));
+    let link = Arc::new(Link::new(Box::pin(write), LinkLimits::from(&limits)));
     let client = match hub.connect(join, link.clone()).await {
         Some(Ok(client)) => client,
         refused => {
@@ -243,7 +210,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let link = Link::new(Box::pin(write), limits.link());
+    let link = Link::new(Box::pin(write), LinkLimits::from(&limits));
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
     let reading = async {
         let end = echo_loop(&mut reader, &link).await;

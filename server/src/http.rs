@@ -16,11 +16,11 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
-use crate::connection::{serve_chat, ConnLimits};
+use crate::connection::serve_chat;
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 use crate::origin::origin_allowed;
-use crate::settings::Settings;
+use crate::settings::{ConnLimits, Settings};
 use crate::static_files::StaticFiles;
 
 pub(crate) type Body = Full<Bytes>;

@@ -20,7 +20,7 @@ mod writer;
 mod ws_read;
 mod ws_write;
 
-pub use connection::{serve_echo, ConnLimits};
+pub use connection::serve_echo;
 pub use listener::Listener;
 pub use server::{display_url, run};
-pub use settings::{Settings, StaticSource, WallClock};
+pub use settings::{ConnLimits, Settings, StaticSource, WallClock};

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::settings::ConnLimits;
 use crate::ws_write::{encode_batch, Tally, Unfinished, WriterCmd};
 
 /// The socket's write half, shared by the connection's writer and the hub.
@@ -43,13 +44,18 @@ pub(crate) struct LinkLimits {
     pub(crate) pending_pongs_max: usize,
 }
 
+impl From<&ConnLimits> for LinkLimits {
+    fn from(limits: &ConnLimits) -> Self {
+        Self {
+            read_ahead_frames: limits.read_ahead_frames,
+            pending_pongs_max: limits.pending_pongs_max,
+        }
+    }
+}
+
 impl Default for LinkLimits {
     fn default() -> Self {
-        let settings = crate::settings::Settings::default();
-        Self {
-            read_ahead_frames: settings.read_ahead_frames,
-            pending_pongs_max: settings.pending_pongs_max,
-        }
+        Self::from(&ConnLimits::default())
     }
 }
 

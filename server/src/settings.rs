@@ -1,4 +1,8 @@
-//! Everything the server is configured with, independent of how it was parsed (CLI, tests, sims).
+//! Everything the server is configured with, independent of how it was parsed (CLI, tests, sims),
+//! and every server default, each written once: the engine's limits come from
+//! `chat_engine::Config::default()`, one connection's from [`ConnLimits::default()`], the rest
+//! from [`Settings::default()`]. The CLI's defaults are read from these (`cli.rs`), and the
+//! README's configuration table is checked against the CLI (`tests/readme.rs`).
 //!
 //! Building settings reads no clock: the epoch, the one value that must differ between server
 //! starts, is left to `run` unless one is given.
@@ -64,22 +68,59 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        let engine = Config::default();
+        let conn = ConnLimits::default();
         Self {
-            engine: Config::default(),
+            // One flag (`--max-connections`) sets both caps: the HTTP layer's 503 and the
+            // engine's, which only a race past the 503 reaches.
+            max_connections: engine.clients_max,
+            engine,
             epoch: None,
             static_source: StaticSource::Embedded,
             allowed_origins: Vec::new(),
-            max_connections: 10_000,
-            max_message_bytes: 64 << 10,
+            max_message_bytes: conn.max_message_bytes,
             handshake_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(10),
+            write_timeout: conn.write_timeout,
             shutdown_grace: Duration::from_secs(5),
             admin_token: None,
-            read_ahead_frames: 32,
-            pending_pongs_max: 16,
+            read_ahead_frames: conn.read_ahead_frames,
+            pending_pongs_max: conn.pending_pongs_max,
             hub_inbox: 4096,
             hub_turn: 32,
             wall_clock: WallClock::System,
+        }
+    }
+}
+
+/// Transport limits of one connection, the part of [`Settings`] its reader and writer need
+/// (see there for each).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    pub max_message_bytes: usize,
+    pub write_timeout: Duration,
+    pub read_ahead_frames: usize,
+    pub pending_pongs_max: usize,
+}
+
+impl ConnLimits {
+    pub fn new(settings: &Settings) -> Self {
+        Self {
+            max_message_bytes: settings.max_message_bytes,
+            write_timeout: settings.write_timeout,
+            read_ahead_frames: settings.read_ahead_frames,
+            pending_pongs_max: settings.pending_pongs_max,
+        }
+    }
+}
+
+/// The production defaults of these four; `Settings::default()` takes them from here.
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 << 10,
+            write_timeout: Duration::from_secs(10),
+            read_ahead_frames: 32,
+            pending_pongs_max: 16,
         }
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use chat_engine::Config;
-use chat_server::{Settings, StaticSource, WallClock};
+use chat_server::{Settings, WallClock};
 
 pub use client::{sleep_until, Client, PORT, SERVER};
 pub use trace::{Role, Trace};
@@ -89,7 +89,7 @@ impl Default for ServerSpec {
     fn default() -> Self {
         Self {
             engine: engine_config(),
-            write_timeout: Duration::from_secs(10),
+            write_timeout: Settings::default().write_timeout,
             shutdown_at: None,
         }
     }
@@ -100,16 +100,12 @@ pub fn settings(spec: &ServerSpec, start: u64) -> Settings {
     Settings {
         engine: spec.engine.clone(),
         epoch: Some(format!("sim-{start}")),
-        static_source: StaticSource::Embedded,
         allowed_origins: vec!["*".to_owned()],
-        max_connections: 10_000,
-        max_message_bytes: 64 << 10,
         handshake_timeout: Duration::from_secs(5),
         write_timeout: spec.write_timeout,
         shutdown_grace: Duration::from_secs(2),
-        admin_token: None,
         wall_clock: WallClock::Anchored(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
-        // Connection and hub bounds as the binary's defaults.
+        // Everything else (connection and hub bounds, message size) as the binary's defaults.
         ..Settings::default()
     }
 }
