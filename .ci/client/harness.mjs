@@ -97,3 +97,39 @@ export class Harness {
 export function message(seq, text, { nick = 'bob', room = 'lobby' } = {}) {
   return { type: 'message', room, seq, nick, text, ts: '2026-11-22T03:04:05.123Z' };
 }
+
+/** Rows keyed like view.js's Map of <li>, strict where the DOM would be lenient: an op naming a
+ *  row that is not there fails the test instead of landing at the end of the list. */
+export class Rows {
+  constructor() {
+    this.order = []; // {key, nick, me}
+  }
+
+  index(key) {
+    return this.order.findIndex((row) => row.key === key);
+  }
+
+  apply(ops) {
+    for (const op of ops) {
+      if (op.op === 'reset') {
+        this.order = [];
+      } else if (op.op === 'remove') {
+        const at = this.index(op.key);
+        assert.ok(at >= 0, `remove of a row that is not shown: ${op.key}`);
+        this.order.splice(at, 1);
+      } else if (op.op === 'add') {
+        const old = this.index(op.key);
+        if (old >= 0) this.order.splice(old, 1);
+        const at = op.before == null ? this.order.length : this.index(op.before);
+        assert.ok(at >= 0, `add of ${op.key} before a row that is not shown: ${op.before}`);
+        this.order.splice(at, 0, { key: op.key, nick: op.nick, me: op.me });
+      } else {
+        assert.fail(`unknown roster op ${JSON.stringify(op)}`);
+      }
+    }
+  }
+
+  names() {
+    return this.order.map((row) => row.nick);
+  }
+}
