@@ -119,6 +119,8 @@ $('message-input').addEventListener('input', () => dispatch({ type: 'typed', tex
 $('login-cancel').addEventListener('click', () => dispatch({ type: 'cancelLogin' }));
 $('rename').addEventListener('click', () => dispatch({ type: 'rename' }));
 $('retry').addEventListener('click', () => dispatch({ type: 'retry' }));
+$('users-more').addEventListener('click', () => dispatch({ type: 'moreUsers' }));
+$('users-refresh').addEventListener('click', () => dispatch({ type: 'refreshUsers' }));
 $('chat-error-close').addEventListener('click', () => view.clearChatError());
 window.addEventListener('hashchange', () => dispatch({ type: 'hashchange', hash: location.hash }));
 window.addEventListener('online', () => dispatch({ type: 'online' }));
@@ -173,5 +175,6 @@ window.chat = Object.freeze({
   get room() { return session && session.shownRoom; },
   get lastSeq() { return session && session.lastSeq; },
   get epoch() { return session && session.epoch; },
-  get users() { return session ? [...session.users.values()] : []; },
+  get users() { return session ? session.roster.list() : []; },
+  get userCount() { return session ? session.roster.count : 0; },
 });

@@ -41,6 +41,12 @@ export function typingFrame() {
   return JSON.stringify({ type: 'typing' });
 }
 
+/** Asks for a page of the room's members: those after `after` in the server's order (the
+ *  `next` of the previous page), or the first page when `after` is null. */
+export function whoFrame(after) {
+  return JSON.stringify(after == null ? { type: 'who' } : { type: 'who', after });
+}
+
 /** The query of `/ws`: the same fields as a join, given at connect time. */
 export function connectQuery({ room, nick, resume }) {
   const params = new URLSearchParams();

@@ -1,14 +1,15 @@
 // The chat session as a sans-IO state machine: connecting and reconnecting with backoff, joining
 // and switching rooms, nicknames, `since`/`epoch` bookkeeping, showing each message exactly once
-// across reconnects, who is online and who is typing. `session.handle(event)` returns the effects
-// to carry out, in order; it never touches the DOM, a socket, a timer, the clock or Math.random
-// (time comes in on events, randomness from a seed), so tests drive it with plain objects.
+// across reconnects, who is online (the bookkeeping is roster.js's) and who is typing.
+// `session.handle(event)` returns the effects to carry out, in order; it never touches the DOM, a
+// socket, a timer, the clock or Math.random (time comes in on events, randomness from a seed), so
+// tests drive it with plain objects.
 //
 // Events ({type, now, ...}; `now` is milliseconds, as from Date.now()):
 //   start {storedNick}            open {conn}         frame {conn, data}     close {conn, code}
 //   connectFailed {conn}          timer {name}        online / offline
 //   submitNick {nick}  cancelLogin  rename  submitMessage {text}  typed {text}
-//   submitRoom {room}  hashchange {hash}  retry
+//   submitRoom {room}  hashchange {hash}  retry  moreUsers  refreshUsers
 // Effects:
 //   {type:'connect', conn, url}   replace any socket with a new one; tag its events with `conn`
 //   {type:'disconnect'}           close the socket quietly (no close event comes back)
@@ -23,8 +24,9 @@
 
 import {
   checkNick, checkRoom, connectQuery, describeClose, describeError, ERROR_TEXTS, joinFrame,
-  leaveText, messageFrame, nickFrame, parseServerFrame, typingFrame, utf8Bytes,
+  leaveText, messageFrame, nickFrame, parseServerFrame, typingFrame, utf8Bytes, whoFrame,
 } from './protocol.js';
+import { Roster } from './roster.js';
 
 export const BACKOFF_BASE_MS = 500;
 export const BACKOFF_CAP_MS = 20000;
@@ -39,6 +41,10 @@ const RENAME_TIMER = 'rename-cooldown';
 const TYPING_TIMER = 'typing:'; // + nick
 
 const NOT_CONNECTED = 'You are not connected right now. Your message was not sent; it is still in the box.';
+/** Said once per conversation, at its room's first `presence` frame: why joins and leaves stop
+ *  showing up in the log. */
+export const BUSY_ROOM_NOTICE =
+  'This room is busy, so joins and leaves are no longer shown here. The Online list stays up to date.';
 
 /** The longest reconnect delay after `attempt` failed tries in a row. */
 export function backoffCeiling(attempt) {
@@ -94,7 +100,8 @@ export class Session {
     this.epoch = null; // epoch of shownRoom's seq numbers
     this.lastSeq = null; // last seq seen in shownRoom
     this.seen = new Set(); // "epoch:seq" of every message in the log
-    this.users = new Map(); // lowercase nick -> nick
+    this.roster = new Roster(); // who is in shownRoom
+    this.busyNoticed = false; // the log shows BUSY_ROOM_NOTICE
     this.typers = new Set(); // nicks shown as typing, each with a timer
     this.attempt = 0; // failed connects in a row, for the backoff
     this.ghostRetries = 0;
@@ -132,6 +139,8 @@ export class Session {
       case 'typed': this.onTyped(event.text); break;
       case 'submitRoom': this.onSubmitRoom(event.room); break;
       case 'hashchange': this.onHashChange(event.hash); break;
+      case 'moreUsers': this.askWho(() => this.roster.requestMore()); break;
+      case 'refreshUsers': this.askWho(() => this.roster.requestRefresh()); break;
       default: throw new Error(`session: unknown event ${JSON.stringify(event.type)}`);
     }
     return this.out;
@@ -177,14 +186,9 @@ export class Session {
     this.render('notice', { text, kind });
   }
 
-  renderUsers() {
-    const me = this.nick;
-    const list = [...this.users.values()].sort((a, b) => {
-      if (a === me) return -1;
-      if (b === me) return 1;
-      return a.localeCompare(b, undefined, { sensitivity: 'base' });
-    });
-    this.render('users', { list, me });
+  /** The member list's changes since it was last drawn (single rows, never the whole list). */
+  renderRoster() {
+    this.render('roster', this.roster.take());
   }
 
   storeNick(nick) {
@@ -195,6 +199,7 @@ export class Session {
 
   clearLog() {
     this.seen.clear();
+    this.busyNoticed = false;
     this.render('clearLog');
   }
 
@@ -280,6 +285,8 @@ export class Session {
     this.pendingRename = null;
     this.typingSentAt = 0;
     this.clearTypers();
+    this.roster.abandonRequest();
+    this.renderRoster();
     if (this.phase === 'need-nick') {
       // Waiting for the person to pick another nickname: reconnect when they do.
       this.pendingJoin = null;
@@ -354,17 +361,23 @@ export class Session {
         }
         break;
       case 'join':
-        if (!forShownRoom || !msg.nick) return;
-        this.addUser(msg.nick);
-        this.renderUsers();
+        if (!forShownRoom || typeof msg.nick !== 'string' || !msg.nick) return;
+        this.roster.join(msg.nick);
+        this.renderRoster();
         this.notice(`${msg.nick} joined`);
         break;
       case 'leave':
-        if (!forShownRoom || !msg.nick) return;
-        this.removeUser(msg.nick);
+        if (!forShownRoom || typeof msg.nick !== 'string' || !msg.nick) return;
+        this.roster.leave(msg.nick);
         this.stoppedTyping(msg.nick);
-        this.renderUsers();
+        this.renderRoster();
         this.notice(leaveText(msg));
+        break;
+      case 'presence':
+        if (forShownRoom && this.inRoom) this.onPresence(msg);
+        break;
+      case 'users':
+        if (forShownRoom && this.inRoom) this.onUsers(msg);
         break;
       case 'nick':
         if (forShownRoom) this.onNick(msg);
@@ -380,12 +393,32 @@ export class Session {
     }
   }
 
-  addUser(nick) {
-    this.users.set(nick.toLowerCase(), nick);
+  /** A large room's coalesced changes: the list and count change, the log stays calm (one
+   *  line per conversation saying why, never one per name). */
+  onPresence(p) {
+    const { gone } = this.roster.presence(p);
+    for (const nick of gone) this.stoppedTyping(nick);
+    this.renderRoster();
+    if (!this.busyNoticed) {
+      this.busyNoticed = true;
+      this.notice(BUSY_ROOM_NOTICE);
+    }
   }
 
-  removeUser(nick) {
-    this.users.delete(nick.toLowerCase());
+  /** A page of members, the answer to our `who` (a refresh may need the next one). */
+  onUsers(page) {
+    const next = this.roster.page(page);
+    if (next && !this.send(whoFrame(next.after))) this.roster.abandonRequest();
+    this.renderRoster();
+  }
+
+  /** "and N more" or "Refresh": `ask` gets the `who` to send from the roster, if any. */
+  askWho(ask) {
+    if (!this.inRoom || !this.socketOpen || this.phase !== 'connected') return;
+    const request = ask();
+    if (!request) return;
+    this.send(whoFrame(request.after));
+    this.renderRoster();
   }
 
   onWelcome(w) {
@@ -423,11 +456,9 @@ export class Session {
     for (const m of Array.isArray(w.history) ? w.history : []) this.addMessage(m);
     if (typeof w.seq === 'number') this.lastSeq = w.seq;
 
-    this.users.clear();
-    for (const u of Array.isArray(w.users) ? w.users : []) this.addUser(String(u));
-    this.addUser(w.nick);
+    this.roster.reset({ users: w.users, count: w.user_count, me: w.nick });
     this.clearTypers();
-    this.renderUsers();
+    this.renderRoster();
     this.render('me', { nick: w.nick });
     this.showRoomName(w.room, true);
     this.emit({ type: 'replaceHash', room: w.room });
@@ -437,9 +468,8 @@ export class Session {
   }
 
   onNick(ev) {
-    if (!ev.old || !ev.nick) return;
-    this.removeUser(ev.old);
-    this.addUser(ev.nick);
+    if (typeof ev.old !== 'string' || typeof ev.nick !== 'string' || !ev.old || !ev.nick) return;
+    this.roster.rename(ev.old, ev.nick);
     this.stoppedTyping(ev.old);
     if (ev.old === this.nick) {
       this.nick = ev.nick;
@@ -452,7 +482,7 @@ export class Session {
     } else {
       this.notice(`${ev.old} is now known as ${ev.nick}`);
     }
-    this.renderUsers();
+    this.renderRoster();
   }
 
   onServerError(err) {

@@ -3,6 +3,8 @@
 // cannot start. Text from users and the server only ever goes in through textContent (or an
 // input's value), never innerHTML, so it cannot become markup. Layout details that only the page
 // knows live here too: day dividers, grouping of consecutive messages, scrolling, focus.
+// The member list is keyed: one row per name in a Map, each roster op (roster.js) adds or removes
+// one row, so no event costs work in proportion to the room.
 
 const MAX_LOG_ITEMS = 600;
 /** Consecutive messages of one person this close together form a group (name shown once). */
@@ -84,7 +86,11 @@ export function createView(doc) {
     roomInput: $('room-input'),
     users: $('users'),
     userCount: $('user-count'),
+    usersMore: $('users-more'),
+    usersStale: $('users-stale'),
+    usersRefresh: $('users-refresh'),
   };
+  const userRows = new Map(); // roster key -> the <li> of that name
 
   let countdown = 0; // interval id while the status counts down to a reconnect
   let lastDay = ''; // day of the last message, for day dividers
@@ -127,6 +133,26 @@ export function createView(doc) {
     li.setAttribute('aria-hidden', 'true');
     li.textContent = formatDay(d);
     appendItem(li);
+  }
+
+  function userRow(nick, me) {
+    const li = doc.createElement('li');
+    li.className = me ? 'user me-user' : 'user';
+    const avatar = doc.createElement('span');
+    avatar.className = 'avatar avatar-small';
+    avatar.setAttribute('aria-hidden', 'true');
+    paintAvatar(avatar, nick);
+    const name = doc.createElement('span');
+    name.className = 'user-name';
+    name.textContent = nick;
+    li.append(avatar, name);
+    if (me) {
+      const you = doc.createElement('span');
+      you.className = 'you';
+      you.textContent = '(you)';
+      li.append(you);
+    }
+    return li;
   }
 
   function clearChatError() {
@@ -265,28 +291,29 @@ export function createView(doc) {
       lastMsg = { nick, at: when };
     },
 
-    users({ list, me }) {
-      const items = list.map((nick) => {
-        const li = doc.createElement('li');
-        li.className = nick === me ? 'user me-user' : 'user';
-        const avatar = doc.createElement('span');
-        avatar.className = 'avatar avatar-small';
-        avatar.setAttribute('aria-hidden', 'true');
-        paintAvatar(avatar, nick);
-        const name = doc.createElement('span');
-        name.className = 'user-name';
-        name.textContent = nick;
-        li.append(avatar, name);
-        if (nick === me) {
-          const you = doc.createElement('span');
-          you.className = 'you';
-          you.textContent = '(you)';
-          li.append(you);
+    roster({ ops, count, more, stale, loading }) {
+      for (const op of ops) {
+        if (op.op === 'reset') {
+          el.users.replaceChildren();
+          userRows.clear();
+        } else if (op.op === 'remove') {
+          const row = userRows.get(op.key);
+          if (row) row.remove();
+          userRows.delete(op.key);
+        } else if (op.op === 'add') {
+          const old = userRows.get(op.key);
+          if (old) old.remove();
+          const row = userRow(op.nick, op.me);
+          el.users.insertBefore(row, (op.before != null && userRows.get(op.before)) || null);
+          userRows.set(op.key, row);
         }
-        return li;
-      });
-      el.users.replaceChildren(...items);
-      el.userCount.textContent = String(list.length);
+      }
+      el.userCount.textContent = count.toLocaleString();
+      el.usersMore.hidden = more === 0 && !loading;
+      el.usersMore.disabled = loading;
+      el.usersMore.textContent = loading ? 'Loading...' : `and ${more.toLocaleString()} more`;
+      el.usersStale.hidden = !stale;
+      el.usersRefresh.disabled = loading;
     },
 
     me({ nick }) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Unit tests of the web client's pure modules (static/protocol.js, session.js, config.js) with
-# Node's own test runner: no browser, no server, no npm packages.
+# Unit tests of the web client's pure modules (static/protocol.js, session.js, roster.js,
+# config.js) with Node's own test runner: no browser, no server, no npm packages.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -294,7 +294,7 @@ test('a rename goes over the open socket; the server\'s nick frame confirms it',
   assert.equal(h.session.nick, 'annie');
   assert.equal(h.session.screen, 'chat');
   assert.equal(h.notices.pop(), 'You are now known as annie');
-  assert.deepEqual(h.renders.filter((r) => r.view === 'users').pop().list, ['annie', 'bob']);
+  assert.deepEqual(h.users, ['annie', 'bob']);
   assert.equal(h.connects.length, 1, 'no reconnect for a rename');
 });
 

@@ -43,6 +43,7 @@ const NICK_TAKEN_TEXT = 'That nickname is already taken in this room. Please pic
 let port;
 let base;
 let server; // { proc, exited }
+let largeServer = null; // the second server, whose rooms are large past 3 members
 let browser;
 let context;
 const pages = {}; // name -> page
@@ -87,10 +88,12 @@ function freePort() {
   });
 }
 
-async function startServer() {
-  const args = ['--addr', `127.0.0.1:${port}`, '--admin-token', TOKEN, '--max-text-bytes', String(TEXT_BYTES_MAX)];
+/** Starts the server binary on 127.0.0.1:`p` with `flags`, logging to OUT/`logName`, and waits
+ *  until it answers; returns {proc, exited}. */
+async function launchServer(p, flags, logName) {
+  const args = ['--addr', `127.0.0.1:${p}`, ...flags];
   if (process.env.E2E_STATIC_DIR) args.push('--static-dir', process.env.E2E_STATIC_DIR);
-  const log = fs.createWriteStream(path.join(OUT, 'server.log'), { flags: 'a' });
+  const log = fs.createWriteStream(path.join(OUT, logName), { flags: 'a' });
   log.write(`\n=== ${new Date().toISOString()} starting ${SERVER_BIN} ${args.join(' ').replace(TOKEN, '<token>')}\n`);
   const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   proc.stdout.pipe(log, { end: false });
@@ -98,26 +101,37 @@ async function startServer() {
   const exited = once(proc, 'exit');
   let early = null;
   exited.then(([code, signal]) => { early = `server exited early (code ${code}, signal ${signal})`; });
-  server = { proc, exited };
+  const started = { proc, exited };
   await eventually(async () => {
-    if (early) throw new Error(early + '; see .ci/out/server.log');
-    const res = await fetch(`${base}/status`);
+    if (early) throw new Error(`${early}; see .ci/out/${logName}`);
+    const res = await fetch(`http://127.0.0.1:${p}/status`);
     return res.ok;
-  }, { timeout: 30000, interval: 100, what: `GET ${base}/status` }).catch((err) => {
-    if (early) throw new Error(early + '; see .ci/out/server.log');
+  }, { timeout: 30000, interval: 100, what: `GET http://127.0.0.1:${p}/status` }).catch((err) => {
+    proc.kill('SIGKILL');
+    if (early) throw new Error(`${early}; see .ci/out/${logName}`);
     throw err;
   });
+  return started;
 }
 
-async function stopServer(signal = 'SIGTERM') {
-  if (!server) return;
-  const { proc, exited } = server;
-  server = null;
+async function startServer() {
+  server = await launchServer(port, ['--admin-token', TOKEN, '--max-text-bytes', String(TEXT_BYTES_MAX)], 'server.log');
+}
+
+/** Stops a server from launchServer (SIGKILL if it takes over 10 s). */
+async function stopProcess({ proc, exited }, signal = 'SIGTERM') {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   proc.kill(signal);
   const timer = setTimeout(() => proc.kill('SIGKILL'), 10000);
   await exited;
   clearTimeout(timer);
+}
+
+async function stopServer(signal = 'SIGTERM') {
+  if (!server) return;
+  const stopping = server;
+  server = null;
+  await stopProcess(stopping, signal);
 }
 
 function watchPage(name, page) {
@@ -189,6 +203,7 @@ async function kick(room, nick, token = TOKEN) {
 before(async () => {
   fs.mkdirSync(OUT, { recursive: true });
   fs.rmSync(path.join(OUT, 'server.log'), { force: true });
+  fs.rmSync(path.join(OUT, 'server-large-rooms.log'), { force: true });
   assert.ok(fs.existsSync(SERVER_BIN), `server binary missing: ${SERVER_BIN} (cargo build --release -p chat-server)`);
   assert.ok(fs.existsSync(CHROMIUM), `chromium missing: ${CHROMIUM} (apt-get install chromium)`);
   port = await freePort();
@@ -204,16 +219,19 @@ after(async () => {
     if (browser) await browser.close();
   } catch (_) { /* already gone */ }
   await stopServer();
+  if (largeServer) await stopProcess(largeServer);
 });
 
 process.on('exit', () => {
-  if (server && server.proc.exitCode === null) server.proc.kill('SIGKILL');
+  for (const running of [server, largeServer]) {
+    if (running && running.proc.exitCode === null) running.proc.kill('SIGKILL');
+  }
 });
 
 // ------------------------------------------------------------------ tests
 test('the page is served and offers a nickname form', async () => {
   const files = [['/', 'text/html'], ['/style.css', 'text/css'], ['/config.json', 'application/json']];
-  for (const module of ['main', 'session', 'protocol', 'config', 'view']) files.push([`/${module}.js`, 'javascript']);
+  for (const module of ['main', 'session', 'protocol', 'config', 'view', 'roster']) files.push([`/${module}.js`, 'javascript']);
   for (const [url, type] of files) {
     const res = await fetch(base + url);
     assert.equal(res.status, 200, `GET ${url}`);
@@ -454,6 +472,161 @@ test('screenshots: desktop 1280x800 and phone 360x740', { timeout: 60000 }, asyn
     await p.screenshot({ path: path.join(OUT, 'phone.png'), animations: 'disabled' });
   } finally {
     await phone.close();
+  }
+});
+
+// ------------------------------------------------------------------ a large room
+
+// The second server's rooms are large past 3 members (presence frames instead of notices),
+// welcomes and `who` pages list 3 names, and a presence frame lists at most 2 names per list.
+const LARGE_ROOM_FLAGS = ['--presence-notify-max', '3', '--presence-list-max', '3', '--presence-changes-max', '2'];
+const LARGE_ROOM = `big_${RUN}`;
+/** How long a presence change may take to show: the 1 s --presence-interval, and some slack. */
+const PRESENCE_MS = 3000;
+
+/** The crowd: plain WebSockets, opened from one page of the large server's origin (so the
+ *  server's Origin check passes, and Node needs no WebSocket of its own). */
+async function openCrowd(ctx, origin) {
+  const page = await ctx.newPage();
+  await page.goto(`${origin}/healthz`);
+  await page.evaluate(() => {
+    const sockets = new Map();
+    window.crowdJoin = (nick, room) => new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws://${location.host}/ws?nick=${encodeURIComponent(nick)}&room=${encodeURIComponent(room)}`);
+      sockets.set(nick, ws);
+      ws.onmessage = (ev) => {
+        const frame = JSON.parse(ev.data);
+        if (frame.type === 'welcome') resolve(frame.user_count);
+        if (frame.type === 'error') reject(new Error(`${nick}: ${frame.code}`));
+      };
+      ws.onclose = (ev) => reject(new Error(`${nick}: closed ${ev.code}`));
+    });
+    window.crowdLeave = (nick) => {
+      const ws = sockets.get(nick);
+      sockets.delete(nick);
+      ws.onclose = null;
+      ws.close(1000);
+    };
+  });
+  return {
+    page,
+    join: (...nicks) => Promise.all(nicks.map((nick) => page.evaluate(([n, r]) => window.crowdJoin(n, r), [nick, LARGE_ROOM]))),
+    leave: (nick) => page.evaluate((n) => window.crowdLeave(n), nick),
+  };
+}
+
+/** The server's order of names (lowercase, then code points; these are all ASCII). */
+function serverOrder(names) {
+  return [...names].sort((a, b) => {
+    const [x, y] = [a.toLowerCase(), b.toLowerCase()];
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}
+
+async function userCount(page) {
+  return Number((await page.locator('#user-count').innerText()).replace(/\D/g, ''));
+}
+
+async function moreText(page) {
+  const more = page.locator('#users-more');
+  return (await more.isVisible()) ? (await more.innerText()).trim() : '';
+}
+
+/** Waits until the page shows exactly `names` (in order), the count and the "and N more". */
+async function waitForList(page, { names, count, more, timeout = 10000, what }) {
+  const want = JSON.stringify({ names, count, more });
+  const shown = async () => ({ names: await onlineUsers(page), count: await userCount(page), more: await moreText(page) });
+  await eventually(async () => JSON.stringify(await shown()) === want, { timeout, what: `${what}: ${want}` }).catch(async (err) => {
+    throw new Error(`${err.message}; the page shows ${JSON.stringify(await shown())}`);
+  });
+}
+
+test('a large room: the count, "and N more", paging, presence within seconds, calm log', { timeout: 120000 }, async () => {
+  const largePort = await freePort();
+  const origin = `http://127.0.0.1:${largePort}`;
+  largeServer = await launchServer(largePort, LARGE_ROOM_FLAGS, 'server-large-rooms.log');
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  try {
+    const crowd = await openCrowd(ctx, origin);
+    const members = new Set(); // everyone in the room, as the test made it
+    const first = Array.from({ length: 8 }, (_, i) => `crowd${i + 1}_${RUN}`);
+    for (const nick of first) {
+      await crowd.join(nick);
+      members.add(nick);
+    }
+
+    // The watching page sorts after the crowd, so it is not on the first page.
+    const viewer = `viewer_${RUN}`;
+    const v = await ctx.newPage();
+    watchPage('large-room viewer', v);
+    await v.goto(`${origin}/#${LARGE_ROOM}`);
+    await signIn(v, viewer);
+    members.add(viewer);
+    const others = () => serverOrder([...members].filter((n) => n !== viewer));
+    await waitForList(v, { names: [viewer, ...others().slice(0, 3)], count: 9, more: 'and 5 more', what: 'the first page' });
+    await v.screenshot({ path: path.join(OUT, 'desktop-large-room.png'), animations: 'disabled' });
+
+    // Paging: each click brings the next 3 names, appended; this page's own name comes once.
+    await v.locator('#users-more').click();
+    await waitForList(v, { names: [viewer, ...others().slice(0, 6)], count: 9, more: 'and 2 more', what: 'the second page' });
+    await v.getByRole('button', { name: 'and 2 more' }).click();
+    await waitForList(v, { names: [viewer, ...others()], count: 9, more: '', what: 'every name, once' });
+
+    // Someone joins and someone leaves: one presence frame, within the interval.
+    const started = Date.now();
+    const joiner = `crowd9_${RUN}`;
+    await crowd.join(joiner);
+    members.add(joiner);
+    await crowd.leave(first[1]);
+    members.delete(first[1]);
+    await waitForList(v, { names: [viewer, ...others()], count: members.size, more: '', timeout: PRESENCE_MS, what: 'a join and a leave' });
+    console.log(`# a join and a leave showed in ${Date.now() - started} ms`);
+
+    // A burst past --presence-changes-max: the frame names 2 of each list, the page says the
+    // list may be out of date, and Refresh pages it again.
+    const burst = ['a', 'b', 'c', 'd', 'e'].map((x) => `crowd0${x}_${RUN}`);
+    await crowd.join(...burst);
+    burst.forEach((nick) => members.add(nick));
+    const stale = v.getByText('This list may be out of date.');
+    await stale.waitFor({ state: 'visible', timeout: PRESENCE_MS });
+    await eventually(async () => (await userCount(v)) === members.size, { timeout: PRESENCE_MS, what: 'the count, right even when the names are not' });
+    await v.screenshot({ path: path.join(OUT, 'desktop-large-room-stale.png'), animations: 'disabled' });
+    await v.getByRole('button', { name: 'Refresh' }).click();
+    await waitForList(v, { names: [viewer, ...others()], count: members.size, more: '', what: 'the list after Refresh' });
+    assert.ok(!(await stale.isVisible()), 'up to date again');
+
+    // The log stays calm: one line about the busy room, none per name.
+    const conversation = await log(v).innerText();
+    for (const nick of [joiner, first[1], ...burst]) {
+      assert.ok(!conversation.includes(nick), `no line about ${nick} in the log`);
+    }
+    assert.equal(await log(v).getByText(/This room is busy/).count(), 1, 'one notice saying why');
+
+    // A phone joins: it shows its first page and the count; the viewer sees it come.
+    const phone = await browser.newContext({ viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    try {
+      const p = await phone.newPage();
+      watchPage('large-room phone', p);
+      await p.goto(`${origin}/#${LARGE_ROOM}`);
+      const phoneNick = `phone_${RUN}`;
+      await signIn(p, phoneNick);
+      members.add(phoneNick);
+      const listed = serverOrder([...members].filter((n) => n !== phoneNick)).slice(0, 3);
+      await waitForList(p, { names: [phoneNick, ...listed], count: members.size, more: `and ${members.size - 4} more`, what: 'the phone\'s first page' });
+      await waitForList(v, { names: [viewer, ...others()], count: members.size, more: '', timeout: PRESENCE_MS, what: 'the phone in the viewer\'s list' });
+      const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `no horizontal scrolling on a 360 px screen (overflow ${overflow} px)`);
+      await sendMessage(p, 'Hello from a phone in a busy room');
+      await waitForMessage(v, 'Hello from a phone in a busy room');
+      await p.screenshot({ path: path.join(OUT, 'phone-large-room.png'), animations: 'disabled' });
+    } finally {
+      await phone.close();
+    }
+    await v.screenshot({ path: path.join(OUT, 'desktop-large-room-paged.png'), animations: 'disabled' });
+  } finally {
+    await ctx.close();
+    await stopProcess(largeServer);
+    largeServer = null;
   }
 });
 
