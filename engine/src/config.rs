@@ -79,15 +79,13 @@ impl Config {
         if crate::names::validate_room(&self.default_room).is_err() {
             return fail("default_room is not a valid room name");
         }
-        if self.queue_frames_max == 0 || self.queue_bytes_max == 0 {
-            return fail("queue_frames_max and queue_bytes_max must be at least 1");
-        }
+        // Also rules out empty queue bounds: a high-water mark of at least 1 fits under them.
         if self.queue_high_water_frames == 0
             || self.queue_high_water_frames > self.queue_frames_max
             || self.queue_high_water_bytes == 0
             || self.queue_high_water_bytes > self.queue_bytes_max
         {
-            return fail("queue high-water marks must be between 1 and the queue bounds");
+            return fail("queue high-water marks must be at least 1 and at most the queue bounds");
         }
         if self.text_bytes_max == 0 {
             return fail("text_bytes_max must be at least 1");
