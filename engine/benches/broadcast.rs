@@ -1,4 +1,5 @@
-//! The engine's per-recipient cost of one chat message broadcast to a room.
+//! The engine's per-recipient cost of one chat message broadcast to a room, and the cost of one
+//! join into rooms of every size.
 //!
 //! `CARGO_TARGET_DIR=/work/target-engine cargo bench -p chat-engine --bench broadcast`
 //!
@@ -10,8 +11,10 @@
 //! iterations. `broadcast_then_flushed` adds what a real shell also costs the engine per
 //! recipient: one `Input::Flushed` for every frame it wrote.
 //!
-//! Setup (everyone joining the room) is quadratic in the member count and happens once per
-//! benchmark, outside the timed region.
+//! `join_and_leave` is one client joining a room of 1,000, 10,000 or 100,000 members and switching
+//! back out: above the presence threshold its cost must stay flat whatever the room's size.
+//!
+//! Setup (everyone joining the room) happens once per benchmark, outside the timed region.
 
 use std::time::{Instant, SystemTime};
 
@@ -30,7 +33,7 @@ const TEXT: &str = "hello, everyone in the room";
 fn room_with(members: usize) -> (Engine, ClientId, Now) {
     let unbounded = 1 << 40;
     let config = Config {
-        clients_max: members,
+        clients_max: members + 1,
         rate_limit_per_second: 0,
         queue_frames_max: unbounded,
         queue_bytes_max: unbounded,
@@ -98,6 +101,44 @@ fn broadcast_then_flushed(bencher: Bencher, members: usize) {
             engine
                 .handle(now, flushed)
                 .expect("flushing a written frame");
+        }
+    });
+}
+
+/// Room sizes for the join benchmark: the cost of a join must not grow with the room.
+const ROOMS: [usize; 3] = [1_000, 10_000, 100_000];
+
+/// One member of a room of `members` (above the presence threshold, so joins are coalesced)
+/// joins it and switches back out to a small room: the welcome (the count, the first page of
+/// names and the history), the membership bookkeeping and the pending presence change, twice.
+/// Time passes in no iteration, so no presence tick (one frame per member per interval, not per
+/// join) falls inside the timed region.
+#[divan::bench(args = ROOMS)]
+fn join_and_leave(bencher: Bencher, members: usize) {
+    let (mut engine, _, now) = room_with(members);
+    let visitor = engine
+        .connect(
+            now,
+            JoinRequest {
+                room: Some("side".to_owned()),
+                nick: Some("visitor".to_owned()),
+                ..JoinRequest::default()
+            },
+        )
+        .expect("below clients_max");
+    while engine.poll_output().is_some() {}
+    let into = r#"{"type":"join","room":"general"}"#;
+    let back = r#"{"type":"join","room":"side"}"#;
+    bencher.bench_local(|| {
+        for text in [into, back] {
+            let input = Input::Frame {
+                client: visitor,
+                text,
+            };
+            engine.handle(now, input).expect("the visitor is connected");
+            while let Some(output) = engine.poll_output() {
+                divan::black_box_drop(output);
+            }
         }
     });
 }
