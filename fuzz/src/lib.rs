@@ -41,6 +41,8 @@ pub fn settings() -> Settings {
         epoch: Some("fuzz".to_owned()),
         static_source: StaticSource::Embedded,
         max_message_bytes: 2048,
+        // One connection never fans out, and a run must repeat exactly.
+        fanout_threads: 0,
         admin_token: Some(ADMIN_TOKEN.to_owned()),
         wall_clock: WallClock::Anchored(
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),

@@ -127,6 +127,12 @@ pub struct Args {
     #[arg(long, env = "CHAT_HUB_TURN", default_value_t = defaults().hub_turn,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub hub_turn: usize,
+    /// Helper threads that write a share of a message to a large room while the hub writes the
+    /// rest (fan-outs of 32 sockets or more), so the last recipient waits less; 0: the hub
+    /// writes everything itself.
+    #[arg(long, env = "CHAT_FANOUT_THREADS", default_value_t = defaults().fanout_threads,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=64))]
+    pub fanout_threads: usize,
     /// Names at most in a welcome's `users` and in one `who` page.
     #[arg(long, env = "CHAT_PRESENCE_LIST_MAX", default_value_t = defaults().engine.presence_list_max,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
@@ -188,6 +194,7 @@ impl Args {
             pending_pongs_max: self.pending_pongs,
             hub_inbox: self.hub_inbox,
             hub_turn: self.hub_turn,
+            fanout_threads: self.fanout_threads,
             wall_clock: WallClock::System,
         }
     }
@@ -212,6 +219,7 @@ mod tests {
         assert_eq!(settings.pending_pongs_max, defaults.pending_pongs_max);
         assert_eq!(settings.hub_inbox, defaults.hub_inbox);
         assert_eq!(settings.hub_turn, defaults.hub_turn);
+        assert_eq!(settings.fanout_threads, defaults.fanout_threads);
         assert_eq!(args.addr.to_string(), "0.0.0.0:8080");
     }
 

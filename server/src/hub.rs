@@ -22,9 +22,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::fanout::Fanout;
 use crate::link::{Link, ReadControl};
 use crate::metrics::Metrics;
-use crate::ws_write::{Tally, WriterCmd, CLOSE_GOING_AWAY};
+use crate::ws_write::{Tally, WriterCmd, CLOSE_GOING_AWAY, SCRATCH_KEPT};
 
 pub(crate) enum ToHub {
     Connect {
@@ -43,6 +44,8 @@ pub(crate) enum ToHub {
         client: ClientId,
         tally: Tally,
     },
+    /// What a fan-out helper wrote of one batch.
+    FlushedMany(Vec<(ClientId, Tally)>),
     Disconnect {
         client: ClientId,
     },
@@ -83,6 +86,29 @@ impl HubHandle {
     pub(crate) async fn send(&self, message: ToHub) {
         let _ = self.tx.send(message).await;
     }
+
+    /// A handle for threads outside the runtime that does not keep the hub's inbox open.
+    pub(crate) fn downgrade(&self) -> WeakHubHandle {
+        WeakHubHandle {
+            tx: self.tx.downgrade(),
+        }
+    }
+}
+
+/// The fan-out helpers' way to reach the hub: from a plain thread, and without keeping the
+/// inbox open once the hub's other senders are gone.
+#[derive(Clone, Debug)]
+pub(crate) struct WeakHubHandle {
+    tx: mpsc::WeakSender<ToHub>,
+}
+
+impl WeakHubHandle {
+    /// Waits for room in the inbox (never call it on the runtime); `false` once the hub is gone.
+    pub(crate) fn send_blocking(&self, message: ToHub) -> bool {
+        self.tx
+            .upgrade()
+            .is_some_and(|tx| tx.blocking_send(message).is_ok())
+    }
 }
 
 /// One connection as the hub sees it.
@@ -118,10 +144,9 @@ pub(crate) struct Hub {
     scratch: Vec<u8>,
     /// Inbox messages per turn (`--hub-turn`).
     turn: usize,
+    /// Helper threads that write a share of a wide fan-out (`--fanout-threads`).
+    fanout: Fanout,
 }
-
-/// The hub's write buffer is kept between turns up to this size.
-const SCRATCH_KEPT: usize = 64 << 10;
 
 impl Hub {
     /// `turn`: how many inbox messages make one turn, after which the hub writes what they
@@ -148,8 +173,18 @@ impl Hub {
             to_flush: Vec::new(),
             scratch: Vec::new(),
             turn: turn.max(1),
+            fanout: Fanout::new(0, |_| false),
         };
         (hub, stats_rx)
+    }
+
+    /// Hands a share of every wide fan-out to `threads` helper threads (see `fanout.rs`), which
+    /// report what they wrote through `hub`.
+    pub(crate) fn spread_writes(&mut self, threads: usize, hub: &HubHandle) {
+        let hub = hub.downgrade();
+        self.fanout = Fanout::new(threads, move |flushed| {
+            hub.send_blocking(ToHub::FlushedMany(flushed))
+        });
     }
 
     /// The inbox: connections wait (and so stop reading their sockets) once `capacity` messages
@@ -248,6 +283,14 @@ impl Hub {
             },
             ToHub::Pong { client } => self.engine.handle(now, Input::Pong { client }),
             ToHub::Flushed { client, tally } => self.flushed(client, tally),
+            ToHub::FlushedMany(flushed) => {
+                for (client, tally) in flushed {
+                    report(self.flushed(client, tally));
+                    self.dispatch();
+                    self.replay_held();
+                }
+                Ok(())
+            }
             ToHub::Disconnect { client } => {
                 if let Some(conn) = self.conns.remove(&client) {
                     conn.link.hang_up(None);
@@ -350,7 +393,19 @@ impl Hub {
     /// The end of a turn: writes what this turn queued for parked writers straight into their
     /// sockets, and tells the engine what went out. That can resume a room and replay held
     /// frames, which queue more (and put more clients on the list): go on until it is empty.
+    ///
+    /// A wide fan-out is written in parallel: the helpers take the far end of the list, the hub
+    /// writes the rest at the same time, and what the helpers wrote is counted when their report
+    /// arrives (on a later turn, like a writer task's).
     fn flush(&mut self) {
+        let own = self.fanout.own_share(self.to_flush.len());
+        if own < self.to_flush.len() {
+            let conns = &self.conns;
+            let theirs = (self.to_flush.drain(own..))
+                .filter_map(|client| conns.get(&client).map(|conn| (client, conn.link.clone())))
+                .collect();
+            self.fanout.split(theirs);
+        }
         while let Some(client) = self.to_flush.pop() {
             let Some(conn) = self.conns.get(&client) else {
                 continue;
@@ -683,6 +738,73 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "{} members got nothing", missing.len());
+        stop.cancel();
+        running.await.expect("no panic");
+    }
+
+    /// With helper threads writing a share of every wide fan-out, every member still gets every
+    /// message, and what the helpers wrote is counted as flushed: 300 messages are more than a
+    /// queue holds (256), so members whose writes the engine never heard of would be evicted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn helpers_write_a_share_of_wide_fan_outs_and_report_it_flushed() {
+        const MEMBERS: usize = 64;
+        const MESSAGES: usize = 300;
+        let config = Config {
+            rate_limit_per_second: 0,
+            ..Config::default()
+        };
+        let engine = Engine::new(config, "test").expect("valid config");
+        let metrics = Arc::new(Metrics::new());
+        let (mut hub, _stats) = Hub::new(engine, Clock::new(WallClock::System), metrics, 32);
+        let (handle, inbox) = Hub::channel(4096);
+        hub.spread_writes(2, &handle);
+        let stop = CancellationToken::new();
+        let running = tokio::spawn(hub.run(inbox, stop.clone()));
+        let mut readers = Vec::new();
+        let mut first = None;
+        for n in 0..MEMBERS {
+            let (ours, mut peer) = tokio::io::duplex(1 << 20);
+            let join = JoinRequest {
+                nick: Some(format!("m{n}")),
+                ..JoinRequest::default()
+            };
+            let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
+            let id = handle
+                .connect(join, link)
+                .await
+                .expect("running")
+                .expect("accepted");
+            first.get_or_insert(id);
+            readers.push(tokio::spawn(async move {
+                let mut all = Vec::new();
+                let mut buf = [0u8; 8192];
+                let last = format!("\"text\":\"m{}\"", MESSAGES - 1);
+                while !String::from_utf8_lossy(&all).contains(&last) {
+                    match peer.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => all.extend_from_slice(&buf[..n]),
+                    }
+                }
+                String::from_utf8_lossy(&all)
+                    .matches("\"type\":\"message\"")
+                    .count()
+            }));
+        }
+        for n in 0..MESSAGES {
+            let text = serde_json::json!({"type": "message", "text": format!("m{n}")});
+            let frame = ToHub::Frame {
+                client: first.expect("connected"),
+                text: text.to_string(),
+            };
+            handle.send(frame).await;
+        }
+        for reader in readers {
+            let got = tokio::time::timeout(Duration::from_secs(20), reader)
+                .await
+                .expect("every member got the last message")
+                .expect("no panic");
+            assert_eq!(got, MESSAGES, "a member missed messages (evicted?)");
+        }
         stop.cancel();
         running.await.expect("no panic");
     }

@@ -7,6 +7,7 @@ pub mod cli;
 mod client_config;
 mod clock;
 mod connection;
+mod fanout;
 mod http;
 mod hub;
 mod link;

@@ -86,8 +86,9 @@ impl Server {
         let statics = StaticFiles::open(&settings.static_source)?;
         let clock = Clock::new(settings.wall_clock);
         let metrics = Arc::new(Metrics::new());
-        let (hub, stats) = Hub::new(engine, clock, metrics.clone(), settings.hub_turn);
+        let (mut hub, stats) = Hub::new(engine, clock, metrics.clone(), settings.hub_turn);
         let (hub_handle, inbox) = Hub::channel(settings.hub_inbox);
+        hub.spread_writes(settings.fanout_threads, &hub_handle);
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(inbox, stop_hub.clone()));
         if settings.allowed_origins.iter().any(|o| o == "*") {

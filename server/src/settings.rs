@@ -63,6 +63,10 @@ pub struct Settings {
     pub hub_inbox: usize,
     /// Inbox messages in one hub turn, after which it writes what they queued and yields.
     pub hub_turn: usize,
+    /// Helper threads that write a share of a wide fan-out (a message to a large room) while the
+    /// hub writes the rest; 0: the hub writes everything itself (simulations must: their sockets
+    /// live on the simulation's thread).
+    pub fanout_threads: usize,
     pub wall_clock: WallClock,
 }
 
@@ -87,6 +91,7 @@ impl Default for Settings {
             pending_pongs_max: conn.pending_pongs_max,
             hub_inbox: 4096,
             hub_turn: 32,
+            fanout_threads: 1,
             wall_clock: WallClock::System,
         }
     }

@@ -29,6 +29,10 @@ pub(crate) const CLOSE_TRY_AGAIN: u16 = 1013;
 /// Write as soon as this much is buffered, so one batch never holds much memory.
 pub(crate) const BATCH_BYTES: usize = 256 << 10;
 
+/// A buffer direct writes are encoded into is kept between turns up to this size: one large
+/// broadcast should not pin its buffer for good.
+pub(crate) const SCRATCH_KEPT: usize = 64 << 10;
+
 /// What a connection's writer is asked to put on the wire, in order.
 #[derive(Debug)]
 pub(crate) enum WriterCmd {

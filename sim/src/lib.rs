@@ -105,6 +105,8 @@ pub fn settings(spec: &ServerSpec, start: u64) -> Settings {
         write_timeout: spec.write_timeout,
         shutdown_grace: Duration::from_secs(2),
         wall_clock: WallClock::Anchored(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+        // Simulated sockets live on the simulation's thread, and a run must repeat exactly.
+        fanout_threads: 0,
         // Everything else (connection and hub bounds, message size) as the binary's defaults.
         ..Settings::default()
     }
