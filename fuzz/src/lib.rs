@@ -9,6 +9,7 @@
 
 pub mod engine_ops;
 pub mod http;
+pub mod replay;
 pub mod wire;
 
 use std::io;
