@@ -14,6 +14,8 @@ mod metrics;
 mod origin;
 pub mod settings;
 mod static_files;
+#[cfg(any(test, feature = "test-kit"))]
+pub mod test_kit;
 mod ws_read;
 mod ws_write;
 
