@@ -10,7 +10,7 @@
 pub mod engine_ops;
 pub mod http;
 pub mod replay;
-pub mod wire;
+pub mod websocket;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
