@@ -5,12 +5,19 @@
 //! the output is nothing (a closed connection) or well-formed responses, with a valid WebSocket
 //! stream after a `101`.
 
-#![no_main]
+#![cfg_attr(fuzzing, no_main)]
 
 use chat_fuzz::{chunk_size, http::check_responses, serve_one};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check(data));
+
+/// Without libFuzzer (a plain build): replays the inputs named on the command line.
+#[cfg(not(fuzzing))]
+fn main() -> std::process::ExitCode {
+    chat_fuzz::replay::main(check)
+}
+
+fn check(data: &[u8]) {
     let out = serve_one(data, chunk_size(data.len()));
     // A response to HEAD declares a length it does not send, so responses after it cannot be
     // delimited without parsing the requests: check only the first one then.
@@ -21,4 +28,4 @@ fuzz_target!(|data: &[u8]| {
             String::from_utf8_lossy(&out)
         )
     });
-});
+}

@@ -1,12 +1,25 @@
 //! Arbitrary text as one client message into `protocol::decode`: every input is a command or an
 //! `error` with a decoder code, and re-encoding a decoded command round-trips.
 
-#![no_main]
+#![cfg_attr(fuzzing, no_main)]
 
 use chat_engine::protocol::{decode, Command, ErrorCode};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|text: &str| {
+libfuzzer_sys::fuzz_target!(|text: &str| check(text));
+
+/// Without libFuzzer (a plain build): replays the inputs named on the command line, each made
+/// text exactly as `fuzz_target!` makes it (the longest valid UTF-8 prefix).
+#[cfg(not(fuzzing))]
+fn main() -> std::process::ExitCode {
+    use libfuzzer_sys::arbitrary::{Arbitrary, Unstructured};
+    chat_fuzz::replay::main(|data| {
+        let text = <&str>::arbitrary_take_rest(Unstructured::new(data))
+            .expect("any bytes have a valid UTF-8 prefix");
+        check(text);
+    })
+}
+
+fn check(text: &str) {
     let is_object = text.trim_start().starts_with('{');
     match decode(text) {
         Ok(command) => {
@@ -56,4 +69,4 @@ fuzz_target!(|text: &str| {
             }
         }
     }
-});
+}

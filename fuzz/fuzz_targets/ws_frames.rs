@@ -6,12 +6,19 @@
 //! within the hang limit of virtual time, and the server's output is `101 Switching Protocols`
 //! followed by well-formed frames ending in a valid close frame or a clean end.
 
-#![no_main]
+#![cfg_attr(fuzzing, no_main)]
 
 use chat_fuzz::{chunk_size, http::check_responses, serve_one, UPGRADE_REQUEST};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check(data));
+
+/// Without libFuzzer (a plain build): replays the inputs named on the command line.
+#[cfg(not(fuzzing))]
+fn main() -> std::process::ExitCode {
+    chat_fuzz::replay::main(check)
+}
+
+fn check(data: &[u8]) {
     let mut input = UPGRADE_REQUEST.to_vec();
     input.extend_from_slice(data);
     let out = serve_one(&input, chunk_size(data.len()));
@@ -23,4 +30,4 @@ fuzz_target!(|data: &[u8]| {
     });
     assert_eq!(transcript.statuses, [101], "the upgrade must succeed");
     assert!(transcript.websocket.is_some());
-});
+}

@@ -2,20 +2,19 @@
 //! disconnects, kicks, time steps) under an arbitrary valid `Config`, driven like the server's hub drives it, with
 //! `check_invariants()` after every step and a shell-side model of every client's queue.
 //!
-//! Besides the engine's own invariants, this checks the driving contract from the shell's side:
-//! outputs name only live clients, nothing follows a client's `Close`, `Pause` and `Resume`
-//! alternate, every `Send` frame is a protocol message, the engine's queue counts equal the
-//! frames sent minus the frames reported flushed, and the shell's calls never fail except as
-//! documented (`ServerFull` when full, `UnknownClient` for a gone client, `NoSuchUser`).
+//! It drives the engine through the one engine test shell (`chat_engine::test_kit::Shell`), which
+//! checks the driving contract from the shell's side on every output: outputs name only live
+//! clients, nothing follows a client's `Close`, `Pause` and `Resume` alternate, every `Send` frame
+//! is a protocol message, the engine's queue counts equal the frames sent minus the frames
+//! reported flushed. Here the shell's calls must also never fail except as documented
+//! (`ServerFull` when full, `UnknownClient` for a gone client, `NoSuchUser`).
 
-use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use chat_engine::protocol::Command;
-use chat_engine::{
-    ClientId, Config, Engine, Error, Input, JoinRequest, Now, Output, ServerMessage,
-};
+use chat_engine::test_kit::{Event, Shell};
+use chat_engine::{ClientId, Config, Error, Input, JoinRequest, ServerMessage};
 
 /// Names drawn mostly from a small pool, so nicknames collide (also by case) and rooms fill up.
 #[derive(Arbitrary, Debug, Clone)]
@@ -81,6 +80,7 @@ enum Body {
     Join(Join),
     Nick(Name),
     Typing,
+    Who(Option<Name>),
     Raw(String),
 }
 
@@ -92,6 +92,10 @@ impl Body {
             Body::Join(join) => Command::Join(join.request()).encode(),
             Body::Nick(nick) => Command::Nick { nick: nick.get() }.encode(),
             Body::Typing => Command::Typing.encode(),
+            Body::Who(after) => Command::Who {
+                after: after.as_ref().map(Name::get),
+            }
+            .encode(),
             Body::Raw(text) => text.clone(),
         }
     }
@@ -161,6 +165,10 @@ struct Limits {
     idle_timeout_ms: u16,
     clients_max: u8,
     rooms_max: u8,
+    presence_list_max: u8,
+    presence_notify_max: u8,
+    presence_interval_ms: u16,
+    presence_changes_max: u8,
 }
 
 impl Limits {
@@ -180,6 +188,10 @@ impl Limits {
             idle_timeout: Duration::from_millis(u64::from(self.idle_timeout_ms)),
             clients_max: usize::from(self.clients_max % 12),
             rooms_max: usize::from(self.rooms_max % 6),
+            presence_list_max: usize::from(self.presence_list_max % 8),
+            presence_notify_max: usize::from(self.presence_notify_max % 8),
+            presence_interval: Duration::from_millis(u64::from(self.presence_interval_ms)),
+            presence_changes_max: usize::from(self.presence_changes_max % 4),
         };
         match config.validate() {
             Ok(()) => config,
@@ -197,252 +209,141 @@ impl Limits {
                 idle_timeout: Duration::from_secs(2),
                 clients_max: 6,
                 rooms_max: 3,
+                presence_list_max: 2,
+                presence_notify_max: 2,
+                presence_interval: Duration::from_millis(500),
+                presence_changes_max: 1,
                 ..Config::default()
             },
         }
     }
 }
 
-/// The shell's view of one connection.
-#[derive(Debug, Default)]
-struct Conn {
-    /// Payload sizes of frames sent and not yet reported flushed, oldest first.
-    queue: VecDeque<usize>,
-    paused: bool,
+/// Picks a live client by index (modulo their count).
+fn pick(shell: &Shell, index: u8) -> Option<ClientId> {
+    let live = shell.live_clients();
+    (!live.is_empty()).then(|| live[usize::from(index) % live.len()])
 }
 
-struct Shell {
-    engine: Engine,
-    base: Instant,
-    elapsed: Duration,
-    live: BTreeMap<ClientId, Conn>,
-    gone: Vec<ClientId>,
-    /// Disconnected during the current call: timers fired first may still ping it.
-    just_gone: Option<ClientId>,
-    pauses: u64,
-}
-
-impl Shell {
-    fn now(&self) -> Now {
-        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000) + self.elapsed;
-        Now::new(self.base + self.elapsed, wall)
-    }
-
-    fn pick(&self, index: u8) -> Option<ClientId> {
-        let n = self.live.len();
-        (n > 0).then(|| {
-            *self
-                .live
-                .keys()
-                .nth(usize::from(index) % n)
-                .expect("in range")
-        })
-    }
-
-    /// Carries out every output, checking it against the model; then the invariants.
-    fn drain(&mut self) {
-        while let Some(output) = self.engine.poll_output() {
-            match output {
-                Output::Send { to, frame } => {
-                    let conn = self.live.get_mut(&to).expect("Send to a live client");
-                    conn.queue.push_back(frame.len());
-                    let text = std::str::from_utf8(&frame).expect("frames are UTF-8");
-                    serde_json::from_str::<ServerMessage>(text)
-                        .unwrap_or_else(|e| panic!("not a protocol message ({e}): {text}"));
-                }
-                Output::Ping { to } => assert!(
-                    self.live.contains_key(&to) || self.just_gone == Some(to),
-                    "Ping to a gone client {to}"
-                ),
-                Output::Close { client, reason } => {
-                    assert!(
-                        self.live.remove(&client).is_some(),
-                        "Close of a gone client"
-                    );
-                    assert!((1000..5000).contains(&reason.code()));
-                    assert!(reason.text().len() <= 123);
-                    self.gone.push(client);
-                    assert_eq!(self.engine.queued(client), None, "closed but still queued");
-                }
-                Output::Pause { to } => {
-                    let conn = self.live.get_mut(&to).expect("Pause of a live client");
-                    assert!(!conn.paused, "{to} paused twice");
-                    conn.paused = true;
-                    self.pauses += 1;
-                }
-                Output::Resume { to } => {
-                    let conn = self.live.get_mut(&to).expect("Resume of a live client");
-                    assert!(conn.paused, "{to} resumed without a pause");
-                    conn.paused = false;
+/// Applies one op. The engine may close clients at any call (timers fire first), so ids are
+/// resolved against the live clients right before use. The shell checks the driving contract
+/// and the engine's invariants after every call.
+fn step(shell: &mut Shell, op: &Op) {
+    match op {
+        Op::Connect(join) => {
+            let full = shell.live_clients().len() >= shell.engine.config().clients_max;
+            match shell.try_connect(join.request()) {
+                Ok(_) => assert!(!full, "connected beyond clients_max"),
+                Err(Error::ServerFull { .. }) => assert!(full, "ServerFull below clients_max"),
+                Err(e) => panic!("connect failed: {e}"),
+            }
+        }
+        Op::Frame { client, body } => {
+            if let Some(id) = pick(shell, *client) {
+                shell.send(id, &body.text());
+            }
+        }
+        Op::Burst {
+            client,
+            body,
+            count,
+        } => {
+            let text = body.text();
+            if let Some(id) = pick(shell, *client) {
+                for _ in 0..*count % 64 {
+                    if !shell.live_clients().contains(&id) {
+                        break;
+                    }
+                    shell.send(id, &text);
                 }
             }
         }
-        self.just_gone = None;
-        self.engine.check_invariants();
-        assert_eq!(self.engine.stats().clients, self.live.len());
-        for (&id, conn) in &self.live {
-            let model = (conn.queue.len(), conn.queue.iter().sum::<usize>());
-            assert_eq!(self.engine.queued(id), Some(model), "{id} queue accounting");
-            assert!(self.engine.client_info(id).is_some());
+        Op::Pong { client } => {
+            if let Some(id) = pick(shell, *client) {
+                shell.pong(id);
+            }
         }
-    }
-
-    fn handle(&mut self, input: Input<'_>) {
-        let result = self.engine.handle(self.now(), input);
-        assert_eq!(result, Ok(()), "{input:?}");
-    }
-
-    fn flush(&mut self, id: ClientId, frames: Option<u8>) {
-        let conn = self.live.get_mut(&id).expect("live");
-        let n = match frames {
-            Some(n) => usize::from(n) % (conn.queue.len() + 1),
-            None => conn.queue.len(),
-        };
-        let bytes: usize = conn.queue.drain(..n).sum();
-        self.handle(Input::Flushed {
-            client: id,
-            frames: n,
-            bytes,
-        });
-    }
-
-    /// Applies one op. The engine may close clients at any call (timers fire first), so ids
-    /// are resolved against `live` right before use.
-    fn step(&mut self, op: &Op) {
-        let now = self.now();
-        match op {
-            Op::Connect(join) => {
-                let full = self.live.len() >= self.engine.config().clients_max;
-                match self.engine.connect(now, join.request()) {
-                    Ok(id) => {
-                        let newest = self.gone.iter().chain(self.live.keys()).max();
-                        assert!(newest.is_none_or(|&n| id > n), "ids are never reused");
-                        self.live.insert(id, Conn::default());
-                    }
-                    Err(Error::ServerFull { .. }) => assert!(full, "ServerFull below clients_max"),
-                    Err(e) => panic!("connect failed: {e}"),
+        Op::Flushed { client, frames } => {
+            if let Some(id) = pick(shell, *client) {
+                let n = frames.map(|n| usize::from(n) % (shell.unflushed(id) + 1));
+                assert_eq!(shell.flush(id, n), Ok(()));
+            }
+        }
+        Op::FlushAll => {
+            for id in shell.live_clients() {
+                // An earlier flush can resume a room, and nothing closes on a flush, but be
+                // robust: skip whoever is gone.
+                if shell.live_clients().contains(&id) {
+                    assert_eq!(shell.flush(id, None), Ok(()));
                 }
             }
-            Op::Frame { client, body } => {
-                if let Some(id) = self.pick(*client) {
-                    self.handle(Input::Frame {
-                        client: id,
-                        text: &body.text(),
-                    });
-                }
+        }
+        Op::Disconnect { client } => {
+            if let Some(id) = pick(shell, *client) {
+                shell.disconnect(id);
             }
-            Op::Burst {
-                client,
-                body,
-                count,
-            } => {
-                let text = body.text();
-                if let Some(id) = self.pick(*client) {
-                    for _ in 0..*count % 64 {
-                        if !self.live.contains_key(&id) {
-                            break;
-                        }
-                        self.handle(Input::Frame {
-                            client: id,
-                            text: &text,
-                        });
-                        self.drain();
-                    }
-                }
+        }
+        Op::Kick { client } => {
+            let Some(id) = pick(shell, *client) else {
+                return;
+            };
+            let (nick, room) = shell.engine.client_info(id).expect("live");
+            if let Some(room) = room {
+                let (nick, room) = (nick.to_owned(), room.to_owned());
+                assert_eq!(shell.kick(&room, &nick), Ok(id), "kick {nick}");
             }
-            Op::Pong { client } => {
-                if let Some(id) = self.pick(*client) {
-                    self.handle(Input::Pong { client: id });
-                }
-            }
-            Op::Flushed { client, frames } => {
-                if let Some(id) = self.pick(*client) {
-                    self.flush(id, *frames);
-                }
-            }
-            Op::FlushAll => {
-                let ids: Vec<ClientId> = self.live.keys().copied().collect();
-                for id in ids {
-                    // An earlier flush can resume a room, and nothing closes on a flush, but
-                    // be robust: skip whoever is gone.
-                    if self.live.contains_key(&id) {
-                        self.flush(id, None);
-                        self.drain();
-                    }
-                }
-            }
-            Op::Disconnect { client } => {
-                if let Some(id) = self.pick(*client) {
-                    // The shell forgets it at once; the engine must say nothing more to it but
-                    // the pings its timers fired before reading this input.
-                    self.live.remove(&id);
-                    self.gone.push(id);
-                    self.just_gone = Some(id);
-                    self.handle(Input::Disconnect { client: id });
-                }
-            }
-            Op::Kick { client } => {
-                let Some(id) = self.pick(*client) else {
-                    return;
-                };
-                let (nick, room) = self.engine.client_info(id).expect("live");
-                if let Some(room) = room {
-                    let (nick, room) = (nick.to_owned(), room.to_owned());
-                    assert_eq!(self.engine.kick(now, &room, &nick), Ok(id), "kick {nick}");
-                }
-            }
-            Op::KickName { room, nick } => match self.engine.kick(now, &room.get(), &nick.get()) {
-                Ok(id) => assert!(self.live.contains_key(&id)),
+        }
+        Op::KickName { room, nick } => {
+            let live = shell.live_clients();
+            match shell.kick(&room.get(), &nick.get()) {
+                Ok(id) => assert!(live.contains(&id), "kicked {id}, who was not connected"),
                 Err(Error::NoSuchUser { .. }) => {}
                 Err(e) => panic!("kick failed: {e}"),
-            },
-            Op::Stale { client, flushed } => {
-                if self.gone.is_empty() {
-                    return;
-                }
-                let id = self.gone[usize::from(*client) % self.gone.len()];
-                let input = if *flushed {
-                    Input::Flushed {
-                        client: id,
-                        frames: 1,
-                        bytes: 1,
-                    }
-                } else {
-                    Input::Frame {
-                        client: id,
-                        text: "hi",
-                    }
-                };
-                assert_eq!(
-                    self.engine.handle(now, input),
-                    Err(Error::UnknownClient(id))
-                );
             }
-            Op::Advance(ms) => self.elapsed += Duration::from_millis(u64::from(*ms)),
-            Op::AdvanceSecs(s) => self.elapsed += Duration::from_secs(u64::from(*s)),
-            Op::Tick => self.handle(Input::Tick),
         }
-        self.drain();
+        Op::Stale { client, flushed } => {
+            let gone = shell.gone_clients();
+            if gone.is_empty() {
+                return;
+            }
+            let id = gone[usize::from(*client) % gone.len()];
+            let input = if *flushed {
+                Input::Flushed {
+                    client: id,
+                    frames: 1,
+                    bytes: 1,
+                }
+            } else {
+                Input::Frame {
+                    client: id,
+                    text: "hi",
+                }
+            };
+            assert_eq!(shell.handle(input), Err(Error::UnknownClient(id)));
+        }
+        Op::Advance(ms) => shell.pass(Duration::from_millis(u64::from(*ms))),
+        Op::AdvanceSecs(s) => shell.pass(Duration::from_secs(u64::from(*s))),
+        Op::Tick => shell.tick(),
     }
 }
 
 fn run(u: &mut Unstructured<'_>, reached: &mut Reached) -> arbitrary::Result<()> {
     let limits = Limits::arbitrary(u)?;
-    let engine = Engine::new(limits.config(), EPOCH).expect("a validated config");
-    let mut shell = Shell {
-        engine,
-        base: Instant::now(),
-        elapsed: Duration::ZERO,
-        live: BTreeMap::new(),
-        gone: Vec::new(),
-        just_gone: None,
-        pauses: 0,
-    };
+    let mut shell = Shell::new(limits.config(), EPOCH);
+    // The ops decide what each client reads, as a hub's writers would.
+    shell.auto_flush = false;
     shell.engine.check_invariants();
     let mut steps = 0;
     while !u.is_empty() && steps < 512 {
         let op = Op::arbitrary(u)?;
-        shell.step(&op);
+        step(&mut shell, &op);
+        let events = shell.all_events();
+        reached.pauses += (events.values().flatten())
+            .filter(|event| **event == Event::Pause)
+            .count() as u64;
+        reached.presence += (events.values().flatten())
+            .filter(|event| matches!(event, Event::Frame(ServerMessage::Presence { .. })))
+            .count() as u64;
         steps += 1;
     }
     let stats = shell.engine.stats();
@@ -452,7 +353,6 @@ fn run(u: &mut Unstructured<'_>, reached: &mut Reached) -> arbitrary::Result<()>
     reached.timeouts += stats.timeouts_total;
     reached.rate_limited += stats.rate_limited_total;
     reached.errors += stats.errors_total;
-    reached.pauses += shell.pauses;
     Ok(())
 }
 
@@ -466,6 +366,7 @@ pub struct Reached {
     pub rate_limited: u64,
     pub errors: u64,
     pub pauses: u64,
+    pub presence: u64,
 }
 
 /// Replays one input: an `Arbitrary` config, then ops until the input runs out (at most 512).

@@ -1,7 +1,7 @@
 //! HTTP/1.1 responses as the server writes them: a sequence of well-formed responses, and after
 //! a `101 Switching Protocols` the WebSocket stream.
 
-use crate::wire::{check_server_frames, End};
+use crate::websocket::{check_server_frames, End};
 
 /// What one connection's output was.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,8 @@
 
 pub mod engine_ops;
 pub mod http;
-pub mod wire;
+pub mod replay;
+pub mod websocket;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -1,11 +1,12 @@
 //! The harness itself, on the committed seeds: each `ws_frames` seed ends the way its name says
-//! (so the checks in `wire` are known to see real closes), and every `http_upgrade` seed passes.
-//! `cd fuzz && cargo test` (a plain build: no sanitizer, no libFuzzer).
+//! (so the checks in `websocket` are known to see real closes), and every `http_upgrade` seed
+//! passes. `cargo test -p chat-fuzz`, part of `cargo test --workspace` (a plain build: no
+//! sanitizer, no libFuzzer).
 
 use std::path::Path;
 
 use chat_fuzz::http::check_responses;
-use chat_fuzz::wire::End;
+use chat_fuzz::websocket::End;
 use chat_fuzz::{chunk_size, serve_one, UPGRADE_REQUEST};
 
 fn seed(target: &str, name: &str) -> Vec<u8> {

@@ -17,6 +17,8 @@ mod origin;
 mod server;
 pub mod settings;
 mod static_files;
+#[cfg(any(test, feature = "test-kit"))]
+pub mod test_kit;
 mod writer;
 mod ws_read;
 mod ws_write;

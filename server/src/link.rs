@@ -366,6 +366,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, DuplexStream};
 
     use super::*;
+    use crate::test_kit::wire::{parse_server_frames, OP_PONG, OP_TEXT};
     use crate::writer::write_loop;
 
     fn text(s: &'static str) -> WriterCmd {
@@ -378,16 +379,17 @@ mod tests {
         (Link::new(Box::pin(ours), LinkLimits::default()), peer)
     }
 
-    /// The payloads of the (short, unmasked) frames in `bytes`.
-    fn payloads(mut bytes: &[u8]) -> Vec<String> {
-        let mut out = Vec::new();
-        while let [_, len, rest @ ..] = bytes {
-            let len = usize::from(*len);
-            assert!(len < 126, "short frames only");
-            out.push(String::from_utf8_lossy(&rest[..len]).into_owned());
-            bytes = &rest[len..];
-        }
-        out
+    /// The payloads of the frames in `bytes`, which must be whole, well-formed final text frames
+    /// (read by the test kit's parser, not by the encoder under test).
+    fn payloads(bytes: &[u8]) -> Vec<String> {
+        let frames = parse_server_frames(bytes).unwrap_or_else(|e| panic!("{e}"));
+        frames
+            .into_iter()
+            .map(|frame| {
+                assert_eq!((frame.fin, frame.opcode), (true, OP_TEXT), "{frame:?}");
+                String::from_utf8(frame.payload).expect("UTF-8")
+            })
+            .collect()
     }
 
     /// Whatever the far end can read right now.
@@ -501,15 +503,14 @@ mod tests {
         assert_eq!(written, Ok(()));
         let received = read.await.expect("no panic").expect("read to the end");
         let mut texts = Vec::new();
-        let mut bytes = &received[..];
-        while let [op, len, rest @ ..] = bytes {
-            let len = usize::from(*len);
-            match op {
-                0x81 => texts.push(String::from_utf8(rest[..len].to_vec()).expect("UTF-8")),
-                0x8A => assert_eq!(&rest[..len], b"pong", "a pong cut into"),
-                _ => panic!("not a frame head: {op:#x}, bytes interleaved"),
+        let frames = parse_server_frames(&received)
+            .unwrap_or_else(|e| panic!("{e}: bytes interleaved or frames cut"));
+        for frame in frames {
+            match (frame.fin, frame.opcode) {
+                (true, OP_TEXT) => texts.push(String::from_utf8(frame.payload).expect("UTF-8")),
+                (true, OP_PONG) => assert_eq!(frame.payload, b"pong", "a pong cut into"),
+                _ => panic!("not a chat frame or pong: {frame:?}, bytes interleaved"),
             }
-            bytes = &rest[len..];
         }
         let expected: Vec<String> = (0..FRAMES).map(|n| n.to_string()).collect();
         assert_eq!(texts, expected);

@@ -304,18 +304,14 @@ fn close_frame(payload: &[u8]) -> Result<Incoming, ReadEnd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_kit::wire::{
+        ClientFrame, Length, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
+    };
 
-    /// A masked client frame, as a browser would send it (fastwebsockets writes it: masking is
-    /// the same XOR as unmasking).
-    fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-        let payload = fastwebsockets::Payload::Owned(payload.to_vec());
-        let mut frame =
-            fastwebsockets::Frame::new(fin, opcode, Some([0x37, 0xfa, 0x21, 0x3d]), payload);
-        frame.unmask();
-        let mut out = Vec::new();
-        let len = frame.write(&mut out).len();
-        out.truncate(len);
-        out
+    /// A masked client frame, as a browser would send it, written by the test kit (not by
+    /// fastwebsockets, whose reader this one replaces).
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        ClientFrame::new(opcode, payload).fin(fin).encode()
     }
 
     async fn read_all(bytes: &[u8], max: usize) -> (Vec<Incoming>, ReadEnd) {
@@ -335,7 +331,7 @@ mod tests {
 
     #[test]
     fn heads_are_parsed_only_once_complete() {
-        let whole = frame(true, OpCode::Text, &[b'x'; 300]);
+        let whole = frame(true, OP_TEXT, &[b'x'; 300]);
         for cut in 0..8 {
             assert_eq!(parse_head(&whole[..cut], 1 << 16), Ok(None), "cut at {cut}");
         }
@@ -343,7 +339,7 @@ mod tests {
             .expect("valid")
             .expect("complete");
         assert_eq!((head.len, head.payload_len, head.fin), (8, 300, true));
-        let long = frame(false, OpCode::Binary, &vec![0; 70_000]);
+        let long = frame(false, OP_BINARY, &vec![0; 70_000]);
         assert_eq!(parse_head(&long[..13], 1 << 20), Ok(None));
         let head = parse_head(&long, 1 << 20)
             .expect("valid")
@@ -354,34 +350,32 @@ mod tests {
     #[test]
     fn head_violations_get_their_close_codes() {
         let protocol = |reason| violation(CLOSE_PROTOCOL, reason);
-        let mut rsv = frame(true, OpCode::Text, b"x");
-        rsv[0] |= 0x40;
+        let rsv = ClientFrame::text("x").rsv(0b100).encode();
         assert_eq!(violation_of(&rsv), protocol("reserved bits set"));
-        let mut reserved = frame(true, OpCode::Text, b"x");
-        reserved[0] = (reserved[0] & 0xF0) | 0x3;
+        let reserved = ClientFrame::new(0x3, "x").encode();
         assert_eq!(violation_of(&reserved), protocol("reserved opcode"));
         assert_eq!(
-            violation_of(&frame(false, OpCode::Ping, b"x")),
+            violation_of(&frame(false, OP_PING, b"x")),
             protocol("fragmented control frame")
         );
         assert_eq!(
-            violation_of(&frame(true, OpCode::Pong, &[0; 126])),
+            violation_of(&frame(true, OP_PONG, &[0; 126])),
             protocol("control frame payload over 125 bytes")
         );
-        let mut unmasked = frame(true, OpCode::Text, b"x");
-        unmasked[1] &= 0x7F;
+        let unmasked = ClientFrame::text("x").unmasked().encode();
         assert_eq!(
             violation_of(&unmasked),
             protocol("client frames must be masked")
         );
         assert_eq!(
-            parse_head(&frame(true, OpCode::Text, &[0; 101]), 100),
+            parse_head(&frame(true, OP_TEXT, &[0; 101]), 100),
             Err(violation(CLOSE_TOO_BIG, "message too big"))
         );
         // A length the machine cannot even address is just too big, not a panic.
-        let huge = [
-            0x81, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3, 4,
-        ];
+        let huge = ClientFrame::text("")
+            .length(Length::Claimed(u64::MAX))
+            .mask([1, 2, 3, 4])
+            .encode();
         assert_eq!(
             parse_head(&huge, usize::MAX),
             Err(violation(CLOSE_TOO_BIG, "message too big"))
@@ -390,11 +384,11 @@ mod tests {
 
     #[tokio::test]
     async fn messages_come_out_whole_however_the_bytes_are_split() {
-        let mut wire = frame(true, OpCode::Text, "héllo".as_bytes());
-        wire.extend(frame(false, OpCode::Text, b"frag"));
-        wire.extend(frame(true, OpCode::Ping, b"ping"));
-        wire.extend(frame(true, OpCode::Continuation, b"mented"));
-        wire.extend(frame(true, OpCode::Close, &[0x03, 0xE8, b'o', b'k']));
+        let mut wire = frame(true, OP_TEXT, "héllo".as_bytes());
+        wire.extend(frame(false, OP_TEXT, b"frag"));
+        wire.extend(frame(true, OP_PING, b"ping"));
+        wire.extend(frame(true, OP_CONTINUATION, b"mented"));
+        wire.extend(frame(true, OP_CLOSE, &[0x03, 0xE8, b'o', b'k']));
         let expected = vec![
             Incoming::Text("héllo".into()),
             Incoming::Ping(b"ping".to_vec()),
@@ -419,9 +413,9 @@ mod tests {
     #[tokio::test]
     async fn fragmented_text_fails_at_the_first_invalid_byte_not_at_its_end() {
         // "é" split across fragments is fine; 0xFF is never valid.
-        let mut wire = frame(false, OpCode::Text, &[b'a', 0xC3]);
-        wire.extend(frame(false, OpCode::Continuation, &[0xA9]));
-        wire.extend(frame(false, OpCode::Continuation, &[b'b', 0xFF]));
+        let mut wire = frame(false, OP_TEXT, &[b'a', 0xC3]);
+        wire.extend(frame(false, OP_CONTINUATION, &[0xA9]));
+        wire.extend(frame(false, OP_CONTINUATION, &[b'b', 0xFF]));
         let (messages, end) = read_all(&wire, 1 << 16).await;
         assert!(messages.is_empty());
         assert_eq!(
@@ -429,20 +423,20 @@ mod tests {
             invalid_utf8(),
             "no final fragment was needed to see it"
         );
-        let mut wire = frame(false, OpCode::Text, &[b'a', 0xC3]);
-        wire.extend(frame(true, OpCode::Continuation, &[0xA9]));
+        let mut wire = frame(false, OP_TEXT, &[b'a', 0xC3]);
+        wire.extend(frame(true, OP_CONTINUATION, &[0xA9]));
         let (messages, _) = read_all(&wire, 1 << 16).await;
         assert_eq!(messages, [Incoming::Text("aé".into())]);
         // An unfinished character at the very end is caught when the message ends.
-        let (messages, end) = read_all(&frame(true, OpCode::Text, &[b'a', 0xC3]), 1 << 16).await;
+        let (messages, end) = read_all(&frame(true, OP_TEXT, &[b'a', 0xC3]), 1 << 16).await;
         assert!(messages.is_empty());
         assert_eq!(end, invalid_utf8());
     }
 
     #[tokio::test]
     async fn the_cap_applies_to_the_reassembled_message() {
-        let mut wire = frame(false, OpCode::Text, &[b'a'; 60]);
-        wire.extend(frame(true, OpCode::Continuation, &[b'b'; 60]));
+        let mut wire = frame(false, OP_TEXT, &[b'a'; 60]);
+        wire.extend(frame(true, OP_CONTINUATION, &[b'b'; 60]));
         let (messages, end) = read_all(&wire, 100).await;
         assert!(messages.is_empty());
         assert_eq!(end, violation(CLOSE_TOO_BIG, "message too big"));
@@ -451,8 +445,8 @@ mod tests {
     #[tokio::test]
     async fn a_large_frame_buffer_is_given_back_once_consumed() {
         let big = "x".repeat(20_000);
-        let mut wire = frame(true, OpCode::Text, big.as_bytes());
-        wire.extend(frame(true, OpCode::Text, b"small"));
+        let mut wire = frame(true, OP_TEXT, big.as_bytes());
+        wire.extend(frame(true, OP_TEXT, b"small"));
         let mut reader = MessageReader::new(&wire[..], 1 << 16);
         assert_eq!(reader.next().await, Ok(Incoming::Text(big)));
         assert_eq!(reader.buf.capacity(), 0, "nothing kept once consumed");

@@ -4,26 +4,16 @@ mod common;
 
 use std::time::Duration;
 
+use chat_server::test_kit::wire::ClientFrame;
 use common::{settings, Client, RawWs, TestServer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const FIN_TEXT: u8 = 0x81;
-const TEXT: u8 = 0x01;
-const FIN_CONT: u8 = 0x80;
-const FIN_BINARY: u8 = 0x82;
-const FIN_PING: u8 = 0x89;
-const FIN_PONG: u8 = 0x8A;
-const FIN_CLOSE: u8 = 0x88;
-
-/// One raw frame: first byte (FIN|RSV|opcode), payload, masked.
-type RawFrame = (u8, Vec<u8>, bool);
-
-async fn violation(server: &TestServer, frames: &[RawFrame]) -> u16 {
+async fn violation(server: &TestServer, frames: &[ClientFrame]) -> u16 {
     let (mut ws, status) = RawWs::open(server, "").await;
     assert!(status.starts_with("HTTP/1.1 101"), "{status}");
-    for (first, payload, masked) in frames {
-        ws.frame(*first, payload, *masked).await;
+    for frame in frames {
+        ws.send(frame).await;
     }
     ws.close_code().await
 }
@@ -33,98 +23,93 @@ async fn rfc6455_violations_get_their_close_codes() {
     let mut settings = settings();
     settings.max_message_bytes = 1024;
     let server = TestServer::start(settings).await;
-    let cases: Vec<(&str, Vec<RawFrame>, u16)> = vec![
-        (
-            "binary frame",
-            vec![(FIN_BINARY, b"\x00\x01".to_vec(), true)],
-            1003,
-        ),
+    let cases: Vec<(&str, Vec<ClientFrame>, u16)> = vec![
+        ("binary frame", vec![ClientFrame::binary(b"\x00\x01")], 1003),
         (
             "invalid UTF-8 text",
-            vec![(FIN_TEXT, vec![0xff, 0xfe, 0x41], true)],
+            vec![ClientFrame::text([0xff, 0xfe, 0x41])],
             1007,
         ),
         (
             "invalid UTF-8 across fragments",
-            vec![(TEXT, b"ok".to_vec(), true), (FIN_CONT, vec![0xc3], true)],
+            vec![
+                ClientFrame::text("ok").fin(false),
+                ClientFrame::continuation([0xc3]),
+            ],
             1007,
         ),
         (
             "one frame over the cap",
-            vec![(FIN_TEXT, vec![b'a'; 1025], true)],
+            vec![ClientFrame::text([b'a'; 1025])],
             1009,
         ),
         (
             "fragments over the cap",
             vec![
-                (TEXT, vec![b'a'; 600], true),
-                (FIN_CONT, vec![b'a'; 600], true),
+                ClientFrame::text([b'a'; 600]).fin(false),
+                ClientFrame::continuation([b'a'; 600]),
             ],
             1009,
         ),
         (
             "unmasked frame",
-            vec![(FIN_TEXT, b"hi".to_vec(), false)],
+            vec![ClientFrame::text("hi").unmasked()],
             1002,
         ),
         (
             "reserved bit",
-            vec![(FIN_TEXT | 0x40, b"hi".to_vec(), true)],
+            vec![ClientFrame::text("hi").rsv(0b100)],
             1002,
         ),
-        ("reserved opcode", vec![(0x83, b"hi".to_vec(), true)], 1002),
+        ("reserved opcode", vec![ClientFrame::new(0x3, "hi")], 1002),
         (
             "ping over 125 bytes",
-            vec![(FIN_PING, vec![0; 126], true)],
+            vec![ClientFrame::ping([0; 126])],
             1002,
         ),
         (
             "pong over 125 bytes",
-            vec![(FIN_PONG, vec![0; 126], true)],
+            vec![ClientFrame::pong([0; 126])],
             1002,
         ),
-        ("fragmented ping", vec![(0x09, b"x".to_vec(), true)], 1002),
+        (
+            "fragmented ping",
+            vec![ClientFrame::ping("x").fin(false)],
+            1002,
+        ),
         (
             "continuation without start",
-            vec![(FIN_CONT, b"x".to_vec(), true)],
+            vec![ClientFrame::continuation("x")],
             1002,
         ),
         (
             "text inside a fragmented message",
-            vec![(TEXT, b"a".to_vec(), true), (FIN_TEXT, b"b".to_vec(), true)],
+            vec![ClientFrame::text("a").fin(false), ClientFrame::text("b")],
             1002,
         ),
         (
             "close with 1-byte payload",
-            vec![(FIN_CLOSE, vec![3], true)],
+            vec![ClientFrame::close_payload([3])],
             1002,
         ),
         (
             "close with invalid code",
-            vec![(FIN_CLOSE, 999u16.to_be_bytes().to_vec(), true)],
+            vec![ClientFrame::close(999, b"")],
             1002,
         ),
         (
             "close with 126-byte payload",
-            vec![(
-                FIN_CLOSE,
-                [1000u16.to_be_bytes().to_vec(), vec![b'a'; 124]].concat(),
-                true,
-            )],
+            vec![ClientFrame::close(1000, &[b'a'; 124])],
             1002,
         ),
         (
             "close with invalid UTF-8 reason",
-            vec![(
-                FIN_CLOSE,
-                [1000u16.to_be_bytes().to_vec(), vec![0xff]].concat(),
-                true,
-            )],
+            vec![ClientFrame::close(1000, &[0xff])],
             1007,
         ),
         (
             "a valid close is echoed",
-            vec![(FIN_CLOSE, 4321u16.to_be_bytes().to_vec(), true)],
+            vec![ClientFrame::close(4321, b"")],
             4321,
         ),
     ];
@@ -133,9 +118,9 @@ async fn rfc6455_violations_get_their_close_codes() {
     }
     // A fragmented message exactly at the cap is fine.
     let (mut ws, _) = RawWs::open(&server, "").await;
-    ws.frame(TEXT, &[b'a'; 512], true).await;
-    ws.frame(FIN_CONT, &[b'a'; 512], true).await;
-    ws.frame(FIN_CLOSE, &1000u16.to_be_bytes(), true).await;
+    ws.send(&ClientFrame::text([b'a'; 512]).fin(false)).await;
+    ws.send(&ClientFrame::continuation([b'a'; 512])).await;
+    ws.send(&ClientFrame::close(1000, b"")).await;
     assert_eq!(ws.close_code().await, 1000);
     server.shutdown().await;
 }

@@ -1,11 +1,13 @@
 //! Test support: a real server on `127.0.0.1:0` and an independent WebSocket client
-//! (tokio-tungstenite), plus a raw-socket client for protocol violations.
+//! (tokio-tungstenite), plus a raw-socket client for protocol violations whose frames are
+//! written and read by `chat_server::test_kit::wire`.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chat_server::test_kit::wire::{parse_server_frame, ClientFrame, OP_CLOSE};
 use chat_server::Settings;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -229,65 +231,27 @@ impl RawWs {
         (Self { stream }, String::from_utf8_lossy(&head).into_owned())
     }
 
-    /// Sends one frame: `first` is FIN|RSV|opcode, masked unless `masked` is false.
-    pub async fn frame(&mut self, first: u8, payload: &[u8], masked: bool) {
-        let mut bytes = vec![first];
-        let mask_bit = if masked { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => bytes.push(mask_bit | n as u8),
-            n if n < 65536 => {
-                bytes.push(mask_bit | 126);
-                bytes.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                bytes.push(mask_bit | 127);
-                bytes.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        if masked {
-            let key = [0x12, 0x34, 0x56, 0x78];
-            bytes.extend_from_slice(&key);
-            bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-        } else {
-            bytes.extend_from_slice(payload);
-        }
-        // The server may already have closed: a failed write is fine, the close frame tells.
-        let _ = self.stream.write_all(&bytes).await;
+    /// Sends one frame, however malformed. The server may already have closed: a failed write
+    /// is fine, its close frame tells.
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        let _ = self.stream.write_all(&frame.encode()).await;
     }
 
-    /// Reads server frames until a close frame, returning its code (1005 for an empty close, 1006
-    /// if the stream ended without one).
+    /// Reads server frames until a close frame, returning its code (1005 for an empty close,
+    /// 1006 if the stream ended without one). Every frame must pass the test kit's strict
+    /// parser: a malformed one, or a stream that ends inside a frame, fails the test.
     pub async fn close_code(&mut self) -> u16 {
         let mut buf = Vec::new();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let mut at = 0;
-            while buf.len() >= at + 2 {
-                let opcode = buf[at] & 0x0f;
-                let (len, head) = match buf[at + 1] & 0x7f {
-                    126 if buf.len() >= at + 4 => {
-                        (u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize, 4)
-                    }
-                    127 if buf.len() >= at + 10 => (
-                        u64::from_be_bytes(buf[at + 2..at + 10].try_into().expect("8 bytes"))
-                            as usize,
-                        10,
-                    ),
-                    126 | 127 => break,
-                    n => (n as usize, 2),
-                };
-                if buf.len() < at + head + len {
-                    break;
+            while let Some((frame, used)) = parse_server_frame(&buf)
+                .unwrap_or_else(|e| panic!("a malformed server frame: {e}: {buf:?}"))
+            {
+                if frame.opcode == OP_CLOSE {
+                    assert_eq!(used, buf.len(), "bytes after the close frame");
+                    return frame.close_code().unwrap_or(1005);
                 }
-                if opcode == 0x8 {
-                    let payload = &buf[at + head..at + head + len];
-                    return if payload.len() >= 2 {
-                        u16::from_be_bytes([payload[0], payload[1]])
-                    } else {
-                        1005
-                    };
-                }
-                at += head + len;
+                buf.drain(..used);
             }
             let mut chunk = [0u8; 4096];
             let n = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk))
@@ -295,6 +259,7 @@ impl RawWs {
                 .expect("close in time")
                 .unwrap_or(0);
             if n == 0 {
+                assert!(buf.is_empty(), "the stream ended inside a frame: {buf:?}");
                 return 1006;
             }
             buf.extend_from_slice(&chunk[..n]);
