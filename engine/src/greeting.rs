@@ -61,20 +61,21 @@ impl Engine {
         // Well inside the queue bounds: a welcome never makes its joiner behind (and paused) or
         // evicted, however long the history.
         let budget = (self.config.queue_high_water_bytes / 2).saturating_sub(client.queued_bytes);
-        // The size of the welcome keeping `history[skip..]`: the empty welcome, the messages,
-        // and the commas between them. Counted with `recovered: false`, which trimming makes it
-        // (one byte longer than `true`).
-        let commas = |kept: usize| kept.saturating_sub(1);
-        let mut size = greeting(&[], false).len()
-            + history.iter().map(|raw| raw.get().len()).sum::<usize>()
-            + commas(history.len());
-        let mut skip = 0;
-        while size > budget && skip < history.len() {
-            let kept = history.len() - skip;
-            size -= history[skip].get().len() + (commas(kept) - commas(kept - 1));
-            skip += 1;
-            recovered = false;
+        // Keep the newest messages that fit: the empty welcome, then each message's bytes and,
+        // after the first, a comma. Counted with `recovered: false`, which trimming makes it (one
+        // byte longer than `true`).
+        let mut size = greeting(&[], false).len();
+        let mut kept = 0;
+        for raw in history.iter().rev() {
+            let cost = raw.get().len() + usize::from(kept > 0);
+            if size + cost > budget {
+                break;
+            }
+            size += cost;
+            kept += 1;
         }
+        let skip = history.len() - kept;
+        recovered &= skip == 0;
         greeting(&history[skip..], recovered)
     }
 }

@@ -91,6 +91,13 @@ fn every_counter_counts_each_event_once() {
     assert_eq!(got.frames_total, 3 + 2 + 1 + 2 + 2 + 1);
     let slow = h.connect("slow");
     h.stop_flushing(slow);
+    let before = stats(&h).frames_total;
+    // An error reply that puts slow behind counts like any other frame (and pauses it).
+    for _ in 0..4 {
+        h.send(slow, "{bad");
+    }
+    assert!(h.paused.contains(&slow));
+    assert_eq!(stats(&h).frames_total, before + 4);
     h.advance(Duration::from_secs(10));
     for _ in 0..5 {
         h.send(bob, "fill");
@@ -495,4 +502,23 @@ fn every_limit_rule_is_checked_on_its_own() {
     for config in edges {
         assert_eq!(config.validate(), Ok(()), "{config:?}");
     }
+}
+
+#[test]
+fn frames_that_put_their_recipient_behind_are_counted_like_any_other() {
+    let mut h = shell(Config {
+        queue_frames_max: 8,
+        queue_high_water_frames: 2,
+        ..unlimited()
+    });
+    let ann = h.connect("ann");
+    let bob = h.connect("bob");
+    let cy = h.connect("cy");
+    h.stop_flushing(cy);
+    let before = h.engine.stats().frames_total;
+    h.send(ann, "one");
+    h.send(ann, "two");
+    assert!(h.paused.contains(&cy), "the second message put cy behind");
+    assert_eq!(h.engine.stats().frames_total, before + 6);
+    h.take(bob);
 }

@@ -210,6 +210,64 @@ fn a_member_that_comes_and_goes_within_an_interval_is_announced_as_left() {
     );
 }
 
+/// Renames back and forth within one interval: every name held in between is announced as gone
+/// once, the one held at the start is the rename's `old`, and a rename back to where it started
+/// is no rename at all.
+#[test]
+fn renames_within_an_interval_are_announced_by_their_net_effect() {
+    let mut h = shell(tiny_presence());
+    let ids = connect_all(&mut h, &["ann", "bob", "cy"]);
+    h.advance(INTERVAL);
+    for &id in &ids {
+        h.take(id);
+    }
+    for nick in ["y", "x", "y", "z"] {
+        h.send(ids[1], &format!(r#"{{"type":"nick","nick":"{nick}"}}"#));
+    }
+    h.advance(INTERVAL);
+    let renamed = vec![Renamed {
+        old: "bob".into(),
+        nick: "z".into(),
+    }];
+    assert_eq!(
+        presences(&h.take(ids[0])),
+        [(3, vec![], names(&["y", "x"]), renamed, [0; 3])]
+    );
+    for nick in ["q", "z"] {
+        h.send(ids[1], &format!(r#"{{"type":"nick","nick":"{nick}"}}"#));
+    }
+    h.advance(INTERVAL);
+    assert_eq!(
+        presences(&h.take(ids[0])),
+        [(3, vec![], names(&["q"]), vec![], [0; 3])],
+        "z and back to z: only q is gone"
+    );
+}
+
+/// A member that leaves and comes back under the same name, then renames: its first name is the
+/// rename's `old`, not also a name that left.
+#[test]
+fn a_member_that_leaves_returns_and_renames_is_one_rename() {
+    let mut h = shell(tiny_presence());
+    let ids = connect_all(&mut h, &["ann", "bob", "cy"]);
+    h.advance(INTERVAL);
+    for &id in &ids {
+        h.take(id);
+    }
+    h.send(ids[1], r#"{"type":"join","room":"elsewhere"}"#);
+    h.send(ids[1], r#"{"type":"join","room":"general"}"#);
+    h.send(ids[1], r#"{"type":"nick","nick":"rob"}"#);
+    h.advance(INTERVAL);
+    let renamed = vec![Renamed {
+        old: "bob".into(),
+        nick: "rob".into(),
+    }];
+    assert_eq!(
+        presences(&h.take(ids[0])),
+        [(3, vec![], vec![], renamed, [0; 3])]
+    );
+}
+
 #[test]
 fn typing_is_relayed_in_a_small_room_only() {
     let mut h = shell(tiny_presence());
