@@ -522,3 +522,31 @@ fn frames_that_put_their_recipient_behind_are_counted_like_any_other() {
     assert_eq!(h.engine.stats().frames_total, before + 6);
     h.take(bob);
 }
+
+#[test]
+fn a_post_makes_its_room_the_most_recently_active() {
+    let mut h = shell(Config {
+        rooms_max: 2,
+        ..unlimited()
+    });
+    let ann = h.connect_with(JoinRequest {
+        room: Some("a".into()),
+        nick: Some("ann".into()),
+        ..JoinRequest::default()
+    });
+    let bob = h.connect_with(JoinRequest {
+        room: Some("b".into()),
+        nick: Some("bob".into()),
+        ..JoinRequest::default()
+    });
+    h.send(ann, "a is where the talk is");
+    h.disconnect(ann);
+    h.disconnect(bob);
+    h.connect_with(JoinRequest {
+        room: Some("c".into()),
+        nick: Some("cy".into()),
+        ..JoinRequest::default()
+    });
+    assert_eq!(h.engine.members("b"), None, "b was joined before a's last post");
+    assert_eq!(h.engine.members("a"), Some(vec![]));
+}
