@@ -83,7 +83,8 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             partial,
         } = self;
         loop {
-            let mut wanted = buf.len() + 1;
+            // Bytes still missing of the frame being read: known once its head is complete.
+            let mut missing = 0;
             if let Some(head) = parse_head(buf, *max_message_bytes)? {
                 let end = head.len + head.payload_len;
                 if buf.len() >= end {
@@ -100,9 +101,8 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                         None => continue,
                     }
                 }
-                wanted = end;
+                missing = end - buf.len();
             }
-            let missing = wanted - buf.len();
             let read = if missing > STACK_READ {
                 buf.reserve(missing);
                 io.read_buf(buf).await
@@ -460,5 +460,72 @@ mod tests {
         let pending = tokio::time::timeout(std::time::Duration::from_millis(10), reader.next());
         assert!(pending.await.is_err(), "nothing to read");
         assert_eq!(reader.buf.capacity(), 0, "waiting costs no heap buffer");
+    }
+
+    #[tokio::test]
+    async fn close_frames_with_no_code_or_half_a_code() {
+        let (messages, end) = read_all(&frame(true, OP_CLOSE, &[]), 1 << 16).await;
+        assert_eq!(messages, [Incoming::Close { code: None }]);
+        assert_eq!(end, ReadEnd::Gone);
+        let (messages, end) = read_all(&frame(true, OP_CLOSE, &[0x03]), 1 << 16).await;
+        assert!(messages.is_empty());
+        assert_eq!(
+            end,
+            violation(CLOSE_PROTOCOL, "close frame with a 1-byte payload")
+        );
+    }
+
+    #[tokio::test]
+    async fn control_frames_of_exactly_125_bytes_are_fine() {
+        let (messages, _) = read_all(&frame(true, OP_PING, &[7; 125]), 1 << 16).await;
+        assert_eq!(messages, [Incoming::Ping(vec![7; 125])]);
+    }
+
+    #[tokio::test]
+    async fn a_reassembled_message_of_exactly_the_cap_is_fine() {
+        let mut wire = frame(false, OP_TEXT, &[b'a'; 60]);
+        wire.extend(frame(true, OP_CONTINUATION, &[b'b'; 40]));
+        let (messages, _) = read_all(&wire, 100).await;
+        let text = format!("{}{}", "a".repeat(60), "b".repeat(40));
+        assert_eq!(messages, [Incoming::Text(text)]);
+        let mut wire = frame(false, OP_TEXT, &[b'a'; 60]);
+        wire.extend(frame(true, OP_CONTINUATION, &[b'b'; 41]));
+        assert_eq!(
+            read_all(&wire, 100).await.1,
+            violation(CLOSE_TOO_BIG, "message too big")
+        );
+    }
+
+    /// A length the machine can address, however large, is a head like any other: the reader
+    /// then waits for its bytes (within the cap, which here is the address space).
+    #[test]
+    fn a_huge_but_addressable_length_is_a_head() {
+        let len = (usize::MAX - 20) as u64;
+        let mut head = vec![0x81, 0xFF];
+        head.extend_from_slice(&len.to_be_bytes());
+        head.extend_from_slice(&[1, 2, 3, 4]);
+        let parsed = parse_head(&head, usize::MAX)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!((parsed.len, parsed.payload_len), (14, usize::MAX - 20));
+    }
+
+    /// Each fragment's bytes are checked once: what is known valid is not scanned again (a
+    /// message of many fragments, each ending in half a character, would cost quadratic time).
+    #[test]
+    fn text_known_valid_is_not_checked_again() {
+        let mut partial = None;
+        let first = frame(false, OP_TEXT, &[b'a', b'b', 0xC3]);
+        let head = parse_head(&first, 1 << 16)
+            .expect("valid")
+            .expect("complete");
+        let mut payload = first[head.len..].to_vec();
+        fastwebsockets::unmask(&mut payload, head.mask);
+        assert_eq!(on_frame(&mut partial, 1 << 16, &head, &payload), Ok(None));
+        assert_eq!(
+            partial.as_ref().map(|p| p.valid),
+            Some(2),
+            "up to the half character"
+        );
     }
 }

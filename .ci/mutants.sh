@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The mutation-testing stage: cargo-mutants on the engine, failing under a 95 % mutation score
+# (caught / (caught + missed), equivalent mutants listed in .ci/mutants-equivalent.txt excluded),
+# then on the server's frame reader (server/src/ws_read.rs) and the hub's accounting
+# (server/src/hub.rs), each failing under its own floor. Installs cargo-mutants if missing.
+#
+#   .ci/mutants.sh              # what CI runs
+#   .ci/mutants.sh engine       # only the engine
+#
+# Each run's outcomes land in .ci/out/mutants/<part>/mutants.out/ (missed.txt, caught.txt, ...).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+VERSION=27.1.0
+if ! cargo mutants --version 2>/dev/null | grep -q "$VERSION"; then
+    cargo install cargo-mutants --locked --version "$VERSION" || exit 1
+fi
+OUT=.ci/out/mutants
+mkdir -p "$OUT"
+: >"$OUT/scores.txt"
+# The reference model's case count per mutant: enough to catch what it catches at 256 (checked
+# on the whole engine), at a quarter of the time.
+export PROPTEST_CASES="${PROPTEST_CASES:-64}"
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(engine ws_read hub)
+
+# run PART FLOOR cargo-mutants-args... -- test-args...
+run() {
+    local part=$1 floor=$2
+    shift 2
+    rm -rf "${OUT:?}/$part"
+    echo "== mutants: $part (floor ${floor} %)"
+    local start=$SECONDS
+    cargo mutants --no-shuffle -o "$OUT/$part" "$@" >"$OUT/$part.log" 2>&1
+    local status=$?
+    # 0: every mutant caught; 2: some missed; 3: some timed out. Anything else is a failure to
+    # run at all (the unmutated tree failing its tests is 4).
+    case $status in
+        0 | 2 | 3) ;;
+        *)
+            echo "cargo mutants failed with status $status:"
+            tail -n 40 "$OUT/$part.log"
+            return 1
+            ;;
+    esac
+    echo "   $((SECONDS - start)) s"
+    python3 .ci/mutants.py "$OUT/$part/mutants.out/outcomes.json" "$floor" .ci/mutants-equivalent.txt \
+        | tee "$OUT/$part.score"
+    local verdict=${PIPESTATUS[0]}
+    echo "$part: $(tail -n 1 "$OUT/$part.score")" >>"$OUT/scores.txt"
+    return "$verdict"
+}
+
+failed=0
+for part in "${parts[@]}"; do
+    case $part in
+        engine) run engine 95 -p chat-engine -- --lib --test model || failed=1 ;;
+        ws_read) run ws_read 95 -p chat-server -f server/src/ws_read.rs -- --lib || failed=1 ;;
+        hub) run hub 90 -p chat-server -f server/src/hub.rs -- --lib || failed=1 ;;
+        *) echo "unknown part $part" >&2; exit 2 ;;
+    esac
+done
+exit "$failed"
