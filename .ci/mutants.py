@@ -48,12 +48,14 @@ def main():
         outcomes = json.load(f)
     counts = {"caught": 0, "missed": 0, "unviable": 0, "timeout": 0}
     missed = []
+    files = set()
     for outcome in outcomes["outcomes"]:
         scenario = outcome["scenario"]
         if not isinstance(scenario, dict) or "Mutant" not in scenario:
             continue  # the baseline build
         summary = outcome["summary"]
         mutant = scenario["Mutant"]
+        files.add(mutant["file"])
         name = mutant.get("name") or f"{mutant['file']}:{mutant['span']['start']['line']}:{mutant['span']['start']['column']}: {mutant.get('description', '')}"
         if summary == "CaughtMutant":
             counts["caught"] += 1
@@ -70,7 +72,8 @@ def main():
     equivalents = read_equivalents(equivalents_path)
     real_misses = [m for m in missed if unlocated(m) not in equivalents]
     survived = {unlocated(m) for m in missed}
-    stale = [e for e in equivalents if e not in survived]
+    # Only entries about the files this run mutated can be stale.
+    stale = [e for e in equivalents if e.split(":", 1)[0] in files and e not in survived]
     caught = counts["caught"] + counts["timeout"]
     scored = caught + len(real_misses)
     score = 100.0 * caught / scored if scored else 100.0

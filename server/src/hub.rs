@@ -808,4 +808,74 @@ mod tests {
         stop.cancel();
         running.await.expect("no panic");
     }
+
+    /// The end of a turn with a wide fan-out: the hub writes its own share and hands the rest to
+    /// the helpers, which write it and report it; a narrow fan-out the hub writes itself.
+    #[test]
+    fn a_wide_fan_out_is_split_between_the_hub_and_its_helpers() {
+        const MEMBERS: usize = 64;
+        let mut hub = hub(Config {
+            rate_limit_per_second: 0,
+            ..Config::default()
+        });
+        let (handle, mut inbox) = Hub::channel(64);
+        hub.spread_writes(1, &handle);
+        let mut wired: Vec<(Probe, DuplexStream)> = (0..MEMBERS)
+            .map(|n| connect_wired(&mut hub, &format!("m{n}")))
+            .collect();
+        // Sixty-four welcomes (and the join notices) wait for the end of the turn.
+        hub.flush();
+        let mut reported = 0;
+        for _ in 0..500 {
+            match inbox.try_recv() {
+                Ok(ToHub::FlushedMany(flushed)) => reported += flushed.len(),
+                Ok(_) => panic!("only the helper sends here"),
+                Err(_) if reported == MEMBERS / 2 => break,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        assert_eq!(
+            reported,
+            MEMBERS / 2,
+            "half went to the helper, and it said so"
+        );
+        for (probe, peer) in &mut wired {
+            assert!(
+                received(peer).contains("welcome"),
+                "{} got its welcome",
+                probe.id
+            );
+        }
+        // One error reply is a fan-out of one: the hub writes it at once.
+        let (probe, peer) = &mut wired[0];
+        probe.link.credit().try_acquire().expect("credit").forget();
+        hub.handle(ToHub::Frame {
+            client: probe.id,
+            text: "{oops".to_owned(),
+        });
+        hub.flush();
+        assert!(received(peer).contains("invalid_json"));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(inbox.try_recv().is_err(), "the helper had nothing to do");
+    }
+
+    /// One large turn grows the write buffer; it is not kept beyond `SCRATCH_KEPT`, while a
+    /// small one's buffer is kept for the next turn.
+    #[test]
+    fn the_write_buffer_is_kept_only_while_small() {
+        let mut hub = hub(Config {
+            rate_limit_per_second: 0,
+            ..Config::default()
+        });
+        let (ann, _ann_peer) = connect_wired(&mut hub, "ann");
+        hub.flush();
+        assert!(hub.scratch.capacity() > 0, "a small turn's buffer is kept");
+        assert!(hub.scratch.capacity() <= SCRATCH_KEPT);
+        let big = "x".repeat(4000);
+        for _ in 0..20 {
+            say(&mut hub, &ann, &big);
+        }
+        hub.flush();
+        assert_eq!(hub.scratch.capacity(), 0, "a large turn's buffer is let go");
+    }
 }

@@ -547,6 +547,10 @@ fn a_post_makes_its_room_the_most_recently_active() {
         nick: Some("cy".into()),
         ..JoinRequest::default()
     });
-    assert_eq!(h.engine.members("b"), None, "b was joined before a's last post");
+    assert_eq!(
+        h.engine.members("b"),
+        None,
+        "b was joined before a's last post"
+    );
     assert_eq!(h.engine.members("a"), Some(vec![]));
 }

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Side-by-side load comparisons in one sitting: one chat-load scenario against several servers,
+# in alternating order, each run on a fresh server, with the same generator. Prints one row per
+# run and keeps every run's JSON line in $OUT/compare.jsonl.
+#
+#   sim/compare.sh SCENARIO ROUNDS SERVER...
+#   sim/compare.sh 1 3 ours go        # scenario 1, three alternating pairs: this build, Go hub
+#   sim/compare.sh 3c 3 base ours     # before/after: base is BASE_SERVER (an older build)
+#
+# Servers:
+#   ours  this tree's release build ($CARGO_TARGET_DIR/release/chat-server)
+#   base  BASE_SERVER (default /work/baseline-bin/chat-server), e.g. a build of an older commit
+#   go    the classic Go hub, ../shared/peers/go-seed (built into /tmp/go-seed if missing; needs
+#         Debian's golang-go and golang-github-gorilla-websocket-dev, see its README)
+# Scenarios (everyone in one room unless the name says otherwise; nothing pinned):
+#   1   100 clients, 10 senders at 10 messages/s each, 10 s (within the default rate limit)
+#   3c  50 clients, 5 senders as fast as they can, at most 32 unacknowledged each, 5 s
+#       (rate limit off on our servers, or the senders would only see rate_limited)
+#   4   10,000 idle connections, ten per room (1,000 rooms), held 5 s (not for go: no rooms)
+#   4r  10,000 idle connections in one room, held 5 s
+#   6   19,000 clients connect into one room and are held 5 s
+#   7   5,000 clients in one room, 1 sender at 20 messages/s for 10 s (rate limit off)
+# Environment: CARGO_TARGET_DIR (default /work/target-load), PORT (18480), OUT
+# (/tmp/chat-load-compare), BUILD=0 to skip building.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-load}"
+PORT="${PORT:-18480}"
+OUT="${OUT:-/tmp/chat-load-compare}"
+BASE_SERVER="${BASE_SERVER:-/work/baseline-bin/chat-server}"
+GO_SERVER=/tmp/go-seed/chat-seed
+LOAD="$CARGO_TARGET_DIR/release/chat-load"
+mkdir -p "$OUT"
+
+[ $# -ge 3 ] || { sed -n '2,27p' "$0" >&2; exit 2; }
+scenario=$1
+rounds=$2
+shift 2
+servers=("$@")
+
+if [ "${BUILD:-1}" = 1 ]; then
+    cargo build --release -p chat-server -p chat-sim --bin chat-server --bin chat-load >&2
+fi
+for s in "${servers[@]}"; do
+    case $s in
+        go) [ -x "$GO_SERVER" ] || bash ../shared/peers/go-seed/build.sh >&2 ;;
+        base) [ -x "$BASE_SERVER" ] || { echo "no $BASE_SERVER" >&2; exit 1; } ;;
+        ours) ;;
+        *) echo "unknown server $s" >&2; exit 2 ;;
+    esac
+done
+
+# Both processes hold one end of every connection: 19,000 need about 19,100 open files each.
+ulimit -n "$(ulimit -Hn)"
+
+# Our servers' flags for this scenario, and chat-load's.
+load_args=()
+ours_args=(--max-connections 20000)
+case $scenario in
+    1) load_args=(--clients 100 --senders 10 --rate 10 --duration 10) ;;
+    3c) load_args=(--clients 50 --senders 5 --rate 0 --window 32 --duration 5)
+        ours_args+=(--rate-limit-per-second 0) ;;
+    4) load_args=(--clients 10000 --rooms 1000 --connect-only --duration 5) ;;
+    4r) load_args=(--clients 10000 --connect-only --duration 5) ;;
+    6) load_args=(--clients 19000 --connect-only --duration 5) ;;
+    7) load_args=(--clients 5000 --senders 1 --rate 20 --duration 10)
+       ours_args+=(--rate-limit-per-second 0) ;;
+    *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
+
+PID=""
+stop() {
+    if [ -n "$PID" ]; then
+        kill -TERM "$PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+        PID=""
+    fi
+}
+trap stop EXIT
+
+start() {
+    case $1 in
+        ours) RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" "${ours_args[@]}" >"$OUT/server.log" 2>&1 & ;;
+        base) RUST_LOG=warn "$BASE_SERVER" --addr "127.0.0.1:$PORT" "${ours_args[@]}" >"$OUT/server.log" 2>&1 & ;;
+        go) "$GO_SERVER" -port "$PORT" >"$OUT/server.log" 2>&1 & ;;
+    esac
+    PID=$!
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "$1 did not start" >&2
+    exit 1
+}
+
+for round in $(seq "$rounds"); do
+    for s in "${servers[@]}"; do
+        if [ "$s" = go ] && [ "$scenario" = 4 ]; then continue; fi
+        peer=chat
+        [ "$s" = go ] && peer=go-seed
+        start "$s"
+        sleep 0.5
+        line=$(timeout 180 "$LOAD" --url "ws://127.0.0.1:$PORT/ws" --server-pid "$PID" \
+            --peer "$peer" --label "$scenario/$s/$round" "${load_args[@]}" | tail -n 1)
+        stop
+        echo "$line" >>"$OUT/compare.jsonl"
+        python3 - "$line" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+def cpu(a, b):
+    return None if not (r.get(a) and r.get(b)) else r[b]["cpu_s"] - r[a]["cpu_s"]
+if r["mode"] == "connect":
+    connect = cpu("server_idle", "server_held")
+    run = cpu("server_idle", "server_end")
+    print(f'{r["label"]:>12}: {r["connected"]}/{r["clients"]} connected in {r["connect_s"]:.2f} s '
+          f'({r["connected"] / max(r["connect_s"], 1e-9):,.0f}/s), all counted at {r["joined_s"]:.2f} s, '
+          f'{r["stayed"]} held, {r["disconnected"] + r["evicted"]} dropped; server CPU '
+          f'{connect:.2f} s to connect, {run:.2f} s in all; '
+          f'{r["rss_per_connection_kb"]:.2f} KiB RSS per connection')
+else:
+    lat = r["latency_ms"] or {}
+    print(f'{r["label"]:>12}: {r["delivered"]:,} deliveries ({r["deliveries_per_s"]:,.0f}/s), '
+          f'p50 {lat.get("p50", 0):.2f} p90 {lat.get("p90", 0):.2f} p99 {lat.get("p99", 0):.2f} '
+          f'max {lat.get("max", 0):.1f} ms, lost {r["lost"]}, evicted {r["evicted"]}; server '
+          f'{r["server_cpu_s"]:.2f} CPU-s, {r["server_cpu_s_per_million_deliveries"]:.2f} per M '
+          f'deliveries, peak RSS {r["server_end"]["hwm_kb"] / 1024:.1f} MiB')
+PY
+    done
+done
+echo "runs: $OUT/compare.jsonl"
