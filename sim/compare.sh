@@ -14,6 +14,7 @@
 #         Debian's golang-go and golang-github-gorilla-websocket-dev, see its README)
 # Scenarios (everyone in one room unless the name says otherwise; nothing pinned):
 #   1   100 clients, 10 senders at 10 messages/s each, 10 s (within the default rate limit)
+#   3   50 clients, 5 senders as fast as they can (open loop), 5 s, up to 30 s to drain
 #   3c  50 clients, 5 senders as fast as they can, at most 32 unacknowledged each, 5 s
 #       (rate limit off on our servers, or the senders would only see rate_limited)
 #   4   10,000 idle connections, ten per room (1,000 rooms), held 5 s (not for go: no rooms)
@@ -21,7 +22,8 @@
 #   6   19,000 clients connect into one room and are held 5 s
 #   7   5,000 clients in one room, 1 sender at 20 messages/s for 10 s (rate limit off)
 # Environment: CARGO_TARGET_DIR (default /work/target-load), PORT (18480), OUT
-# (/tmp/chat-load-compare), BUILD=0 to skip building.
+# (/tmp/chat-load-compare), BUILD=0 to skip building, OURS_FLAGS="--flag value ..." for extra
+# flags to our servers (label such runs).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -61,6 +63,8 @@ case $scenario in
     1) load_args=(--clients 100 --senders 10 --rate 10 --duration 10) ;;
     3c) load_args=(--clients 50 --senders 5 --rate 0 --window 32 --duration 5)
         ours_args+=(--rate-limit-per-second 0) ;;
+    3) load_args=(--clients 50 --senders 5 --rate 0 --duration 5 --drain 30)
+       ours_args+=(--rate-limit-per-second 0) ;;
     4) load_args=(--clients 10000 --rooms 1000 --connect-only --duration 5) ;;
     4r) load_args=(--clients 10000 --connect-only --duration 5) ;;
     6) load_args=(--clients 19000 --connect-only --duration 5) ;;
@@ -68,6 +72,8 @@ case $scenario in
        ours_args+=(--rate-limit-per-second 0) ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
+# shellcheck disable=SC2206
+ours_args+=(${OURS_FLAGS:-})
 
 PID=""
 stop() {

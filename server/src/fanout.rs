@@ -7,13 +7,18 @@
 //! rest to helper threads, one batch each, which write their shares at the same time. The frames
 //! are the same shared `Bytes`, serialized once; a batch is one allocation per helper per turn.
 //!
+//! The hub then waits for the helpers' reports before it ends the turn, so the engine learns of
+//! their writes as promptly as of its own. A report that came later (through the inbox, behind
+//! a turn's worth of frames) left members looking behind while their sockets had taken
+//! everything, and healthy members of a busy room were evicted (BENCHMARKS.md, "Fan-out").
+//!
 //! Helpers are plain OS threads: a direct write never waits (a socket that does not take all of
-//! it goes to its connection's writer task), so they need no runtime. They report what they wrote
-//! back to the hub in one inbox message per batch, which the engine counts as flushed on the
-//! hub's next turn. A link is flushed by one party at a time: its lock covers the write.
+//! it goes to its connection's writer task), so they need no runtime. A link is flushed by one
+//! party at a time: its lock covers the write.
 
-use std::sync::mpsc as std_mpsc;
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_engine::ClientId;
 
@@ -24,35 +29,49 @@ use crate::ws_write::{Tally, SCRATCH_KEPT};
 /// than it saves.
 pub(crate) const SPLIT_AT: usize = 32;
 
+/// How long the hub waits for a helper's report. A helper never waits on a socket, so this only
+/// bounds a helper the OS has stopped running (or one that died: a bug, logged).
+const REPORT_WAIT: Duration = Duration::from_secs(5);
+
 /// Sockets one helper writes in one go, and who they belong to.
 type Batch = Vec<(ClientId, Arc<Link>)>;
 
+/// What one helper wrote of one batch.
+type Report = Vec<(ClientId, Tally)>;
+
 /// The helper threads (none: the hub writes everything itself). Dropping it closes their
-/// channels: each ends once its last batch is written (or at once, if the hub is gone).
+/// channels, and each ends.
 pub(crate) struct Fanout {
-    helpers: Vec<std_mpsc::Sender<Batch>>,
+    helpers: Vec<mpsc::Sender<Batch>>,
+    reports: mpsc::Receiver<Report>,
+    /// Batches handed out whose reports have not been collected.
+    outstanding: usize,
+    /// Batches handed out since the start.
+    batches: u64,
 }
 
 impl Fanout {
-    /// `threads` helpers, each handing what it wrote to `report` (which returns `false` once
-    /// nobody listens: the hub has stopped).
-    pub(crate) fn new<R>(threads: usize, report: R) -> Self
-    where
-        R: Fn(Vec<(ClientId, Tally)>) -> bool + Clone + Send + 'static,
-    {
+    /// `threads` helper threads.
+    pub(crate) fn new(threads: usize) -> Self {
+        let (report, reports) = mpsc::channel();
         let helpers = (0..threads)
             .map(|n| {
-                let (batches, received) = std_mpsc::channel::<Batch>();
+                let (batches, received) = mpsc::channel::<Batch>();
                 let report = report.clone();
                 // Detached: it ends by itself when this `Fanout` (its channel) is dropped.
                 std::thread::Builder::new()
                     .name(format!("chat-fanout-{n}"))
-                    .spawn(move || write_batches(&received, report))
+                    .spawn(move || write_batches(&received, &report))
                     .expect("the OS starts a thread");
                 batches
             })
             .collect();
-        Self { helpers }
+        Self {
+            helpers,
+            reports,
+            outstanding: 0,
+            batches: 0,
+        }
     }
 
     /// How many of `pending` sockets the hub writes itself; the rest go to `split`.
@@ -63,8 +82,8 @@ impl Fanout {
         pending.div_ceil(self.helpers.len() + 1)
     }
 
-    /// Hands `links` to the helpers, an even share each.
-    pub(crate) fn split(&self, mut links: Batch) {
+    /// Hands `links` to the helpers, an even share each; `collect` gets what they wrote.
+    pub(crate) fn split(&mut self, mut links: Batch) {
         let shares = self.helpers.len();
         for (n, helper) in self.helpers.iter().enumerate() {
             let take = links.len().div_ceil(shares - n);
@@ -72,31 +91,49 @@ impl Fanout {
             if batch.is_empty() {
                 continue;
             }
-            // A helper only ends when its channel closes, which is when this is dropped.
-            let _ = helper.send(batch);
+            if helper.send(batch).is_ok() {
+                self.outstanding += 1;
+                self.batches += 1;
+            }
         }
+    }
+
+    /// Batches handed to helpers since the start.
+    #[cfg(test)]
+    pub(crate) fn batches(&self) -> u64 {
+        self.batches
+    }
+
+    /// Waits for every batch handed out since the last call and returns what was written.
+    pub(crate) fn collect(&mut self) -> Report {
+        let mut written = Vec::new();
+        while self.outstanding > 0 {
+            self.outstanding -= 1;
+            match self.reports.recv_timeout(REPORT_WAIT) {
+                Ok(report) => written.extend(report),
+                Err(e) => tracing::error!(error = %e, "a fan-out helper did not report"),
+            }
+        }
+        written
     }
 }
 
-/// A helper's life: write each batch, tell the hub what went out, wait for the next.
-fn write_batches(
-    received: &std_mpsc::Receiver<Batch>,
-    report: impl Fn(Vec<(ClientId, Tally)>) -> bool,
-) {
+/// A helper's life: write each batch, report what went out, wait for the next.
+fn write_batches(received: &mpsc::Receiver<Batch>, report: &mpsc::Sender<Report>) {
     let mut scratch = Vec::new();
     while let Ok(batch) = received.recv() {
-        let mut flushed: Vec<(ClientId, Tally)> = Vec::with_capacity(batch.len());
+        let mut written: Report = Vec::with_capacity(batch.len());
         for (client, link) in batch {
             let tally = link.flush_direct(&mut scratch);
             if tally.frames > 0 {
-                flushed.push((client, tally));
+                written.push((client, tally));
             }
         }
         if scratch.capacity() > SCRATCH_KEPT {
             scratch = Vec::new();
         }
-        if !flushed.is_empty() && !report(flushed) {
-            // The hub has stopped: nobody is left to count.
+        if report.send(written).is_err() {
+            // The hub is gone: nobody is left to count.
             return;
         }
     }

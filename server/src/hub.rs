@@ -44,8 +44,6 @@ pub(crate) enum ToHub {
         client: ClientId,
         tally: Tally,
     },
-    /// What a fan-out helper wrote of one batch.
-    FlushedMany(Vec<(ClientId, Tally)>),
     Disconnect {
         client: ClientId,
     },
@@ -85,29 +83,6 @@ impl HubHandle {
 
     pub(crate) async fn send(&self, message: ToHub) {
         let _ = self.tx.send(message).await;
-    }
-
-    /// A handle for threads outside the runtime that does not keep the hub's inbox open.
-    pub(crate) fn downgrade(&self) -> WeakHubHandle {
-        WeakHubHandle {
-            tx: self.tx.downgrade(),
-        }
-    }
-}
-
-/// The fan-out helpers' way to reach the hub: from a plain thread, and without keeping the
-/// inbox open once the hub's other senders are gone.
-#[derive(Clone, Debug)]
-pub(crate) struct WeakHubHandle {
-    tx: mpsc::WeakSender<ToHub>,
-}
-
-impl WeakHubHandle {
-    /// Waits for room in the inbox (never call it on the runtime); `false` once the hub is gone.
-    pub(crate) fn send_blocking(&self, message: ToHub) -> bool {
-        self.tx
-            .upgrade()
-            .is_some_and(|tx| tx.blocking_send(message).is_ok())
     }
 }
 
@@ -173,18 +148,14 @@ impl Hub {
             to_flush: Vec::new(),
             scratch: Vec::new(),
             turn: turn.max(1),
-            fanout: Fanout::new(0, |_| false),
+            fanout: Fanout::new(0),
         };
         (hub, stats_rx)
     }
 
-    /// Hands a share of every wide fan-out to `threads` helper threads (see `fanout.rs`), which
-    /// report what they wrote through `hub`.
-    pub(crate) fn spread_writes(&mut self, threads: usize, hub: &HubHandle) {
-        let hub = hub.downgrade();
-        self.fanout = Fanout::new(threads, move |flushed| {
-            hub.send_blocking(ToHub::FlushedMany(flushed))
-        });
+    /// Hands a share of every wide fan-out to `threads` helper threads (see `fanout.rs`).
+    pub(crate) fn spread_writes(&mut self, threads: usize) {
+        self.fanout = Fanout::new(threads);
     }
 
     /// The inbox: connections wait (and so stop reading their sockets) once `capacity` messages
@@ -283,14 +254,6 @@ impl Hub {
             },
             ToHub::Pong { client } => self.engine.handle(now, Input::Pong { client }),
             ToHub::Flushed { client, tally } => self.flushed(client, tally),
-            ToHub::FlushedMany(flushed) => {
-                for (client, tally) in flushed {
-                    report(self.flushed(client, tally));
-                    self.dispatch();
-                    self.replay_held();
-                }
-                Ok(())
-            }
             ToHub::Disconnect { client } => {
                 if let Some(conn) = self.conns.remove(&client) {
                     conn.link.hang_up(None);
@@ -394,33 +357,44 @@ impl Hub {
     /// sockets, and tells the engine what went out. That can resume a room and replay held
     /// frames, which queue more (and put more clients on the list): go on until it is empty.
     ///
-    /// A wide fan-out is written in parallel: the helpers take the far end of the list, the hub
-    /// writes the rest at the same time, and what the helpers wrote is counted when their report
-    /// arrives (on a later turn, like a writer task's).
+    /// A wide fan-out is written in parallel: the helpers take the far end of the list while the
+    /// hub writes the rest, and the hub waits for their reports before it goes on, so the engine
+    /// counts their writes in this very turn.
     fn flush(&mut self) {
-        let own = self.fanout.own_share(self.to_flush.len());
-        if own < self.to_flush.len() {
-            let conns = &self.conns;
-            let theirs = (self.to_flush.drain(own..))
-                .filter_map(|client| conns.get(&client).map(|conn| (client, conn.link.clone())))
-                .collect();
-            self.fanout.split(theirs);
-        }
-        while let Some(client) = self.to_flush.pop() {
-            let Some(conn) = self.conns.get(&client) else {
-                continue;
-            };
-            let tally = conn.link.flush_direct(&mut self.scratch);
-            if tally.frames > 0 {
-                report(self.flushed(client, tally));
-                self.dispatch();
-                self.replay_held();
+        while !self.to_flush.is_empty() {
+            let own = self.fanout.own_share(self.to_flush.len());
+            if own < self.to_flush.len() {
+                let conns = &self.conns;
+                let theirs = (self.to_flush.drain(own..))
+                    .filter_map(|client| conns.get(&client).map(|conn| (client, conn.link.clone())))
+                    .collect();
+                self.fanout.split(theirs);
+            }
+            while let Some(client) = self.to_flush.pop() {
+                let Some(conn) = self.conns.get(&client) else {
+                    continue;
+                };
+                let tally = conn.link.flush_direct(&mut self.scratch);
+                if tally.frames > 0 {
+                    self.written(client, tally);
+                }
+            }
+            for (client, tally) in self.fanout.collect() {
+                self.written(client, tally);
             }
         }
         // One large broadcast should not pin its buffer for good.
         if self.scratch.capacity() > SCRATCH_KEPT {
             self.scratch = Vec::new();
         }
+    }
+
+    /// A direct write of `client`'s frames went out: the engine counts it, and whatever that
+    /// resumes is carried out (which may put more clients on the list to flush).
+    fn written(&mut self, client: ClientId, tally: Tally) {
+        report(self.flushed(client, tally));
+        self.dispatch();
+        self.replay_held();
     }
 
     fn publish(&mut self) {
@@ -757,7 +731,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let (mut hub, _stats) = Hub::new(engine, Clock::new(WallClock::System), metrics, 32);
         let (handle, inbox) = Hub::channel(4096);
-        hub.spread_writes(2, &handle);
+        hub.spread_writes(2);
         let stop = CancellationToken::new();
         let running = tokio::spawn(hub.run(inbox, stop.clone()));
         let mut readers = Vec::new();
@@ -809,8 +783,9 @@ mod tests {
         running.await.expect("no panic");
     }
 
-    /// The end of a turn with a wide fan-out: the hub writes its own share and hands the rest to
-    /// the helpers, which write it and report it; a narrow fan-out the hub writes itself.
+    /// The end of a turn with a wide fan-out: the hub writes its own share, hands the rest to a
+    /// helper, and counts what the helper wrote before the turn ends; a narrow fan-out the hub
+    /// writes itself.
     #[test]
     fn a_wide_fan_out_is_split_between_the_hub_and_its_helpers() {
         const MEMBERS: usize = 64;
@@ -818,35 +793,27 @@ mod tests {
             rate_limit_per_second: 0,
             ..Config::default()
         });
-        let (handle, mut inbox) = Hub::channel(64);
-        hub.spread_writes(1, &handle);
+        hub.spread_writes(1);
         let mut wired: Vec<(Probe, DuplexStream)> = (0..MEMBERS)
             .map(|n| connect_wired(&mut hub, &format!("m{n}")))
             .collect();
         // Sixty-four welcomes (and the join notices) wait for the end of the turn.
         hub.flush();
-        let mut reported = 0;
-        for _ in 0..500 {
-            match inbox.try_recv() {
-                Ok(ToHub::FlushedMany(flushed)) => reported += flushed.len(),
-                Ok(_) => panic!("only the helper sends here"),
-                Err(_) if reported == MEMBERS / 2 => break,
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
-        }
-        assert_eq!(
-            reported,
-            MEMBERS / 2,
-            "half went to the helper, and it said so"
-        );
+        assert_eq!(hub.fanout.batches(), 1, "the far half went to the helper");
         for (probe, peer) in &mut wired {
             assert!(
                 received(peer).contains("welcome"),
                 "{} got its welcome",
                 probe.id
             );
+            assert_eq!(
+                probe.frames_queued(&hub),
+                0,
+                "{}'s write is counted",
+                probe.id
+            );
         }
-        // One error reply is a fan-out of one: the hub writes it at once.
+        // One error reply is a fan-out of one: the hub writes it itself.
         let (probe, peer) = &mut wired[0];
         probe.link.credit().try_acquire().expect("credit").forget();
         hub.handle(ToHub::Frame {
@@ -855,8 +822,7 @@ mod tests {
         });
         hub.flush();
         assert!(received(peer).contains("invalid_json"));
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(inbox.try_recv().is_err(), "the helper had nothing to do");
+        assert_eq!(hub.fanout.batches(), 1, "the helper had nothing to do");
     }
 
     /// One large turn grows the write buffer; it is not kept beyond `SCRATCH_KEPT`, while a

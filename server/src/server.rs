@@ -88,7 +88,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let (mut hub, stats) = Hub::new(engine, clock, metrics.clone(), settings.hub_turn);
         let (hub_handle, inbox) = Hub::channel(settings.hub_inbox);
-        hub.spread_writes(settings.fanout_threads, &hub_handle);
+        hub.spread_writes(settings.fanout_threads);
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(inbox, stop_hub.clone()));
         if settings.allowed_origins.iter().any(|o| o == "*") {
