@@ -21,6 +21,7 @@ impl Engine {
         since: Option<u64>,
         epoch: Option<&str>,
     ) {
+        self.fill_first_page(r);
         let frame = self.greeting(slot, r, since, epoch);
         self.send_to(slot, now, frame);
     }
@@ -43,13 +44,13 @@ impl Engine {
                     .expect("history holds only frames this engine serialized")
             })
             .collect();
-        let users = self.first_page(r);
+        let users = &room.first_page.as_ref().expect("filled by welcome").json;
         let client = &self.clients[slot];
         let greeting = |history: &[&RawValue], recovered: bool| -> Bytes {
             Outgoing::Welcome {
                 nick: &client.nick,
                 room: &room.name,
-                users: &users,
+                users,
                 user_count: room.members.len(),
                 history,
                 recovered,

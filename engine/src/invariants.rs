@@ -203,6 +203,19 @@ impl Engine {
                 room.name
             );
         }
+        if let Some(page) = &room.first_page {
+            let names: Vec<&str> = (room.nicks.values())
+                .take(self.config.presence_list_max)
+                .map(|&s| self.clients[s].nick.as_str())
+                .collect();
+            let fresh = serde_json::to_string(&names).expect("strings serialize");
+            assert_eq!(
+                page.json.get(),
+                fresh,
+                "room {} first page stale",
+                room.name
+            );
+        }
         if !room.pending.is_empty() {
             assert_eq!(
                 self.presence_due.get(&room.incarnation),

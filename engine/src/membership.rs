@@ -100,8 +100,9 @@ impl Engine {
         let client = &mut self.clients[slot];
         let old = std::mem::replace(&mut client.nick, nick);
         let room = &mut self.rooms[r];
-        room.nicks.remove(&nick_key(&old));
-        room.nicks.insert(nick_key(&client.nick), slot);
+        let list_max = self.config.presence_list_max;
+        room.unindex_nick(&nick_key(&old), list_max);
+        room.index_nick(nick_key(&client.nick), slot, list_max);
         let frame = Outgoing::Nick {
             room: &room.name,
             old: &old,
@@ -127,7 +128,7 @@ impl Engine {
         room.last_active = self.activity;
         client.member_pos = room.members.len();
         room.members.push(slot);
-        room.nicks.insert(nick_key(&client.nick), slot);
+        room.index_nick(nick_key(&client.nick), slot, self.config.presence_list_max);
         if client.behind {
             room.behind += 1;
         }
@@ -164,7 +165,7 @@ impl Engine {
             self.clients[moved].member_pos = pos;
         }
         let client = &self.clients[slot];
-        room.nicks.remove(&nick_key(&client.nick));
+        room.unindex_nick(&nick_key(&client.nick), self.config.presence_list_max);
         if client.behind {
             room.behind -= 1;
         }

@@ -12,7 +12,7 @@ use std::ops::Bound;
 
 use crate::engine::Engine;
 use crate::protocol::{ErrorCode, Outgoing, RenamedRef};
-use crate::room::Change;
+use crate::room::{Change, FirstPage};
 use crate::timer::Timer;
 use crate::{ClientId, Now};
 
@@ -145,14 +145,23 @@ impl Engine {
         self.send_to(slot, now, frame);
     }
 
-    /// The first page of room `r`'s members, for a welcome.
-    pub(crate) fn first_page(&self, r: usize) -> Vec<&str> {
-        self.rooms[r]
-            .nicks
-            .values()
-            .take(self.config.presence_list_max)
-            .map(|&s| self.clients[s].nick.as_str())
-            .collect()
+    /// Makes sure room `r` has its first page of members serialized, for a welcome: once, and
+    /// again only after a change that reaches it.
+    pub(crate) fn fill_first_page(&mut self, r: usize) {
+        let room = &self.rooms[r];
+        if room.first_page.is_none() {
+            let page: Vec<(&String, &str)> = room
+                .nicks
+                .iter()
+                .take(self.config.presence_list_max)
+                .map(|(key, &s)| (key, self.clients[s].nick.as_str()))
+                .collect();
+            let names: Vec<&str> = page.iter().map(|&(_, nick)| nick).collect();
+            let json = serde_json::value::to_raw_value(&names)
+                .expect("a list of strings always serializes");
+            let last_key = page.last().map(|(key, _)| (*key).clone());
+            self.rooms[r].first_page = Some(FirstPage { json, last_key });
+        }
     }
 
     /// Nobody is connected any more: what was pending has nobody to be told.

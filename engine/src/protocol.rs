@@ -377,7 +377,8 @@ pub(crate) enum Outgoing<'a> {
     Welcome {
         nick: &'a str,
         room: &'a str,
-        users: &'a [&'a str],
+        /// Pre-serialized: the room's cached first page of names.
+        users: &'a serde_json::value::RawValue,
         user_count: usize,
         history: &'a [&'a serde_json::value::RawValue],
         recovered: bool,

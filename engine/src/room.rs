@@ -14,6 +14,14 @@ pub(crate) struct Stored {
     pub(crate) frame: Bytes,
 }
 
+/// A room's first page of names, serialized once.
+#[derive(Debug)]
+pub(crate) struct FirstPage {
+    pub(crate) json: Box<serde_json::value::RawValue>,
+    /// The nickname key of the page's last name (`None`: the page is empty).
+    pub(crate) last_key: Option<String>,
+}
+
 /// One client's changes in a room within a presence interval.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Change {
@@ -47,6 +55,11 @@ pub(crate) struct Room {
     pub(crate) coalescing: bool,
     /// Changes since the last `presence` frame, by client.
     pub(crate) pending: BTreeMap<ClientId, Change>,
+    /// The welcome's `users` (the first page of `nicks`) as serialized, and the key of its last
+    /// name; `None` once a change may have altered it. Every welcome would otherwise serialize
+    /// up to `presence_list_max` names again, which was a tenth of the CPU of filling a room of
+    /// 19,000 (BENCHMARKS.md, "Large rooms").
+    pub(crate) first_page: Option<FirstPage>,
     /// Members whose queue is at or above the high-water mark.
     pub(crate) behind: usize,
     /// Reading from members is paused (flow control).
@@ -67,9 +80,33 @@ impl Room {
             nicks: BTreeMap::new(),
             coalescing: false,
             pending: BTreeMap::new(),
+            first_page: None,
             behind: 0,
             paused: false,
             last_active,
+        }
+    }
+
+    /// Indexes a member's nickname key.
+    pub(crate) fn index_nick(&mut self, key: String, slot: usize, list_max: usize) {
+        self.forget_page_if_changed(&key, list_max);
+        self.nicks.insert(key, slot);
+    }
+
+    /// Removes a member's nickname key from the index.
+    pub(crate) fn unindex_nick(&mut self, key: &str, list_max: usize) {
+        self.nicks.remove(key);
+        self.forget_page_if_changed(key, list_max);
+    }
+
+    /// A key came or went: the cached first page stays only if the key sorts after its last
+    /// name and the page was and is full.
+    fn forget_page_if_changed(&mut self, key: &str, list_max: usize) {
+        let unchanged = self.first_page.as_ref().is_some_and(|page| {
+            self.nicks.len() > list_max && page.last_key.as_deref().is_some_and(|last| key > last)
+        });
+        if !unchanged {
+            self.first_page = None;
         }
     }
 
