@@ -17,7 +17,6 @@ use tokio::sync::SemaphorePermit;
 use crate::hub::{HubHandle, ToHub};
 use crate::link::{Link, LinkLimits, ReadControl};
 use crate::settings::ConnLimits;
-use crate::sink::Sink;
 use crate::writer::write_loop;
 use crate::ws_read::{Incoming, MessageReader, ReadEnd};
 use crate::ws_write::{
@@ -34,34 +33,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    serve_chat_halves(read, Sink::new(write), &[], join, hub, limits).await;
-}
-
-/// Serves one chat connection over a TCP stream that completed the WebSocket handshake, of which
-/// the HTTP layer already read `already`: its halves are the stream's own, so direct writes
-/// are plain non-blocking sends (`Sink::tcp`).
-pub(crate) async fn serve_chat_tcp(
-    stream: tokio::net::TcpStream,
-    already: bytes::Bytes,
-    join: JoinRequest,
-    hub: HubHandle,
-    limits: ConnLimits,
-) {
-    let (read, write) = stream.into_split();
-    serve_chat_halves(read, Sink::tcp(write), &already, join, hub, limits).await;
-}
-
-async fn serve_chat_halves<R>(
-    read: R,
-    sink: Sink,
-    already: &[u8],
-    join: JoinRequest,
-    hub: HubHandle,
-    limits: ConnLimits,
-) where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    let link = Arc::new(Link::new(sink, LinkLimits::from(&limits)));
+    let link = Arc::new(Link::new(Box::pin(write), LinkLimits::from(&limits)));
     let client = match hub.connect(join, link.clone()).await {
         Some(Ok(client)) => client,
         refused => {
@@ -78,7 +50,7 @@ async fn serve_chat_halves<R>(
         }
     };
     let to_hub = HubReporter { hub, client };
-    let mut reader = MessageReader::with_read(read, limits.max_message_bytes, already);
+    let mut reader = MessageReader::new(read, limits.max_message_bytes);
     // Written out here and in `serve_echo` rather than shared: a helper taking the reading
     // future as an argument stores it twice, and the connection's task grew from 1.7 to 3.0 KiB
     // (scenario 4 went from 3.5 to 4.8 KiB per connection).
@@ -238,7 +210,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
-    let link = Link::new(Sink::new(write), LinkLimits::from(&limits));
+    let link = Link::new(Box::pin(write), LinkLimits::from(&limits));
     let mut reader = MessageReader::new(read, limits.max_message_bytes);
     let reading = async {
         let end = echo_loop(&mut reader, &link).await;
@@ -305,31 +277,6 @@ mod tests {
         let task = super::serve_chat(io, JoinRequest::default(), hub, limits);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "the connection task's future is {size} bytes");
-    }
-
-    /// The same for a TCP connection, which takes the stream's own halves.
-    #[tokio::test]
-    async fn the_tcp_connection_task_stays_small() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (stream, _) = listener.accept().await.expect("accept");
-        let (hub, _inbox) = Hub::channel(16);
-        let limits = super::ConnLimits::default();
-        let task = super::serve_chat_tcp(
-            stream,
-            bytes::Bytes::new(),
-            JoinRequest::default(),
-            hub,
-            limits,
-        );
-        let size = std::mem::size_of_val(&task);
-        assert!(
-            size <= 2048,
-            "the TCP connection task's future is {size} bytes"
-        );
     }
 
     /// A socket whose reads come from a pipe and whose writes all fail.

@@ -11,14 +11,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use subtle::ConstantTimeEq;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
-use crate::connection::{serve_chat, serve_chat_tcp};
+use crate::connection::serve_chat;
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 use crate::origin::origin_allowed;
@@ -173,19 +171,7 @@ fn upgrade(mut req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> 
     state.tracker.spawn(async move {
         let _slot = slot;
         match upgraded.await {
-            // On TCP the connection takes the stream's own halves (`serve_chat_tcp`); any other
-            // transport (a simulation's) goes through hyper's upgraded IO.
-            Ok(ws) => match ws
-                .into_inner()
-                .into_inner()
-                .downcast::<TokioIo<TcpStream>>()
-            {
-                Ok(parts) => {
-                    let stream = parts.io.into_inner();
-                    serve_chat_tcp(stream, parts.read_buf, join, hub, limits).await;
-                }
-                Err(upgraded) => serve_chat(TokioIo::new(upgraded), join, hub, limits).await,
-            },
+            Ok(ws) => serve_chat(ws.into_inner(), join, hub, limits).await,
             Err(e) => tracing::info!(error = %e, "WebSocket upgrade did not complete"),
         }
     });

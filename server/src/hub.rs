@@ -12,12 +12,12 @@
 //! Each reader has a small credit of frames the engine has not taken yet (`--read-ahead-frames`), so
 //! what the hub holds back is bounded too: a paused reader runs out of credit and stops.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::pin::pin;
 use std::sync::Arc;
 
 use chat_engine::{ClientId, Engine, Error, Input, JoinRequest, Output, Stats};
-use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -101,9 +101,7 @@ impl Conn {
     }
 }
 
-/// Looked up once per output: FxHash, as a client id is a counter nobody outside chooses (SipHash's
-/// defence against chosen keys buys nothing here, and it showed in the profile).
-type ConnMap = FxHashMap<ClientId, Conn>;
+type ConnMap = HashMap<ClientId, Conn, BuildHasherDefault<DefaultHasher>>;
 
 pub(crate) struct Hub {
     engine: Engine,
@@ -443,7 +441,6 @@ mod tests {
     use super::*;
     use crate::link::LinkLimits;
     use crate::settings::WallClock;
-    use crate::sink::Sink;
 
     /// What a connection's reader and writer would see of the hub.
     struct Probe {
@@ -494,7 +491,7 @@ mod tests {
     /// A client whose link writes into an in-memory socket, and the socket's far end.
     fn connect_wired(hub: &mut Hub, nick: &str) -> (Probe, DuplexStream) {
         let (ours, peer) = tokio::io::duplex(1 << 16);
-        let link = Link::new(Sink::new(ours), LinkLimits::default());
+        let link = Link::new(Box::pin(ours), LinkLimits::default());
         (connect_with(hub, nick, link), peer)
     }
 
@@ -686,7 +683,7 @@ mod tests {
                 nick: Some(format!("m{n}")),
                 ..JoinRequest::default()
             };
-            let link = Arc::new(Link::new(Sink::new(ours), LinkLimits::default()));
+            let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
             let id = handle
                 .connect(join, link)
                 .await
@@ -745,7 +742,7 @@ mod tests {
                 nick: Some(format!("m{n}")),
                 ..JoinRequest::default()
             };
-            let link = Arc::new(Link::new(Sink::new(ours), LinkLimits::default()));
+            let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
             let id = handle
                 .connect(join, link)
                 .await

@@ -16,7 +16,6 @@ mod metrics;
 mod origin;
 mod server;
 pub mod settings;
-mod sink;
 mod static_files;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod test_kit;

@@ -66,15 +66,9 @@ struct Partial {
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
     pub(crate) fn new(io: R, max_message_bytes: usize) -> Self {
-        Self::with_read(io, max_message_bytes, &[])
-    }
-
-    /// A reader for a stream of which `already` was read (by the HTTP layer, past the upgrade
-    /// request): those bytes come first.
-    pub(crate) fn with_read(io: R, max_message_bytes: usize, already: &[u8]) -> Self {
         Self {
             io,
-            buf: BytesMut::from(already),
+            buf: BytesMut::new(),
             max_message_bytes,
             partial: None,
         }
