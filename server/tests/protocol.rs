@@ -311,3 +311,50 @@ async fn the_operator_kick_closes_with_4003() {
     assert_eq!(ann.recv_type("leave").await["reason"], "kicked");
     server.shutdown().await;
 }
+
+/// A client that sends its first message in the same packet as its upgrade request: the HTTP
+/// layer has read those bytes already, and they must still reach the reader, first.
+#[tokio::test]
+async fn a_message_sent_with_the_upgrade_request_is_read() {
+    use chat_server::test_kit::wire::{parse_server_frame, ClientFrame, OP_TEXT};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(settings()).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let mut bytes = format!(
+        "GET /ws?nick=eager HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    bytes.extend(ClientFrame::new(OP_TEXT, b"hi right away").encode());
+    bytes.extend(ClientFrame::new(OP_TEXT, b"and again").encode());
+    stream.write_all(&bytes).await.expect("write");
+    let mut buf = Vec::new();
+    let mut texts = Vec::new();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while texts.len() < 2 {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .expect("both messages in time")
+            .expect("read");
+        assert!(n > 0, "the server hung up");
+        buf.extend_from_slice(&chunk[..n]);
+        let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+        let Some(start) = head_end.map(|at| at + 4) else {
+            continue;
+        };
+        let mut frames = &buf[start..];
+        texts.clear();
+        while let Some((frame, used)) = parse_server_frame(frames).expect("well-formed") {
+            let value: serde_json::Value = serde_json::from_slice(&frame.payload).expect("JSON");
+            if value["type"] == "message" {
+                texts.push(value["text"].as_str().expect("text").to_owned());
+            }
+            frames = &frames[used..];
+        }
+    }
+    assert_eq!(texts, ["hi right away", "and again"]);
+    server.shutdown().await;
+}
