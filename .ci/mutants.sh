@@ -53,10 +53,12 @@ run() {
 failed=0
 for part in "${parts[@]}"; do
     case $part in
-        engine) run engine 95 -p chat-engine -- --lib --test model || failed=1 ;;
-        ws_read) run ws_read 95 -p chat-server -f server/src/ws_read.rs --timeout 10 -j 2 -- --lib ws_read:: || failed=1 ;;
+        # -C args reach the build as well as the test run: without them every mutant would
+        # also build (and link) every integration test and bench of the package.
+        engine) run engine 95 -p chat-engine -j 2 -C --lib -C --test=model || failed=1 ;;
+        ws_read) run ws_read 95 -p chat-server -f server/src/ws_read.rs --timeout 10 -C --lib -- ws_read:: || failed=1 ;;
         # The hub's accounting: what it tells the engine was written, held and read.
-        hub) run hub 95 -p chat-server -f server/src/hub.rs --re 'Hub::(flush|flushed|queue_for|feed|replay_held|dispatch)' --timeout 10 -j 2 -- --lib hub:: || failed=1 ;;
+        hub) run hub 95 -p chat-server -f server/src/hub.rs --re 'Hub::(flush|flushed|queue_for|feed|replay_held|dispatch)' --timeout 10 -C --lib -- hub:: || failed=1 ;;
         *) echo "unknown part $part" >&2; exit 2 ;;
     esac
 done

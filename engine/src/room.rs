@@ -100,10 +100,12 @@ impl Room {
     }
 
     /// A key came or went: the cached first page stays only if the key sorts after its last
-    /// name and the page was and is full.
+    /// name and the page is full (it lists `list_max` names, so a name past its end is not on it).
+    /// Called with the index as it is without the key: then the page is full exactly when at
+    /// least `list_max` other members remain.
     fn forget_page_if_changed(&mut self, key: &str, list_max: usize) {
         let unchanged = self.first_page.as_ref().is_some_and(|page| {
-            self.nicks.len() > list_max && page.last_key.as_deref().is_some_and(|last| key > last)
+            self.nicks.len() >= list_max && page.last_key.as_deref().is_some_and(|last| key > last)
         });
         if !unchanged {
             self.first_page = None;
@@ -142,5 +144,53 @@ impl Room {
     /// Flow control: resume once at most a quarter of the members are behind.
     pub(crate) fn should_resume(&self) -> bool {
         self.paused && self.behind * 4 <= self.members.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIST_MAX: usize = 3;
+
+    /// A room of `members` keyed `k0`, `k1`, ... with its first page cached.
+    fn room_with_page(members: usize) -> Room {
+        let mut room = Room::new("r".into(), 1, "e".into(), 0);
+        for i in 0..members {
+            room.index_nick(format!("k{i}"), i, LIST_MAX);
+        }
+        let last_key = room.nicks.keys().take(LIST_MAX).last().cloned();
+        room.first_page = Some(FirstPage {
+            json: serde_json::value::to_raw_value(&[0u8; 0]).unwrap(),
+            last_key,
+        });
+        room
+    }
+
+    #[test]
+    fn the_first_page_is_kept_exactly_while_a_change_cannot_reach_it() {
+        // Full pages: a key past the end leaves them as they are, coming or going.
+        for members in [LIST_MAX, LIST_MAX + 1, LIST_MAX + 5] {
+            let mut room = room_with_page(members);
+            room.index_nick("z".into(), members, LIST_MAX);
+            assert!(room.first_page.is_some(), "join past a full page of {members}");
+            room.unindex_nick("z", LIST_MAX);
+            assert!(room.first_page.is_some(), "leave past a full page of {members}");
+        }
+        // A page that lists everyone gains the newcomer, wherever it sorts.
+        let mut room = room_with_page(LIST_MAX - 1);
+        room.index_nick("z".into(), LIST_MAX, LIST_MAX);
+        assert!(room.first_page.is_none(), "join into a page that lists everyone");
+        // A key on the page changes it.
+        let mut room = room_with_page(LIST_MAX + 5);
+        room.index_nick("a".into(), 99, LIST_MAX);
+        assert!(room.first_page.is_none(), "join onto the page");
+        let mut room = room_with_page(LIST_MAX + 5);
+        room.unindex_nick("k0", LIST_MAX);
+        assert!(room.first_page.is_none(), "leave from the page");
+        // A full page that one leave past its end would leave short.
+        let mut room = room_with_page(LIST_MAX);
+        room.unindex_nick("k2", LIST_MAX);
+        assert!(room.first_page.is_none(), "the page's own last name left");
     }
 }

@@ -54,6 +54,8 @@ pub struct View {
     /// A `presence` frame left names out since the list was last complete: `users` may hold
     /// names of people who left.
     pub users_stale: bool,
+    /// While `page_all_users` runs: what frames other than the pages changed meanwhile.
+    pub paging: Option<Paging>,
     /// `who` pages that arrived, the last one's names and its `next`.
     pub pages: usize,
     pub last_page: Vec<String>,
@@ -70,7 +72,28 @@ pub struct View {
     pub errors: Vec<String>,
 }
 
+/// Changes announced while a client pages the member list: a page covers the names up to its
+/// cursor as they were when the server wrote it, so a name that arrives behind the cursor is known
+/// only from the announcement, and a truncated announcement leaves the paged list unsure again.
+#[derive(Clone, Debug, Default)]
+pub struct Paging {
+    pub arrived: BTreeSet<String>,
+    pub truncated: bool,
+}
+
 impl View {
+    fn arrive(&mut self, nick: &str) {
+        if let Some(p) = &mut self.paging {
+            p.arrived.insert(nick.to_owned());
+        }
+    }
+
+    fn depart(&mut self, nick: &str) {
+        if let Some(p) = &mut self.paging {
+            p.arrived.remove(nick);
+        }
+    }
+
     fn apply(&mut self, message: &ServerMessage) {
         match message {
             ServerMessage::Welcome {
@@ -89,6 +112,7 @@ impl View {
                 self.user_count = *user_count;
                 self.users_complete = users.len() == *user_count;
                 self.users_stale = false;
+                self.paging = None;
                 self.last_seq = Some(*seq);
                 self.welcome = Some(message.clone());
             }
@@ -96,10 +120,12 @@ impl View {
                 self.last_seq = Some(m.seq);
             }
             ServerMessage::Join { room, nick, .. } if Some(room) == self.room.as_ref() => {
+                self.arrive(nick);
                 self.users.insert(nick.clone());
                 self.user_count += 1;
             }
             ServerMessage::Leave { room, nick, .. } if Some(room) == self.room.as_ref() => {
+                self.depart(nick);
                 self.users.remove(nick);
                 self.user_count = self.user_count.saturating_sub(1);
             }
@@ -115,14 +141,20 @@ impl View {
             } if Some(room) == self.room.as_ref() => {
                 // One step: every name that went out, then every name that came in.
                 for gone in left.iter().chain(renamed.iter().map(|r| &r.old)) {
+                    self.depart(gone);
                     self.users.remove(gone);
                 }
-                let came = joined.iter().chain(renamed.iter().map(|r| &r.nick));
-                self.users.extend(came.cloned());
+                for came in joined.iter().chain(renamed.iter().map(|r| &r.nick)) {
+                    self.arrive(came);
+                    self.users.insert(came.clone());
+                }
                 self.user_count = *user_count;
                 if joined_more + left_more + renamed_more > 0 {
                     self.users_complete = false;
                     self.users_stale = true;
+                    if let Some(p) = &mut self.paging {
+                        p.truncated = true;
+                    }
                 }
             }
             ServerMessage::Users {
@@ -140,6 +172,8 @@ impl View {
             ServerMessage::Nick {
                 room, old, nick, ..
             } if Some(room) == self.room.as_ref() => {
+                self.depart(old);
+                self.arrive(nick);
                 self.users.remove(old);
                 self.users.insert(nick.clone());
                 if self.nick.as_ref() == Some(old) {
@@ -469,14 +503,14 @@ impl Client {
     pub async fn page_all_users(&mut self, timeout: Duration) -> bool {
         let mut names = BTreeSet::new();
         let mut after: Option<String> = None;
+        self.view_mut().paging = Some(Paging::default());
         loop {
             let pages = self.view().pages;
-            if !self.send(&Command::Who {
+            let sent = self.send(&Command::Who {
                 after: after.clone(),
-            }) {
-                return false;
-            }
-            if !self.wait_until(|v| v.pages > pages, timeout).await {
+            });
+            if !sent || !self.wait_until(|v| v.pages > pages, timeout).await {
+                self.view_mut().paging = None;
                 return false;
             }
             let view = self.view();
@@ -487,10 +521,16 @@ impl Client {
             }
         }
         let mut view = self.view.lock().expect("view lock");
-        // Names from before the paging that the pages did not confirm are gone.
-        view.users.retain(|n| names.contains(n));
-        view.users_complete = true;
-        view.users_stale = false;
+        let Some(paging) = view.paging.take() else {
+            // A welcome arrived meanwhile: the pages were of an earlier membership.
+            return false;
+        };
+        // Names from before the paging that neither the pages nor an announcement since
+        // confirmed are gone.
+        view.users
+            .retain(|n| names.contains(n) || paging.arrived.contains(n));
+        view.users_complete = !paging.truncated;
+        view.users_stale = paging.truncated;
         true
     }
 
