@@ -879,3 +879,26 @@ fn a_disconnect_in_the_call_that_times_the_client_out_is_a_plain_leave() {
         matches!(&h.take(ann)[..], [ServerMessage::Leave { nick, reason, .. }] if nick == "bob" && reason == "left")
     );
 }
+
+/// A member that is behind takes its place in the count of members behind of the room it moves
+/// to (the invariants recount it after every input), so the new room's flow control sees it.
+#[test]
+fn a_client_behind_that_switches_rooms_counts_as_behind_in_the_new_one() {
+    let mut h = shell(Config {
+        queue_frames_max: 20,
+        queue_high_water_frames: 10,
+        ..unlimited()
+    });
+    let ann = h.connect("ann");
+    let slow = h.connect("slow");
+    h.stop_flushing(slow);
+    for _ in 0..12 {
+        h.send(ann, "m");
+    }
+    assert_eq!(h.paused, BTreeSet::from([slow]));
+    h.send(slow, r#"{"type":"join","room":"quiet"}"#);
+    assert!(h.paused.contains(&slow), "still behind in its new room");
+    h.resume_flushing(slow);
+    assert!(h.paused.is_empty(), "caught up in its new room");
+    assert_eq!(h.texts(slow).len(), 12, "everything from before the switch");
+}
