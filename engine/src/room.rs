@@ -58,7 +58,7 @@ pub(crate) struct Room {
     /// The welcome's `users` (the first page of `nicks`) as serialized, and the key of its last
     /// name; `None` once a change may have altered it. Every welcome would otherwise serialize
     /// up to `presence_list_max` names again, which was a tenth of the CPU of filling a room of
-    /// 19,000 (BENCHMARKS.md, "Large rooms").
+    /// 19,000 (BENCHMARKS.md, "Side by side with the classic Go hub").
     pub(crate) first_page: Option<FirstPage>,
     /// Members whose queue is at or above the high-water mark.
     pub(crate) behind: usize,
@@ -159,7 +159,7 @@ mod tests {
         for i in 0..members {
             room.index_nick(format!("k{i}"), i, LIST_MAX);
         }
-        let last_key = room.nicks.keys().take(LIST_MAX).last().cloned();
+        let last_key = room.nicks.keys().take(LIST_MAX).next_back().cloned();
         room.first_page = Some(FirstPage {
             json: serde_json::value::to_raw_value(&[0u8; 0]).unwrap(),
             last_key,
@@ -173,14 +173,23 @@ mod tests {
         for members in [LIST_MAX, LIST_MAX + 1, LIST_MAX + 5] {
             let mut room = room_with_page(members);
             room.index_nick("z".into(), members, LIST_MAX);
-            assert!(room.first_page.is_some(), "join past a full page of {members}");
+            assert!(
+                room.first_page.is_some(),
+                "join past a full page of {members}"
+            );
             room.unindex_nick("z", LIST_MAX);
-            assert!(room.first_page.is_some(), "leave past a full page of {members}");
+            assert!(
+                room.first_page.is_some(),
+                "leave past a full page of {members}"
+            );
         }
         // A page that lists everyone gains the newcomer, wherever it sorts.
         let mut room = room_with_page(LIST_MAX - 1);
         room.index_nick("z".into(), LIST_MAX, LIST_MAX);
-        assert!(room.first_page.is_none(), "join into a page that lists everyone");
+        assert!(
+            room.first_page.is_none(),
+            "join into a page that lists everyone"
+        );
         // A key on the page changes it.
         let mut room = room_with_page(LIST_MAX + 5);
         room.index_nick("a".into(), 99, LIST_MAX);
