@@ -42,6 +42,12 @@ pub struct Config {
     pub presence_notify_max: usize,
     /// A large room gets at most one `presence` frame per this interval.
     pub presence_interval: Duration,
+    /// `presence` frames per second at most that one room's announcements may cost, all its
+    /// members together (0: no budget). A room so large that one frame per member per
+    /// `presence_interval` would exceed it waits longer between announcements: members divided
+    /// by this, in seconds. Sending a frame to each of 19,000 members every second was most of
+    /// the server's work while such a room filled; its count may lag a few seconds instead.
+    pub presence_frames_per_second: usize,
     /// Names at most in each list (`joined`, `left`, `renamed`) of one `presence` frame; the
     /// frame says how many more there were.
     pub presence_changes_max: usize,
@@ -67,6 +73,7 @@ impl Default for Config {
             presence_list_max: 200,
             presence_notify_max: 200,
             presence_interval: Duration::from_secs(1),
+            presence_frames_per_second: 5_000,
             presence_changes_max: 100,
         }
     }

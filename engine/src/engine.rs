@@ -57,9 +57,9 @@ pub struct Engine {
     pub(crate) doomed: VecDeque<(usize, CloseReason)>,
     pub(crate) last_now: Option<Instant>,
     pub(crate) timers: TimerTable,
-    /// Rooms with presence changes waiting for the next presence tick: slots by incarnation,
-    /// so rooms are announced in the order they were created.
-    pub(crate) presence_due: BTreeMap<u64, usize>,
+    /// Rooms with presence changes waiting to be announced: slot and when, by incarnation, so
+    /// rooms due together are announced in the order they were created.
+    pub(crate) presence_due: BTreeMap<u64, (usize, Instant)>,
     pub(crate) stats: Stats,
 }
 

@@ -152,7 +152,13 @@ impl Engine {
             );
         }
         assert_eq!(members, in_rooms, "room member lists count someone twice");
-        for (&incarnation, &r) in &self.presence_due {
+        if let Some(first) = self.presence_due.values().map(|&(_, at)| at).min() {
+            assert!(
+                self.timers.get(Timer::Presence).is_some_and(|t| t <= first),
+                "presence timer later than a room's announcement"
+            );
+        }
+        for (&incarnation, &(r, _)) in &self.presence_due {
             assert_eq!(
                 self.rooms[r].incarnation, incarnation,
                 "presence due in a reused slot"
@@ -218,8 +224,10 @@ impl Engine {
         }
         if !room.pending.is_empty() {
             assert_eq!(
-                self.presence_due.get(&room.incarnation),
-                Some(&r),
+                self.presence_due
+                    .get(&room.incarnation)
+                    .map(|&(slot, _)| slot),
+                Some(r),
                 "room {} changes not due",
                 room.name
             );

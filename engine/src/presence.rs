@@ -9,6 +9,7 @@
 //! nickname order.
 
 use std::ops::Bound;
+use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::protocol::{ErrorCode, Outgoing, RenamedRef};
@@ -42,6 +43,7 @@ impl Engine {
         now: Now,
     ) {
         let room = &mut self.rooms[r];
+        let room_incarnation = room.incarnation;
         let change = room.pending.entry(id).or_insert_with(|| Change {
             before: before.map(str::to_owned),
             after: None,
@@ -53,9 +55,24 @@ impl Engine {
             }
         }
         change.after = after.map(str::to_owned);
-        self.presence_due.insert(room.incarnation, r);
-        self.timers
-            .start(Timer::Presence, now.mono + self.config.presence_interval);
+        let at = now.mono + self.presence_spacing(r);
+        let (_, due) = *self.presence_due.entry(room_incarnation).or_insert((r, at));
+        let next = self.timers.get(Timer::Presence).map_or(due, |t| t.min(due));
+        self.timers.set(Timer::Presence, next);
+    }
+
+    /// How long room `r`'s changes wait for their announcement: `presence_interval`, or longer
+    /// in a room so large that a frame to every member each interval would exceed
+    /// `presence_frames_per_second`.
+    pub(crate) fn presence_spacing(&self, r: usize) -> Duration {
+        let base = self.config.presence_interval;
+        match self.config.presence_frames_per_second {
+            0 => base,
+            budget => {
+                let members = self.rooms[r].members.len() as u64;
+                base.max(Duration::from_micros(members * 1_000_000 / budget as u64))
+            }
+        }
     }
 
     /// The presence tick: every room with changes gets its one `presence` frame; a room that is
@@ -67,7 +84,20 @@ impl Engine {
     /// final one is put back.
     pub(crate) fn announce_presence(&mut self, now: Now) {
         self.timers.stop(Timer::Presence);
-        for r in std::mem::take(&mut self.presence_due).into_values() {
+        let mut later = None::<Instant>;
+        let mut due = Vec::new();
+        self.presence_due.retain(|_, &mut (r, at)| {
+            if at <= now.mono {
+                due.push(r);
+                return false;
+            }
+            later = Some(later.map_or(at, |l| l.min(at)));
+            true
+        });
+        if let Some(at) = later {
+            self.timers.set(Timer::Presence, at);
+        }
+        for r in due {
             self.announce_room(r, now);
         }
     }
@@ -166,7 +196,7 @@ impl Engine {
 
     /// Nobody is connected any more: what was pending has nobody to be told.
     pub(crate) fn forget_presence(&mut self) {
-        for r in std::mem::take(&mut self.presence_due).into_values() {
+        for (r, _) in std::mem::take(&mut self.presence_due).into_values() {
             let room = &mut self.rooms[r];
             room.pending.clear();
             room.coalescing = false;

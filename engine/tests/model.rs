@@ -63,6 +63,9 @@ const LIST_MAX: usize = 2;
 /// Names per list in one `presence` frame.
 const CHANGES_MAX: usize = 1;
 const PRESENCE_MS: u64 = 2_000;
+/// A room's presence frames per second at most: a room of three members or more waits a second
+/// per member, longer than `PRESENCE_MS`; one that shrank to two or one waits `PRESENCE_MS`.
+const PRESENCE_FRAMES_PER_SECOND: u64 = 1;
 const PING_MS: u64 = 3_000;
 const IDLE_MS: u64 = 10_000;
 /// Idle sweeps run at most this often: `min(1 s, idle_timeout / 4)`.
@@ -87,6 +90,7 @@ fn engine_config() -> Config {
         presence_list_max: LIST_MAX,
         presence_notify_max: NOTIFY_MAX,
         presence_interval: Duration::from_millis(PRESENCE_MS),
+        presence_frames_per_second: PRESENCE_FRAMES_PER_SECOND as usize,
         presence_changes_max: CHANGES_MAX,
         ..Config::default()
     }
@@ -504,8 +508,9 @@ struct Model {
     ping_at_ms: Option<u64>,
     sweep_at_ms: Option<u64>,
     presence_at_ms: Option<u64>,
-    /// Incarnations of the rooms with presence changes waiting, announced in this order.
-    presence_due: BTreeSet<u64>,
+    /// Rooms with presence changes waiting: when each is announced, by incarnation (rooms due
+    /// at once are announced in this order).
+    presence_due: BTreeMap<u64, u64>,
     /// Clients to close at the end of the current call, in decision order.
     doomed: VecDeque<(u64, CloseReason)>,
     messages_total: u64,
@@ -528,7 +533,7 @@ impl Model {
             ping_at_ms: None,
             sweep_at_ms: None,
             presence_at_ms: None,
-            presence_due: BTreeSet::new(),
+            presence_due: BTreeMap::new(),
             doomed: VecDeque::new(),
             messages_total: 0,
             evictions_total: 0,
@@ -812,7 +817,7 @@ impl Model {
             self.sweep_at_ms = None;
             // Nobody is left to be told what changed.
             self.presence_at_ms = None;
-            for incarnation in std::mem::take(&mut self.presence_due) {
+            for incarnation in std::mem::take(&mut self.presence_due).into_keys() {
                 let room = self.room_of(incarnation);
                 room.pending.clear();
                 room.coalescing = false;
@@ -857,8 +862,16 @@ impl Model {
             self.sweep_at_ms = Some(next.unwrap_or(now + IDLE_MS).max(now + SWEEP_EVERY_MS));
         }
         if self.presence_at_ms.is_some_and(|at| at <= now) {
-            self.presence_at_ms = None;
-            for incarnation in std::mem::take(&mut self.presence_due) {
+            let due: Vec<u64> = (self.presence_due.iter())
+                .filter(|&(_, &at)| at <= now)
+                .map(|(&incarnation, _)| incarnation)
+                .collect();
+            for incarnation in &due {
+                self.presence_due.remove(incarnation);
+            }
+            // The next room's turn, or nothing if none waits.
+            self.presence_at_ms = self.presence_due.values().min().copied();
+            for incarnation in due {
                 let name = (self.rooms.iter())
                     .find(|(_, r)| r.incarnation == incarnation)
                     .map(|(name, _)| name.clone())
@@ -923,8 +936,15 @@ impl Model {
         }
         *now_called = after;
         let incarnation = room.incarnation;
-        self.presence_due.insert(incarnation);
-        self.presence_at_ms.get_or_insert(now + PRESENCE_MS);
+        // A room whose every member getting a frame each interval would pass the budget waits
+        // members / budget seconds instead.
+        let spacing =
+            PRESENCE_MS.max(room.members.len() as u64 * 1_000 / PRESENCE_FRAMES_PER_SECOND);
+        let due = *self
+            .presence_due
+            .entry(incarnation)
+            .or_insert(now + spacing);
+        self.presence_at_ms = Some(self.presence_at_ms.map_or(due, |at| at.min(due)));
     }
 
     fn connect(&mut self, nick: Option<&'static str>, room: Option<&'static str>) {

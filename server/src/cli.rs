@@ -145,6 +145,12 @@ pub struct Args {
     #[arg(long, env = "CHAT_PRESENCE_INTERVAL",
           default_value_t = defaults().engine.presence_interval.into())]
     pub presence_interval: Duration,
+    /// `presence` frames per second at most that one room's announcements may cost (all its
+    /// members together): a room larger than this times --presence-interval announces less
+    /// often, every members/this seconds; 0: no budget.
+    #[arg(long, env = "CHAT_PRESENCE_FRAMES_PER_SECOND",
+          default_value_t = defaults().engine.presence_frames_per_second)]
+    pub presence_frames_per_second: usize,
     /// Names at most in each list of one `presence` frame (it says how many more there were).
     #[arg(long, env = "CHAT_PRESENCE_CHANGES_MAX", default_value_t = defaults().engine.presence_changes_max,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
@@ -176,6 +182,7 @@ impl Args {
                 presence_list_max: self.presence_list_max,
                 presence_notify_max: self.presence_notify_max,
                 presence_interval: self.presence_interval.into(),
+                presence_frames_per_second: self.presence_frames_per_second,
                 presence_changes_max: self.presence_changes_max,
             },
             epoch: None,

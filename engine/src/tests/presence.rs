@@ -402,3 +402,42 @@ fn the_welcome_never_puts_its_joiner_behind() {
         other => panic!("expected a welcome, got {other:?}"),
     }
 }
+
+/// A room so large that a frame to every member each interval would pass
+/// `presence_frames_per_second` waits members / budget seconds between its announcements; a
+/// room under the budget keeps the interval.
+#[test]
+fn a_room_past_the_presence_budget_announces_less_often() {
+    let mut h = shell(Config {
+        presence_frames_per_second: 1,
+        ..tiny_presence()
+    });
+    let ids = connect_all(&mut h, &["a", "b", "c", "d"]);
+    h.advance(Duration::from_secs(10));
+    h.drain();
+    for &id in &ids {
+        h.take(id);
+    }
+    h.connect("e");
+    // Five members at one frame a second: five seconds, not the one-second interval.
+    h.advance(Duration::from_millis(4_999));
+    assert!(presences(&h.take(ids[0])).is_empty(), "too early");
+    h.advance(Duration::from_millis(1));
+    let got = presences(&h.take(ids[0]));
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].0, got[0].1.clone()), (5, names(&["e"])));
+
+    // Under the budget the interval rules.
+    let mut h = shell(Config {
+        presence_frames_per_second: 100,
+        ..tiny_presence()
+    });
+    let ids = connect_all(&mut h, &["a", "b", "c", "d"]);
+    h.advance(Duration::from_secs(10));
+    for &id in &ids {
+        h.take(id);
+    }
+    h.connect("e");
+    h.advance(INTERVAL);
+    assert_eq!(presences(&h.take(ids[0])).len(), 1);
+}
