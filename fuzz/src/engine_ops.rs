@@ -169,6 +169,7 @@ struct Limits {
     presence_notify_max: u8,
     presence_interval_ms: u16,
     presence_changes_max: u8,
+    presence_frames_per_second: u8,
 }
 
 impl Limits {
@@ -192,6 +193,7 @@ impl Limits {
             presence_notify_max: usize::from(self.presence_notify_max % 8),
             presence_interval: Duration::from_millis(u64::from(self.presence_interval_ms)),
             presence_changes_max: usize::from(self.presence_changes_max % 4),
+            presence_frames_per_second: usize::from(self.presence_frames_per_second % 8),
         };
         match config.validate() {
             Ok(()) => config,
@@ -213,6 +215,7 @@ impl Limits {
                 presence_notify_max: 2,
                 presence_interval: Duration::from_millis(500),
                 presence_changes_max: 1,
+                presence_frames_per_second: 2,
                 ..Config::default()
             },
         }
