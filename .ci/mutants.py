@@ -48,6 +48,7 @@ def main():
         outcomes = json.load(f)
     counts = {"caught": 0, "missed": 0, "unviable": 0, "timeout": 0}
     missed = []
+    timed_out = set()
     files = set()
     for outcome in outcomes["outcomes"]:
         scenario = outcome["scenario"]
@@ -67,13 +68,20 @@ def main():
         elif summary == "Timeout":
             # A mutant that makes the tests hang is caught by the timeout.
             counts["timeout"] += 1
+            timed_out.add(unlocated(name))
         else:
             sys.exit(f"unexpected outcome {summary!r} for {name}")
     equivalents = read_equivalents(equivalents_path)
     real_misses = [m for m in missed if unlocated(m) not in equivalents]
     survived = {unlocated(m) for m in missed}
-    # Only entries about the files this run mutated can be stale.
-    stale = [e for e in equivalents if e.split(":", 1)[0] in files and e not in survived]
+    # Only entries about the files this run mutated can be stale. A listed one that timed out
+    # says the machine was slow, not that a test catches it: reported, not stale.
+    slow = [e for e in equivalents if e in timed_out and e not in survived]
+    stale = [
+        e
+        for e in equivalents
+        if e.split(":", 1)[0] in files and e not in survived and e not in timed_out
+    ]
     caught = counts["caught"] + counts["timeout"]
     scored = caught + len(real_misses)
     score = 100.0 * caught / scored if scored else 100.0
@@ -83,6 +91,8 @@ def main():
     )
     for m in real_misses:
         print(f"  MISSED: {m}")
+    for e in slow:
+        print(f"  equivalent timed out (a slow machine, or it hangs now; look at its log): {e}")
     for e in stale:
         print(f"  STALE equivalent (no longer survives; remove it from {equivalents_path}): {e}")
     print(f"mutation score: {score:.1f}% (floor {floor:.0f}%)")

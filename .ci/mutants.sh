@@ -60,7 +60,7 @@ for part in "${parts[@]}"; do
         # and read), in one run so the server is built from scratch once.
         server) run server 95 -p chat-server -f server/src/ws_read.rs -f server/src/hub.rs \
             --re 'ws_read\.rs:|Hub::(flush|flushed|queue_for|feed|replay_held|dispatch)' \
-            --timeout 5 -C --lib -- -- ws_read:: hub:: || failed=1 ;;
+            --timeout 10 -C --lib -- -- ws_read:: hub:: || failed=1 ;;
         *) echo "unknown part $part" >&2; exit 2 ;;
     esac
 done

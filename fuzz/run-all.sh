@@ -3,7 +3,7 @@
 # AddressSanitizer (RUSTC_BOOTSTRAP=1). Exits non-zero if any target found a crash, after
 # printing the command that reproduces each one.
 #
-#   fuzz/run-all.sh 30                      # what CI runs (after fuzz/install.sh)
+#   fuzz/run-all.sh 20                      # what CI runs (after fuzz/install.sh)
 #   fuzz/run-all.sh 600 ws_frames           # a longer campaign on one target
 #
 # Needs cargo-fuzz (fuzz/install.sh). Works from any directory; the corpus grows in
