@@ -2,6 +2,7 @@
 //! message for the room, a typing notice, a join or a rename, or an `error` frame back.
 
 use crate::engine::Engine;
+use crate::names::refused_text_char;
 use crate::protocol::{self, Command, ErrorCode, Outgoing, ProtocolError};
 use crate::room::Stored;
 use crate::time::rfc3339_millis;
@@ -81,6 +82,14 @@ impl Engine {
                 text.len()
             );
             return self.reply_error(slot, now, ErrorCode::MessageTooLong, &message);
+        }
+        if let Some(bad) = refused_text_char(text) {
+            let message = format!(
+                "a message may not contain control characters or bidi overrides \
+                 (this one has U+{:04X})",
+                u32::from(bad)
+            );
+            return self.reply_error(slot, now, ErrorCode::InvalidText, &message);
         }
         self.activity += 1;
         let room = &mut self.rooms[r];

@@ -52,6 +52,19 @@ pub fn validate_room(room: &str) -> Result<&str, String> {
     Ok(room)
 }
 
+/// The first character chat text may not carry, if any: C0 controls other than tab and newline,
+/// DEL, C1 controls, and the bidi embedding, override and isolate controls (U+202A-U+202E,
+/// U+2066-U+2069). Controls are invisible or rewrite the terminal or page that shows them, and
+/// a JSON escape makes each cost six bytes of every copy kept; bidi controls make a line read
+/// as something other than what it says.
+pub fn refused_text_char(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        matches!(c,
+            '\0'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+            | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
 /// The key under which a nickname is unique in a room: case is ignored.
 pub(crate) fn nick_key(nick: &str) -> String {
     nick.to_lowercase()
@@ -60,6 +73,41 @@ pub(crate) fn nick_key(nick: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_refuses_controls_and_bidi_overrides_but_keeps_tab_and_newline() {
+        assert_eq!(refused_text_char("a\tb\nc é 日本 👍"), None);
+        for c in [
+            '\0', '\u{1}', '\u{8}', '\u{b}', '\u{c}', '\r', '\u{1b}', '\u{1f}',
+        ] {
+            assert_eq!(refused_text_char(&format!("a{c}b")), Some(c), "C0 {:?}", c);
+        }
+        for c in ['\u{7f}', '\u{80}', '\u{85}', '\u{9f}'] {
+            assert_eq!(
+                refused_text_char(&format!("a{c}")),
+                Some(c),
+                "DEL/C1 {:?}",
+                c
+            );
+        }
+        for c in ['\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}'] {
+            assert_eq!(refused_text_char(&format!("{c}x")), Some(c), "bidi {:?}", c);
+        }
+        for c in ['\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}'] {
+            assert_eq!(
+                refused_text_char(&format!("{c}x")),
+                Some(c),
+                "isolate {:?}",
+                c
+            );
+        }
+        // Their neighbours are ordinary text.
+        for c in [
+            '\u{a0}', '\u{2029}', '\u{202f}', '\u{2065}', '\u{206a}', ' ', '~',
+        ] {
+            assert_eq!(refused_text_char(&format!("a{c}b")), None, "{:?}", c);
+        }
+    }
 
     #[test]
     fn nick_is_trimmed_and_bounded() {

@@ -116,7 +116,7 @@ enum Decoded {
 }
 
 /// Chat frames clients send, with what they decode to.
-const TEXTS: [(&str, Decoded); 9] = [
+const TEXTS: [(&str, Decoded); 11] = [
     ("hi", Decoded::Say("hi")),
     ("  yo \n", Decoded::Say("  yo \n")),
     // Exactly text_bytes_max bytes, fewer characters.
@@ -129,6 +129,9 @@ const TEXTS: [(&str, Decoded); 9] = [
     // Ten bytes, five characters.
     ("ééééé", Decoded::Say("ééééé")),
     ("much too long", Decoded::Say("much too long")),
+    // A control character and a bidi override: refused, whatever else is wrong with the text.
+    ("a\u{1}b", Decoded::Say("a\u{1}b")),
+    (" \u{202e}x ", Decoded::Say(" \u{202e}x ")),
     ("{oops", Decoded::Bad("invalid_json")),
     (r#"{"type":"shout"}"#, Decoded::Bad("unknown_type")),
 ];
@@ -1053,6 +1056,14 @@ impl Model {
         }
         if text.len() > TEXT_BYTES_MAX {
             return self.error(id, "message_too_long");
+        }
+        let refused = |c: char| {
+            (c.is_control() && c != '\t' && c != '\n')
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+        };
+        if text.chars().any(refused) {
+            return self.error(id, "invalid_text");
         }
         self.touch(&room);
         let nick = self.clients[&id].nick.clone();

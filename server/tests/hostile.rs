@@ -147,6 +147,14 @@ async fn application_errors_get_codes_and_keep_the_connection_open() {
             json!({"type":"message","text":"x".repeat(4097)}).to_string(),
             "message_too_long",
         ),
+        (
+            json!({"type":"message","text":"\u{1}".repeat(4096)}).to_string(),
+            "invalid_text",
+        ),
+        (
+            json!({"type":"message","text":"evil \u{202e}txt.exe"}).to_string(),
+            "invalid_text",
+        ),
         (r#"{"type":"nick","nick":""}"#.to_owned(), "invalid_nick"),
         (
             r#"{"type":"join","room":"bad room!"}"#.to_owned(),
