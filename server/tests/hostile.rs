@@ -301,3 +301,36 @@ async fn a_socket_that_accepts_nothing_is_dropped_after_the_write_timeout() {
     assert!(left, "the stuck connection was never dropped");
     server.shutdown().await;
 }
+
+/// Nicknames cannot impersonate (README, "Hostile input"): look-alikes of a member's name are
+/// taken, hidden characters and disguised guest names are refused, over the real service.
+#[tokio::test]
+async fn look_alike_and_hidden_nicknames_are_refused_over_tcp() {
+    let server = TestServer::start(settings()).await;
+    let (_alice, _) = Client::join(&server, "?nick=alice").await;
+    let (mut bob, _) = Client::join(&server, "?nick=bob").await;
+    let cases = [
+        ("\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}", "nick_taken"),
+        ("\u{430}lice", "nick_taken"),
+        ("alice\u{200B}", "invalid_nick"),
+        ("\u{202E}ecila", "invalid_nick"),
+        ("\u{200B}guest-7", "invalid_nick"),
+        ("guest\u{2011}7", "invalid_nick"),
+        ("\u{FF47}uest-7", "invalid_nick"),
+    ];
+    for (nick, code) in cases {
+        bob.send(&json!({"type":"nick","nick":nick}).to_string())
+            .await;
+        let error = bob.recv_type("error").await;
+        assert_eq!(error["code"], code, "{nick:?}");
+    }
+    // A confusable room name is the existing room.
+    bob.send(&json!({"type":"join","room":"g\u{435}neral"}).to_string())
+        .await;
+    let welcome = bob.recv_type("welcome").await;
+    assert_eq!(
+        (&welcome["room"], &welcome["user_count"]),
+        (&json!("general"), &json!(2))
+    );
+    server.shutdown().await;
+}
