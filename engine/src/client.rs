@@ -29,6 +29,8 @@ pub(crate) struct Client {
     /// Frames refused by the rate limit in a row.
     pub(crate) strikes: u32,
     pub(crate) last_seen: Instant,
+    /// When its last `typing` was relayed (see `Config::typing_interval`).
+    pub(crate) typing_at: Option<Instant>,
 }
 
 impl Client {
@@ -46,6 +48,7 @@ impl Client {
             rate: RateLimit::new(),
             strikes: 0,
             last_seen: now,
+            typing_at: None,
         }
     }
 }

@@ -113,8 +113,9 @@ impl Engine {
         self.broadcast(r, &frame, None, now);
     }
 
-    /// "I am typing": relayed to the others in a small room, never stored. A large room does
-    /// not relay it: one typist would cost every member a frame.
+    /// "I am typing": relayed to the others in a small room, never stored, at most once per
+    /// `typing_interval` per client. A large room does not relay it: one typist would cost every
+    /// member a frame.
     fn typing(&mut self, slot: usize, now: Now) {
         let client = &self.clients[slot];
         let Some(r) = client.room else {
@@ -123,6 +124,12 @@ impl Engine {
         if !self.announces_at_once(r) {
             return;
         }
+        let interval = self.config.typing_interval;
+        if client.typing_at.is_some_and(|at| now.mono < at + interval) {
+            return;
+        }
+        self.clients[slot].typing_at = Some(now.mono);
+        let client = &self.clients[slot];
         let room = &self.rooms[r];
         let frame = Outgoing::Typing {
             room: &room.name,

@@ -51,6 +51,10 @@ pub struct Config {
     /// Names at most in each list (`joined`, `left`, `renamed`) of one `presence` frame; the
     /// frame says how many more there were.
     pub presence_changes_max: usize,
+    /// A client's `typing` is relayed at most once per this interval; the ones between are
+    /// dropped without an error (a typing indicator needs no more, and each relay costs every
+    /// member of the room a frame). Zero relays every one.
+    pub typing_interval: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +79,7 @@ impl Default for Config {
             presence_interval: Duration::from_secs(1),
             presence_frames_per_second: 5_000,
             presence_changes_max: 100,
+            typing_interval: Duration::from_secs(2),
         }
     }
 }

@@ -67,6 +67,8 @@ const PRESENCE_MS: u64 = 2_000;
 /// per member, longer than `PRESENCE_MS`; one that shrank to two or one waits `PRESENCE_MS`.
 const PRESENCE_FRAMES_PER_SECOND: u64 = 1;
 const PING_MS: u64 = 3_000;
+/// A client's `typing` is relayed at most once per this.
+const TYPING_MS: u64 = 1_500;
 const IDLE_MS: u64 = 10_000;
 /// Idle sweeps run at most this often: `min(1 s, idle_timeout / 4)`.
 const SWEEP_EVERY_MS: u64 = 1_000;
@@ -92,6 +94,7 @@ fn engine_config() -> Config {
         presence_interval: Duration::from_millis(PRESENCE_MS),
         presence_frames_per_second: PRESENCE_FRAMES_PER_SECOND as usize,
         presence_changes_max: CHANGES_MAX,
+        typing_interval: Duration::from_millis(TYPING_MS),
         ..Config::default()
     }
 }
@@ -409,6 +412,8 @@ struct Client {
     /// Being closed (or gone): gets nothing more but its `Close`.
     closing: bool,
     last_seen_ms: u64,
+    /// When its last `typing` was relayed.
+    typing_at_ms: Option<u64>,
     /// Position in the engine's client table, which orders idle sweeps (see `take_slot`).
     slot: usize,
 }
@@ -973,6 +978,7 @@ impl Model {
                     paused: false,
                     closing: false,
                     last_seen_ms: self.now_ms,
+                    typing_at_ms: None,
                     slot,
                 },
             );
@@ -1090,6 +1096,13 @@ impl Model {
         if self.rooms[&room].coalescing {
             return;
         }
+        // Nor more than one per client per TYPING_MS.
+        let now = self.now_ms;
+        let client = self.clients.get_mut(&id).expect("a live client");
+        if client.typing_at_ms.is_some_and(|at| now < at + TYPING_MS) {
+            return;
+        }
+        client.typing_at_ms = Some(now);
         let nick = self.clients[&id].nick.clone();
         self.broadcast(&room.clone(), Event::Typing { room, nick }, Some(id));
     }

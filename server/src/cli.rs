@@ -155,6 +155,11 @@ pub struct Args {
     #[arg(long, env = "CHAT_PRESENCE_CHANGES_MAX", default_value_t = defaults().engine.presence_changes_max,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub presence_changes_max: usize,
+    /// A client's `typing` is relayed at most once per this interval (the ones between are
+    /// dropped without an error); 0s relays every one.
+    #[arg(long, env = "CHAT_TYPING_INTERVAL",
+          default_value_t = defaults().engine.typing_interval.into())]
+    pub typing_interval: Duration,
     /// Bearer token enabling POST /admin/kick?room=&nick= (disabled when unset).
     #[arg(long, env = "CHAT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -183,6 +188,7 @@ impl Args {
                 presence_notify_max: self.presence_notify_max,
                 presence_interval: self.presence_interval.into(),
                 presence_frames_per_second: self.presence_frames_per_second,
+                typing_interval: self.typing_interval.into(),
                 presence_changes_max: self.presence_changes_max,
             },
             epoch: None,

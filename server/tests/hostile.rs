@@ -334,3 +334,25 @@ async fn look_alike_and_hidden_nicknames_are_refused_over_tcp() {
     );
     server.shutdown().await;
 }
+
+/// A typing flood is relayed once per interval (README, "Hostile input"): the rest are dropped
+/// without an error, and the sender's next message comes right after the one relayed typing.
+#[tokio::test]
+async fn a_typing_flood_is_relayed_once_per_interval_over_tcp() {
+    let server = TestServer::start(settings()).await;
+    let (mut ann, _) = Client::join(&server, "?nick=ann").await;
+    let (mut bob, _) = Client::join(&server, "?nick=bob").await;
+    ann.recv_type("join").await;
+    for _ in 0..50 {
+        bob.send(r#"{"type":"typing"}"#).await;
+    }
+    bob.send("done typing").await;
+    assert_eq!(ann.recv_type("typing").await["nick"], "bob");
+    assert_eq!(ann.recv_type("message").await["text"], "done typing");
+    assert_eq!(
+        bob.recv_type("message").await["text"],
+        "done typing",
+        "no error first"
+    );
+    server.shutdown().await;
+}
