@@ -34,7 +34,23 @@ impl Engine {
             return;
         }
         client.strikes = 0;
-        match protocol::decode(text) {
+        let command = protocol::decode(text);
+        if matches!(command, Ok(Command::Join(_) | Command::Nick { .. }))
+            && !client.membership_rate.try_acquire_every(
+                now.mono,
+                config.membership_rate_burst,
+                config.membership_rate_interval,
+            )
+        {
+            self.stats.rate_limited_total += 1;
+            let message = format!(
+                "slow down: joins, room switches and renames at most one per {} (bursts of {})",
+                humantime::format_duration(config.membership_rate_interval),
+                config.membership_rate_burst
+            );
+            return self.reply_error(slot, now, ErrorCode::RateLimited, &message);
+        }
+        match command {
             Err(ProtocolError { code, message }) => self.reply_error(slot, now, code, &message),
             Ok(Command::Message { text }) => self.post(slot, now, &text),
             Ok(Command::Join(join)) => self.join(slot, now, join),

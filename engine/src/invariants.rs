@@ -4,7 +4,7 @@
 
 use crate::engine::Engine;
 use crate::flow::is_behind;
-use crate::names::{nick_key, nick_likeness, room_likeness};
+use crate::names::{nick_key, room_likeness};
 use crate::timer::Timer;
 
 impl Engine {
@@ -71,7 +71,7 @@ impl Engine {
                         client.id
                     );
                     assert_eq!(
-                        room.likeness.get(&nick_likeness(&client.nick)),
+                        room.likeness.get(&client.likeness),
                         Some(&slot),
                         "{} not in its room's likeness index (or someone looks like it)",
                         client.id

@@ -3,7 +3,7 @@
 //! one when full).
 
 use crate::engine::Engine;
-use crate::names::{room_likeness, validate_nick, validate_room};
+use crate::names::{nick_likeness, room_likeness, validate_nick, validate_room};
 use crate::protocol::{ErrorCode, JoinRequest, Outgoing};
 use crate::room::Room;
 use crate::time::rfc3339_millis;
@@ -101,8 +101,9 @@ impl Engine {
         let old = std::mem::replace(&mut client.nick, nick);
         let room = &mut self.rooms[r];
         let list_max = self.config.presence_list_max;
-        room.unindex_nick(&old, list_max);
-        room.index_nick(&client.nick, slot, list_max);
+        let old_likeness = std::mem::replace(&mut client.likeness, nick_likeness(&client.nick));
+        room.unindex_nick(&old, &old_likeness, list_max);
+        room.index_nick(&client.nick, &client.likeness, slot, list_max);
         let frame = Outgoing::Nick {
             room: &room.name,
             old: &old,
@@ -128,7 +129,13 @@ impl Engine {
         room.last_active = self.activity;
         client.member_pos = room.members.len();
         room.members.push(slot);
-        room.index_nick(&client.nick, slot, self.config.presence_list_max);
+        client.likeness = nick_likeness(&client.nick);
+        room.index_nick(
+            &client.nick,
+            &client.likeness,
+            slot,
+            self.config.presence_list_max,
+        );
         if client.behind {
             room.behind += 1;
         }
@@ -165,7 +172,11 @@ impl Engine {
             self.clients[moved].member_pos = pos;
         }
         let client = &self.clients[slot];
-        room.unindex_nick(&client.nick, self.config.presence_list_max);
+        room.unindex_nick(
+            &client.nick,
+            &client.likeness,
+            self.config.presence_list_max,
+        );
         if client.behind {
             room.behind -= 1;
         }

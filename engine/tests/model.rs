@@ -69,6 +69,9 @@ const PRESENCE_FRAMES_PER_SECOND: u64 = 1;
 const PING_MS: u64 = 3_000;
 /// A client's `typing` is relayed at most once per this.
 const TYPING_MS: u64 = 1_500;
+/// Joins, switches and renames a client may make at once, then one per `MEMBERSHIP_MS`.
+const MEMBERSHIP_BURST: u64 = 3;
+const MEMBERSHIP_MS: u64 = 1_000;
 const IDLE_MS: u64 = 10_000;
 /// Idle sweeps run at most this often: `min(1 s, idle_timeout / 4)`.
 const SWEEP_EVERY_MS: u64 = 1_000;
@@ -95,6 +98,8 @@ fn engine_config() -> Config {
         presence_frames_per_second: PRESENCE_FRAMES_PER_SECOND as usize,
         presence_changes_max: CHANGES_MAX,
         typing_interval: Duration::from_millis(TYPING_MS),
+        membership_rate_burst: MEMBERSHIP_BURST as u32,
+        membership_rate_interval: Duration::from_millis(MEMBERSHIP_MS),
         ..Config::default()
     }
 }
@@ -414,6 +419,9 @@ struct Client {
     last_seen_ms: u64,
     /// When its last `typing` was relayed.
     typing_at_ms: Option<u64>,
+    /// Joins and renames it made, as one membership change per `MEMBERSHIP_MS` from here: it
+    /// may be at most `MEMBERSHIP_BURST - 1` intervals ahead of now.
+    membership_due_ms: u64,
     /// Position in the engine's client table, which orders idle sweeps (see `take_slot`).
     slot: usize,
 }
@@ -979,6 +987,7 @@ impl Model {
                     closing: false,
                     last_seen_ms: self.now_ms,
                     typing_at_ms: None,
+                    membership_due_ms: 0,
                     slot,
                 },
             );
@@ -995,6 +1004,15 @@ impl Model {
     fn frame(&mut self, id: u64, text: String, command: Command) {
         self.call(Action::Frame { client: id, text }, |m| {
             m.client(id).last_seen_ms = m.now_ms;
+            if matches!(command, Command::Join { .. } | Command::Nick(_)) {
+                let now = m.now_ms;
+                let client = m.client(id);
+                let due = client.membership_due_ms.max(now);
+                if due - now > (MEMBERSHIP_BURST - 1) * MEMBERSHIP_MS {
+                    return m.error(id, "rate_limited");
+                }
+                client.membership_due_ms = due + MEMBERSHIP_MS;
+            }
             match command {
                 Command::Decoded(Decoded::Bad(code)) => m.error(id, code),
                 Command::Decoded(Decoded::Say(text)) => m.post(id, text),

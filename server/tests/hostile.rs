@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use chat_server::test_kit::wire::ClientFrame;
+use chat_server::Settings;
 use common::{settings, Client, RawWs, TestServer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -306,7 +307,10 @@ async fn a_socket_that_accepts_nothing_is_dropped_after_the_write_timeout() {
 /// taken, hidden characters and disguised guest names are refused, over the real service.
 #[tokio::test]
 async fn look_alike_and_hidden_nicknames_are_refused_over_tcp() {
-    let server = TestServer::start(settings()).await;
+    let mut settings = settings();
+    // Eight attempts in a row: past the burst of renames this test is not about.
+    settings.engine.membership_rate_interval = Duration::ZERO;
+    let server = TestServer::start(settings).await;
     let (_alice, _) = Client::join(&server, "?nick=alice").await;
     let (mut bob, _) = Client::join(&server, "?nick=bob").await;
     let cases = [
@@ -353,6 +357,30 @@ async fn a_typing_flood_is_relayed_once_per_interval_over_tcp() {
         bob.recv_type("message").await["text"],
         "done typing",
         "no error first"
+    );
+    server.shutdown().await;
+}
+
+/// Renames and room switches past their burst get `rate_limited` and change nothing, over the
+/// real service; chat goes on.
+#[tokio::test]
+async fn rename_and_switch_churn_is_rate_limited_over_tcp() {
+    let server = TestServer::start(settings()).await;
+    let (mut ann, _) = Client::join(&server, "?nick=ann").await;
+    let burst = Settings::default().engine.membership_rate_burst;
+    for n in 0..burst {
+        ann.send(&json!({"type":"nick","nick":format!("ann{n}")}).to_string())
+            .await;
+        assert_eq!(ann.recv_type("nick").await["nick"], format!("ann{n}"));
+    }
+    ann.send(r#"{"type":"join","room":"elsewhere"}"#).await;
+    let refused = ann.recv_type("error").await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    ann.send("still here").await;
+    let said = ann.recv_type("message").await;
+    assert_eq!(
+        (&said["room"], &said["text"]),
+        (&json!("general"), &json!("still here"))
     );
     server.shutdown().await;
 }
