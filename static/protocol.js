@@ -96,6 +96,7 @@ export const ERROR_TEXTS = Object.freeze({
   invalid_field: () => 'The server refused part of the last request. Please reload the page.',
   empty_message: () => 'You cannot send an empty message.',
   message_too_long: (limits) => `That message is too long (the limit is ${limits.textBytesMax} bytes). Please shorten it.`,
+  invalid_text: () => 'That message contains invisible control characters or text-direction overrides. Please remove them.',
   invalid_nick: () => 'That nickname is not allowed. Please pick another.',
   nick_taken: () => 'That nickname is already taken in this room. Please pick another.',
   invalid_room: () => 'That room name is not valid. Room names can only use letters, numbers, "-", "_" and ".".',

@@ -536,7 +536,7 @@ export class Session {
       return;
     }
 
-    if ((code === 'rate_limited' || code === 'message_too_long') && this.lastSentText) {
+    if ((code === 'rate_limited' || code === 'message_too_long' || code === 'invalid_text') && this.lastSentText) {
       // Give the text back (if the box is still empty) so nothing typed is lost.
       this.render('restoreMessage', { text: this.lastSentText });
     }

@@ -280,6 +280,17 @@ test('a message over text_bytes_max is refused before sending, with the configur
   assert.equal(h.sent.pop().type, 'message');
 });
 
+test('a message refused as invalid_text is given back to the box, with the reason', () => {
+  const h = new Harness();
+  h.signIn();
+  h.handle({ type: 'submitMessage', text: 'evil \u202etxt.exe' });
+  assert.equal(h.sent.pop().type, 'message');
+  h.frame({ type: 'error', code: 'invalid_text', message: 'a message may not contain control characters' });
+  const restored = h.renders.filter((r) => r.view === 'restoreMessage').pop();
+  assert.equal(restored && restored.text, 'evil \u202etxt.exe', 'nothing typed is lost');
+  assert.match(h.renders.filter((r) => r.view === 'chatError').pop().text, /control characters/);
+});
+
 test('a rename goes over the open socket; the server\'s nick frame confirms it', () => {
   const h = new Harness();
   h.signIn('ann', { users: ['bob'] });

@@ -10,6 +10,8 @@ use crate::ClientId;
 pub(crate) struct Client {
     pub(crate) id: ClientId,
     pub(crate) nick: String,
+    /// Its nickname's likeness (`names::nick_likeness`), while it is in a room.
+    pub(crate) likeness: String,
     /// Slot of its room in the engine's room table, once it joined one.
     pub(crate) room: Option<usize>,
     /// Its index in its room's `members` (meaningless outside a room).
@@ -26,9 +28,13 @@ pub(crate) struct Client {
     /// Decided to close during this call (or being removed); gets nothing more.
     pub(crate) doomed: bool,
     pub(crate) rate: RateLimit,
+    /// Its joins, room switches and renames (see `Config::membership_rate_burst`).
+    pub(crate) membership_rate: RateLimit,
     /// Frames refused by the rate limit in a row.
     pub(crate) strikes: u32,
     pub(crate) last_seen: Instant,
+    /// When its last `typing` was relayed (see `Config::typing_interval`).
+    pub(crate) typing_at: Option<Instant>,
 }
 
 impl Client {
@@ -36,6 +42,7 @@ impl Client {
         Self {
             id,
             nick,
+            likeness: String::new(),
             room: None,
             member_pos: 0,
             queued_frames: 0,
@@ -44,8 +51,10 @@ impl Client {
             paused: false,
             doomed: false,
             rate: RateLimit::new(),
+            membership_rate: RateLimit::new(),
             strikes: 0,
             last_seen: now,
+            typing_at: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! message for the room, a typing notice, a join or a rename, or an `error` frame back.
 
 use crate::engine::Engine;
+use crate::names::refused_text_char;
 use crate::protocol::{self, Command, ErrorCode, Outgoing, ProtocolError};
 use crate::room::Stored;
 use crate::time::rfc3339_millis;
@@ -33,7 +34,23 @@ impl Engine {
             return;
         }
         client.strikes = 0;
-        match protocol::decode(text) {
+        let command = protocol::decode(text);
+        if matches!(command, Ok(Command::Join(_) | Command::Nick { .. }))
+            && !client.membership_rate.try_acquire_every(
+                now.mono,
+                config.membership_rate_burst,
+                config.membership_rate_interval,
+            )
+        {
+            self.stats.rate_limited_total += 1;
+            let message = format!(
+                "slow down: joins, room switches and renames at most one per {} (bursts of {})",
+                humantime::format_duration(config.membership_rate_interval),
+                config.membership_rate_burst
+            );
+            return self.reply_error(slot, now, ErrorCode::RateLimited, &message);
+        }
+        match command {
             Err(ProtocolError { code, message }) => self.reply_error(slot, now, code, &message),
             Ok(Command::Message { text }) => self.post(slot, now, &text),
             Ok(Command::Join(join)) => self.join(slot, now, join),
@@ -82,6 +99,14 @@ impl Engine {
             );
             return self.reply_error(slot, now, ErrorCode::MessageTooLong, &message);
         }
+        if let Some(bad) = refused_text_char(text) {
+            let message = format!(
+                "a message may not contain control characters or bidi overrides \
+                 (this one has U+{:04X})",
+                u32::from(bad)
+            );
+            return self.reply_error(slot, now, ErrorCode::InvalidText, &message);
+        }
         self.activity += 1;
         let room = &mut self.rooms[r];
         room.seq += 1;
@@ -104,8 +129,9 @@ impl Engine {
         self.broadcast(r, &frame, None, now);
     }
 
-    /// "I am typing": relayed to the others in a small room, never stored. A large room does
-    /// not relay it: one typist would cost every member a frame.
+    /// "I am typing": relayed to the others in a small room, never stored, at most once per
+    /// `typing_interval` per client. A large room does not relay it: one typist would cost every
+    /// member a frame.
     fn typing(&mut self, slot: usize, now: Now) {
         let client = &self.clients[slot];
         let Some(r) = client.room else {
@@ -114,6 +140,12 @@ impl Engine {
         if !self.announces_at_once(r) {
             return;
         }
+        let interval = self.config.typing_interval;
+        if client.typing_at.is_some_and(|at| now.mono < at + interval) {
+            return;
+        }
+        self.clients[slot].typing_at = Some(now.mono);
+        let client = &self.clients[slot];
         let room = &self.rooms[r];
         let frame = Outgoing::Typing {
             room: &room.name,

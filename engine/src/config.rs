@@ -51,6 +51,16 @@ pub struct Config {
     /// Names at most in each list (`joined`, `left`, `renamed`) of one `presence` frame; the
     /// frame says how many more there were.
     pub presence_changes_max: usize,
+    /// A client's `typing` is relayed at most once per this interval; the ones between are
+    /// dropped without an error (a typing indicator needs no more, and each relay costs every
+    /// member of the room a frame). Zero relays every one.
+    pub typing_interval: Duration,
+    /// Joins, room switches and renames (`join` and `nick` commands) a client may make in a
+    /// burst, each one costing the whole room a notice; past it, one per
+    /// `membership_rate_interval` (`rate_limited`).
+    pub membership_rate_burst: u32,
+    /// How often a client regains one join, switch or rename past its burst (zero: no limit).
+    pub membership_rate_interval: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +85,9 @@ impl Default for Config {
             presence_interval: Duration::from_secs(1),
             presence_frames_per_second: 5_000,
             presence_changes_max: 100,
+            typing_interval: Duration::from_secs(2),
+            membership_rate_burst: 5,
+            membership_rate_interval: Duration::from_secs(2),
         }
     }
 }
@@ -96,6 +109,9 @@ impl Config {
         }
         if self.text_bytes_max == 0 {
             return fail("text_bytes_max must be at least 1");
+        }
+        if !self.membership_rate_interval.is_zero() && self.membership_rate_burst == 0 {
+            return fail("membership_rate_burst must be at least 1 when its limit is on");
         }
         if self.rate_limit_per_second > 0 && self.rate_limit_burst == 0 {
             return fail("rate_limit_burst must be at least 1 when the rate limit is on");

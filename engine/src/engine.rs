@@ -10,7 +10,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use crate::client::Client;
-use crate::names::nick_key;
+use crate::names::{nick_key, room_likeness};
 use crate::protocol::JoinRequest;
 use crate::room::Room;
 use crate::timer::{Timer, TimerTable};
@@ -172,7 +172,7 @@ impl Engine {
         self.fire_timers(now);
         let slot = self
             .room_index
-            .get(room)
+            .get(&room_likeness(room))
             .and_then(|&r| self.rooms[r].nicks.get(&nick_key(nick.trim())).copied());
         let result = match slot {
             Some(slot) => {
@@ -220,7 +220,7 @@ impl Engine {
 
     /// Nicknames in `room`, in join order (presence), or `None` if the room does not exist.
     pub fn members(&self, room: &str) -> Option<Vec<&str>> {
-        let &r = self.room_index.get(room)?;
+        let &r = self.room_index.get(&room_likeness(room))?;
         Some(
             self.rooms[r]
                 .members

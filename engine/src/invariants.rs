@@ -4,7 +4,7 @@
 
 use crate::engine::Engine;
 use crate::flow::is_behind;
-use crate::names::nick_key;
+use crate::names::{nick_key, room_likeness};
 use crate::timer::Timer;
 
 impl Engine {
@@ -71,6 +71,12 @@ impl Engine {
                         client.id
                     );
                     assert_eq!(
+                        room.likeness.get(&client.likeness),
+                        Some(&slot),
+                        "{} not in its room's likeness index (or someone looks like it)",
+                        client.id
+                    );
+                    assert_eq!(
                         client.paused,
                         room.paused || client.behind,
                         "{} pause state differs from its room's and its own",
@@ -87,7 +93,7 @@ impl Engine {
         let mut members = 0;
         for (r, room) in &self.rooms {
             assert_eq!(
-                self.room_index.get(&room.name),
+                self.room_index.get(&room_likeness(&room.name)),
                 Some(&r),
                 "room {} mis-indexed",
                 room.name
@@ -96,6 +102,12 @@ impl Engine {
                 room.nicks.len(),
                 room.members.len(),
                 "room {} nick index size",
+                room.name
+            );
+            assert_eq!(
+                room.likeness.len(),
+                room.members.len(),
+                "room {} likeness index size",
                 room.name
             );
             for (pos, &slot) in room.members.iter().enumerate() {

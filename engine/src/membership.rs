@@ -3,7 +3,7 @@
 //! one when full).
 
 use crate::engine::Engine;
-use crate::names::{nick_key, validate_nick, validate_room};
+use crate::names::{nick_likeness, room_likeness, validate_nick, validate_room};
 use crate::protocol::{ErrorCode, JoinRequest, Outgoing};
 use crate::room::Room;
 use crate::time::rfc3339_millis;
@@ -32,9 +32,9 @@ impl Engine {
             },
             None => self.clients[slot].nick.clone(),
         };
-        let target = self.room_index.get(&room_name).copied();
+        let target = self.room_index.get(&room_likeness(&room_name)).copied();
         if let Some(t) = target {
-            if let Some(&holder) = self.rooms[t].nicks.get(&nick_key(&nick)) {
+            if let Some(holder) = self.rooms[t].holder(&nick) {
                 if holder != slot {
                     return self.nick_taken(slot, now, &nick, t);
                 }
@@ -78,7 +78,7 @@ impl Engine {
             Ok(nick) => nick.to_owned(),
             Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
         };
-        if let Some(&holder) = self.rooms[r].nicks.get(&nick_key(&nick)) {
+        if let Some(holder) = self.rooms[r].holder(&nick) {
             if holder != slot {
                 return self.nick_taken(slot, now, &nick, r);
             }
@@ -101,8 +101,9 @@ impl Engine {
         let old = std::mem::replace(&mut client.nick, nick);
         let room = &mut self.rooms[r];
         let list_max = self.config.presence_list_max;
-        room.unindex_nick(&nick_key(&old), list_max);
-        room.index_nick(nick_key(&client.nick), slot, list_max);
+        let old_likeness = std::mem::replace(&mut client.likeness, nick_likeness(&client.nick));
+        room.unindex_nick(&old, &old_likeness, list_max);
+        room.index_nick(&client.nick, &client.likeness, slot, list_max);
         let frame = Outgoing::Nick {
             room: &room.name,
             old: &old,
@@ -128,7 +129,13 @@ impl Engine {
         room.last_active = self.activity;
         client.member_pos = room.members.len();
         room.members.push(slot);
-        room.index_nick(nick_key(&client.nick), slot, self.config.presence_list_max);
+        client.likeness = nick_likeness(&client.nick);
+        room.index_nick(
+            &client.nick,
+            &client.likeness,
+            slot,
+            self.config.presence_list_max,
+        );
         if client.behind {
             room.behind += 1;
         }
@@ -165,7 +172,11 @@ impl Engine {
             self.clients[moved].member_pos = pos;
         }
         let client = &self.clients[slot];
-        room.unindex_nick(&nick_key(&client.nick), self.config.presence_list_max);
+        room.unindex_nick(
+            &client.nick,
+            &client.likeness,
+            self.config.presence_list_max,
+        );
         if client.behind {
             room.behind -= 1;
         }
@@ -196,7 +207,7 @@ impl Engine {
                 .filter(|(_, room)| room.members.is_empty())
                 .min_by_key(|(_, room)| room.last_active)?;
             let room = self.rooms.remove(stale);
-            self.room_index.remove(&room.name);
+            self.room_index.remove(&room_likeness(&room.name));
             // Its changes have nobody left to be told.
             self.presence_due.remove(&room.incarnation);
             if self.presence_due.is_empty() {
@@ -212,7 +223,7 @@ impl Engine {
             epoch,
             self.activity,
         ));
-        self.room_index.insert(name, r);
+        self.room_index.insert(room_likeness(&name), r);
         Some(r)
     }
 }

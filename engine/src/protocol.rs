@@ -64,6 +64,9 @@ pub enum ErrorCode {
     EmptyMessage,
     /// The message text is over `text_bytes_max`.
     MessageTooLong,
+    /// The message text holds a control character or a bidi override (see
+    /// [`refused_text_char`](crate::names::refused_text_char)).
+    InvalidText,
     /// The nickname breaks the nickname rules.
     InvalidNick,
     /// Someone in the room already uses that nickname (ignoring case).
@@ -80,12 +83,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
         ErrorCode::EmptyMessage,
         ErrorCode::MessageTooLong,
+        ErrorCode::InvalidText,
         ErrorCode::InvalidNick,
         ErrorCode::NickTaken,
         ErrorCode::InvalidRoom,
@@ -102,6 +106,7 @@ impl ErrorCode {
             ErrorCode::InvalidField => "invalid_field",
             ErrorCode::EmptyMessage => "empty_message",
             ErrorCode::MessageTooLong => "message_too_long",
+            ErrorCode::InvalidText => "invalid_text",
             ErrorCode::InvalidNick => "invalid_nick",
             ErrorCode::NickTaken => "nick_taken",
             ErrorCode::InvalidRoom => "invalid_room",

@@ -20,7 +20,20 @@ impl RateLimit {
         if per_second == 0 {
             return true;
         }
-        let interval = Duration::from_secs(1) / per_second;
+        self.try_acquire_every(now, burst, Duration::from_secs(1) / per_second)
+    }
+
+    /// Takes one token at `now` from a bucket of `burst` that refills one per `interval` (zero:
+    /// no limit); `false` means refused (nothing is consumed).
+    pub(crate) fn try_acquire_every(
+        &mut self,
+        now: Instant,
+        burst: u32,
+        interval: Duration,
+    ) -> bool {
+        if interval.is_zero() {
+            return true;
+        }
         let tolerance = interval * burst.saturating_sub(1);
         let tat = self.tat.map_or(now, |tat| tat.max(now));
         if tat.saturating_duration_since(now) > tolerance {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
+use crate::names::{nick_key, nick_likeness};
 use crate::ClientId;
 
 /// One message kept for history: its `seq` and its frame exactly as broadcast.
@@ -49,6 +50,9 @@ pub(crate) struct Room {
     pub(crate) members: Vec<usize>,
     /// Nickname key to client slot: uniqueness ignoring case, and the order of `who` pages.
     pub(crate) nicks: BTreeMap<String, usize>,
+    /// Member slots by the likeness of their nickname (see `names::nick_likeness`): no two
+    /// members of a room look alike.
+    pub(crate) likeness: BTreeMap<String, usize>,
     /// Membership changes are announced in coalesced `presence` frames rather than one notice
     /// each (the room grew past `presence_notify_max`; it returns to notices at a presence tick
     /// that finds it small again).
@@ -78,6 +82,7 @@ impl Room {
             history: VecDeque::new(),
             members: Vec::new(),
             nicks: BTreeMap::new(),
+            likeness: BTreeMap::new(),
             coalescing: false,
             pending: BTreeMap::new(),
             first_page: None,
@@ -87,16 +92,29 @@ impl Room {
         }
     }
 
-    /// Indexes a member's nickname key.
-    pub(crate) fn index_nick(&mut self, key: String, slot: usize, list_max: usize) {
+    /// Indexes a member's nickname, under its ordering key and its likeness (computed once, by
+    /// the caller, and kept by the client).
+    pub(crate) fn index_nick(&mut self, nick: &str, likeness: &str, slot: usize, list_max: usize) {
+        let key = nick_key(nick);
         self.forget_page_if_changed(&key, list_max);
         self.nicks.insert(key, slot);
+        self.likeness.insert(likeness.to_owned(), slot);
     }
 
-    /// Removes a member's nickname key from the index.
-    pub(crate) fn unindex_nick(&mut self, key: &str, list_max: usize) {
-        self.nicks.remove(key);
-        self.forget_page_if_changed(key, list_max);
+    /// Removes a member's nickname from the index.
+    pub(crate) fn unindex_nick(&mut self, nick: &str, likeness: &str, list_max: usize) {
+        let key = nick_key(nick);
+        self.nicks.remove(&key);
+        self.likeness.remove(likeness);
+        self.forget_page_if_changed(&key, list_max);
+    }
+
+    /// The member whose nickname is `nick` to a reader: the same ignoring case, or one that
+    /// looks the same (see [`nick_likeness`]).
+    pub(crate) fn holder(&self, nick: &str) -> Option<usize> {
+        (self.nicks.get(&nick_key(nick)))
+            .or_else(|| self.likeness.get(&nick_likeness(nick)))
+            .copied()
     }
 
     /// A key came or went: the cached first page stays only if the key sorts after its last
@@ -157,7 +175,7 @@ mod tests {
     fn room_with_page(members: usize) -> Room {
         let mut room = Room::new("r".into(), 1, "e".into(), 0);
         for i in 0..members {
-            room.index_nick(format!("k{i}"), i, LIST_MAX);
+            room.index_nick(&format!("k{i}"), &format!("k{i}"), i, LIST_MAX);
         }
         let last_key = room.nicks.keys().take(LIST_MAX).next_back().cloned();
         room.first_page = Some(FirstPage {
@@ -172,12 +190,12 @@ mod tests {
         // Full pages: a key past the end leaves them as they are, coming or going.
         for members in [LIST_MAX, LIST_MAX + 1, LIST_MAX + 5] {
             let mut room = room_with_page(members);
-            room.index_nick("z".into(), members, LIST_MAX);
+            room.index_nick("z", "z", members, LIST_MAX);
             assert!(
                 room.first_page.is_some(),
                 "join past a full page of {members}"
             );
-            room.unindex_nick("z", LIST_MAX);
+            room.unindex_nick("z", "z", LIST_MAX);
             assert!(
                 room.first_page.is_some(),
                 "leave past a full page of {members}"
@@ -185,21 +203,21 @@ mod tests {
         }
         // A page that lists everyone gains the newcomer, wherever it sorts.
         let mut room = room_with_page(LIST_MAX - 1);
-        room.index_nick("z".into(), LIST_MAX, LIST_MAX);
+        room.index_nick("z", "z", LIST_MAX, LIST_MAX);
         assert!(
             room.first_page.is_none(),
             "join into a page that lists everyone"
         );
         // A key on the page changes it.
         let mut room = room_with_page(LIST_MAX + 5);
-        room.index_nick("a".into(), 99, LIST_MAX);
+        room.index_nick("a", "a", 99, LIST_MAX);
         assert!(room.first_page.is_none(), "join onto the page");
         let mut room = room_with_page(LIST_MAX + 5);
-        room.unindex_nick("k0", LIST_MAX);
+        room.unindex_nick("k0", "k0", LIST_MAX);
         assert!(room.first_page.is_none(), "leave from the page");
         // A full page that one leave past its end would leave short.
         let mut room = room_with_page(LIST_MAX);
-        room.unindex_nick("k2", LIST_MAX);
+        room.unindex_nick("k2", "k2", LIST_MAX);
         assert!(room.first_page.is_none(), "the page's own last name left");
     }
 }

@@ -420,10 +420,12 @@ impl Shell {
     }
 }
 
-/// The production config without the rate limit, so tests that are not about it send freely.
+/// The production config without the rate limits (messages, and joins and renames), so tests
+/// that are not about them send freely.
 pub fn unlimited() -> Config {
     Config {
         rate_limit_per_second: 0,
+        membership_rate_interval: Duration::ZERO,
         ..Config::default()
     }
 }

@@ -67,6 +67,11 @@ const PRESENCE_MS: u64 = 2_000;
 /// per member, longer than `PRESENCE_MS`; one that shrank to two or one waits `PRESENCE_MS`.
 const PRESENCE_FRAMES_PER_SECOND: u64 = 1;
 const PING_MS: u64 = 3_000;
+/// A client's `typing` is relayed at most once per this.
+const TYPING_MS: u64 = 1_500;
+/// Joins, switches and renames a client may make at once, then one per `MEMBERSHIP_MS`.
+const MEMBERSHIP_BURST: u64 = 3;
+const MEMBERSHIP_MS: u64 = 1_000;
 const IDLE_MS: u64 = 10_000;
 /// Idle sweeps run at most this often: `min(1 s, idle_timeout / 4)`.
 const SWEEP_EVERY_MS: u64 = 1_000;
@@ -92,6 +97,9 @@ fn engine_config() -> Config {
         presence_interval: Duration::from_millis(PRESENCE_MS),
         presence_frames_per_second: PRESENCE_FRAMES_PER_SECOND as usize,
         presence_changes_max: CHANGES_MAX,
+        typing_interval: Duration::from_millis(TYPING_MS),
+        membership_rate_burst: MEMBERSHIP_BURST as u32,
+        membership_rate_interval: Duration::from_millis(MEMBERSHIP_MS),
         ..Config::default()
     }
 }
@@ -116,7 +124,7 @@ enum Decoded {
 }
 
 /// Chat frames clients send, with what they decode to.
-const TEXTS: [(&str, Decoded); 9] = [
+const TEXTS: [(&str, Decoded); 11] = [
     ("hi", Decoded::Say("hi")),
     ("  yo \n", Decoded::Say("  yo \n")),
     // Exactly text_bytes_max bytes, fewer characters.
@@ -129,6 +137,9 @@ const TEXTS: [(&str, Decoded); 9] = [
     // Ten bytes, five characters.
     ("ééééé", Decoded::Say("ééééé")),
     ("much too long", Decoded::Say("much too long")),
+    // A control character and a bidi override: refused, whatever else is wrong with the text.
+    ("a\u{1}b", Decoded::Say("a\u{1}b")),
+    (" \u{202e}x ", Decoded::Say(" \u{202e}x ")),
     ("{oops", Decoded::Bad("invalid_json")),
     (r#"{"type":"shout"}"#, Decoded::Bad("unknown_type")),
 ];
@@ -406,6 +417,11 @@ struct Client {
     /// Being closed (or gone): gets nothing more but its `Close`.
     closing: bool,
     last_seen_ms: u64,
+    /// When its last `typing` was relayed.
+    typing_at_ms: Option<u64>,
+    /// Joins and renames it made, as one membership change per `MEMBERSHIP_MS` from here: it
+    /// may be at most `MEMBERSHIP_BURST - 1` intervals ahead of now.
+    membership_due_ms: u64,
     /// Position in the engine's client table, which orders idle sweeps (see `take_slot`).
     slot: usize,
 }
@@ -970,6 +986,8 @@ impl Model {
                     paused: false,
                     closing: false,
                     last_seen_ms: self.now_ms,
+                    typing_at_ms: None,
+                    membership_due_ms: 0,
                     slot,
                 },
             );
@@ -986,6 +1004,15 @@ impl Model {
     fn frame(&mut self, id: u64, text: String, command: Command) {
         self.call(Action::Frame { client: id, text }, |m| {
             m.client(id).last_seen_ms = m.now_ms;
+            if matches!(command, Command::Join { .. } | Command::Nick(_)) {
+                let now = m.now_ms;
+                let client = m.client(id);
+                let due = client.membership_due_ms.max(now);
+                if due - now > (MEMBERSHIP_BURST - 1) * MEMBERSHIP_MS {
+                    return m.error(id, "rate_limited");
+                }
+                client.membership_due_ms = due + MEMBERSHIP_MS;
+            }
             match command {
                 Command::Decoded(Decoded::Bad(code)) => m.error(id, code),
                 Command::Decoded(Decoded::Say(text)) => m.post(id, text),
@@ -1054,6 +1081,14 @@ impl Model {
         if text.len() > TEXT_BYTES_MAX {
             return self.error(id, "message_too_long");
         }
+        let refused = |c: char| {
+            (c.is_control() && c != '\t' && c != '\n')
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+        };
+        if text.chars().any(refused) {
+            return self.error(id, "invalid_text");
+        }
         self.touch(&room);
         let nick = self.clients[&id].nick.clone();
         let r = self.room(&room);
@@ -1079,6 +1114,13 @@ impl Model {
         if self.rooms[&room].coalescing {
             return;
         }
+        // Nor more than one per client per TYPING_MS.
+        let now = self.now_ms;
+        let client = self.clients.get_mut(&id).expect("a live client");
+        if client.typing_at_ms.is_some_and(|at| now < at + TYPING_MS) {
+            return;
+        }
+        client.typing_at_ms = Some(now);
         let nick = self.clients[&id].nick.clone();
         self.broadcast(&room.clone(), Event::Typing { room, nick }, Some(id));
     }

@@ -170,6 +170,9 @@ struct Limits {
     presence_interval_ms: u16,
     presence_changes_max: u8,
     presence_frames_per_second: u8,
+    typing_interval_ms: u16,
+    membership_rate_burst: u8,
+    membership_rate_interval_ms: u16,
 }
 
 impl Limits {
@@ -194,6 +197,11 @@ impl Limits {
             presence_interval: Duration::from_millis(u64::from(self.presence_interval_ms)),
             presence_changes_max: usize::from(self.presence_changes_max % 4),
             presence_frames_per_second: usize::from(self.presence_frames_per_second % 8),
+            typing_interval: Duration::from_millis(u64::from(self.typing_interval_ms)),
+            membership_rate_burst: u32::from(self.membership_rate_burst % 8),
+            membership_rate_interval: Duration::from_millis(u64::from(
+                self.membership_rate_interval_ms,
+            )),
         };
         match config.validate() {
             Ok(()) => config,

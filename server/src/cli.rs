@@ -155,6 +155,21 @@ pub struct Args {
     #[arg(long, env = "CHAT_PRESENCE_CHANGES_MAX", default_value_t = defaults().engine.presence_changes_max,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub presence_changes_max: usize,
+    /// A client's `typing` is relayed at most once per this interval (the ones between are
+    /// dropped without an error); 0s relays every one.
+    #[arg(long, env = "CHAT_TYPING_INTERVAL",
+          default_value_t = defaults().engine.typing_interval.into())]
+    pub typing_interval: Duration,
+    /// Joins, room switches and renames a client may make in a burst (each costs its room a
+    /// notice); past it, one per --membership-rate-interval, else `rate_limited`.
+    #[arg(long, env = "CHAT_MEMBERSHIP_RATE_BURST",
+          default_value_t = defaults().engine.membership_rate_burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub membership_rate_burst: u32,
+    /// How often a client regains one join, switch or rename past its burst; 0s: no limit.
+    #[arg(long, env = "CHAT_MEMBERSHIP_RATE_INTERVAL",
+          default_value_t = defaults().engine.membership_rate_interval.into())]
+    pub membership_rate_interval: Duration,
     /// Bearer token enabling POST /admin/kick?room=&nick= (disabled when unset).
     #[arg(long, env = "CHAT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -183,6 +198,9 @@ impl Args {
                 presence_notify_max: self.presence_notify_max,
                 presence_interval: self.presence_interval.into(),
                 presence_frames_per_second: self.presence_frames_per_second,
+                typing_interval: self.typing_interval.into(),
+                membership_rate_burst: self.membership_rate_burst,
+                membership_rate_interval: self.membership_rate_interval.into(),
                 presence_changes_max: self.presence_changes_max,
             },
             epoch: None,

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use chat_server::test_kit::wire::ClientFrame;
+use chat_server::Settings;
 use common::{settings, Client, RawWs, TestServer};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -146,6 +147,14 @@ async fn application_errors_get_codes_and_keep_the_connection_open() {
         (
             json!({"type":"message","text":"x".repeat(4097)}).to_string(),
             "message_too_long",
+        ),
+        (
+            json!({"type":"message","text":"\u{1}".repeat(4096)}).to_string(),
+            "invalid_text",
+        ),
+        (
+            json!({"type":"message","text":"evil \u{202e}txt.exe"}).to_string(),
+            "invalid_text",
         ),
         (r#"{"type":"nick","nick":""}"#.to_owned(), "invalid_nick"),
         (
@@ -291,5 +300,87 @@ async fn a_socket_that_accepts_nothing_is_dropped_after_the_write_timeout() {
         }
     }
     assert!(left, "the stuck connection was never dropped");
+    server.shutdown().await;
+}
+
+/// Nicknames cannot impersonate (README, "Hostile input"): look-alikes of a member's name are
+/// taken, hidden characters and disguised guest names are refused, over the real service.
+#[tokio::test]
+async fn look_alike_and_hidden_nicknames_are_refused_over_tcp() {
+    let mut settings = settings();
+    // Eight attempts in a row: past the burst of renames this test is not about.
+    settings.engine.membership_rate_interval = Duration::ZERO;
+    let server = TestServer::start(settings).await;
+    let (_alice, _) = Client::join(&server, "?nick=alice").await;
+    let (mut bob, _) = Client::join(&server, "?nick=bob").await;
+    let cases = [
+        ("\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}", "nick_taken"),
+        ("\u{430}lice", "nick_taken"),
+        ("alice\u{200B}", "invalid_nick"),
+        ("\u{202E}ecila", "invalid_nick"),
+        ("\u{200B}guest-7", "invalid_nick"),
+        ("guest\u{2011}7", "invalid_nick"),
+        ("\u{FF47}uest-7", "invalid_nick"),
+    ];
+    for (nick, code) in cases {
+        bob.send(&json!({"type":"nick","nick":nick}).to_string())
+            .await;
+        let error = bob.recv_type("error").await;
+        assert_eq!(error["code"], code, "{nick:?}");
+    }
+    // A confusable room name is the existing room.
+    bob.send(&json!({"type":"join","room":"g\u{435}neral"}).to_string())
+        .await;
+    let welcome = bob.recv_type("welcome").await;
+    assert_eq!(
+        (&welcome["room"], &welcome["user_count"]),
+        (&json!("general"), &json!(2))
+    );
+    server.shutdown().await;
+}
+
+/// A typing flood is relayed once per interval (README, "Hostile input"): the rest are dropped
+/// without an error, and the sender's next message comes right after the one relayed typing.
+#[tokio::test]
+async fn a_typing_flood_is_relayed_once_per_interval_over_tcp() {
+    let server = TestServer::start(settings()).await;
+    let (mut ann, _) = Client::join(&server, "?nick=ann").await;
+    let (mut bob, _) = Client::join(&server, "?nick=bob").await;
+    ann.recv_type("join").await;
+    for _ in 0..50 {
+        bob.send(r#"{"type":"typing"}"#).await;
+    }
+    bob.send("done typing").await;
+    assert_eq!(ann.recv_type("typing").await["nick"], "bob");
+    assert_eq!(ann.recv_type("message").await["text"], "done typing");
+    assert_eq!(
+        bob.recv_type("message").await["text"],
+        "done typing",
+        "no error first"
+    );
+    server.shutdown().await;
+}
+
+/// Renames and room switches past their burst get `rate_limited` and change nothing, over the
+/// real service; chat goes on.
+#[tokio::test]
+async fn rename_and_switch_churn_is_rate_limited_over_tcp() {
+    let server = TestServer::start(settings()).await;
+    let (mut ann, _) = Client::join(&server, "?nick=ann").await;
+    let burst = Settings::default().engine.membership_rate_burst;
+    for n in 0..burst {
+        ann.send(&json!({"type":"nick","nick":format!("ann{n}")}).to_string())
+            .await;
+        assert_eq!(ann.recv_type("nick").await["nick"], format!("ann{n}"));
+    }
+    ann.send(r#"{"type":"join","room":"elsewhere"}"#).await;
+    let refused = ann.recv_type("error").await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    ann.send("still here").await;
+    let said = ann.recv_type("message").await;
+    assert_eq!(
+        (&said["room"], &said["text"]),
+        (&json!("general"), &json!("still here"))
+    );
     server.shutdown().await;
 }

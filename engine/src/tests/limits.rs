@@ -554,3 +554,40 @@ fn a_post_makes_its_room_the_most_recently_active() {
     );
     assert_eq!(h.engine.members("a"), Some(vec![]));
 }
+
+/// Joins, room switches and renames share their own bucket: a burst, then one per interval,
+/// `rate_limited` past it (and nothing changes); chat messages do not draw from it.
+#[test]
+fn joins_switches_and_renames_share_a_bucket_of_their_own() {
+    let interval = Duration::from_secs(2);
+    let mut h = Shell::new(
+        Config {
+            membership_rate_burst: 3,
+            membership_rate_interval: interval,
+            ..unlimited()
+        },
+        "e",
+    );
+    let ann = h.connect("ann");
+    h.send(ann, r#"{"type":"nick","nick":"ann1"}"#);
+    h.send(ann, r#"{"type":"join","room":"other"}"#);
+    h.send(ann, r#"{"type":"nick","nick":"ann2"}"#);
+    assert!(h.errors(ann).is_empty(), "the burst");
+    h.send(ann, r#"{"type":"join","room":"third"}"#);
+    h.send(ann, r#"{"type":"nick","nick":"ann3"}"#);
+    assert_eq!(h.errors(ann), ["rate_limited", "rate_limited"]);
+    h.send(ann, "messages are not membership changes");
+    assert!(h.errors(ann).is_empty());
+    assert_eq!(
+        h.engine.members("other"),
+        Some(vec!["ann2"]),
+        "nothing changed"
+    );
+    h.pass(interval - Duration::from_millis(1));
+    h.send(ann, r#"{"type":"nick","nick":"ann3"}"#);
+    assert_eq!(h.errors(ann), ["rate_limited"]);
+    h.pass(Duration::from_millis(1));
+    h.send(ann, r#"{"type":"nick","nick":"ann3"}"#);
+    assert!(h.errors(ann).is_empty(), "one more per interval");
+    assert_eq!(h.engine.members("other"), Some(vec!["ann3"]));
+}

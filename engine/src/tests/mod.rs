@@ -902,3 +902,52 @@ fn a_client_behind_that_switches_rooms_counts_as_behind_in_the_new_one() {
     assert!(h.paused.is_empty(), "caught up in its new room");
     assert_eq!(h.texts(slow).len(), 12, "everything from before the switch");
 }
+
+/// Nicknames are unique by how they read: full-width letters, case and look-alike letters from
+/// another script are the name they imitate; hidden characters are refused outright.
+#[test]
+fn a_nickname_that_looks_like_a_members_is_taken_and_hidden_characters_are_refused() {
+    let mut h = shell(unlimited());
+    let alice = h.connect("alice");
+    let bob = h.connect("bob");
+    for imitation in [
+        "ALICE",
+        "\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}",
+        "\u{430}lice",
+    ] {
+        h.send(bob, &format!(r#"{{"type":"nick","nick":"{imitation}"}}"#));
+        assert_eq!(h.errors(bob), ["nick_taken"], "{imitation:?}");
+    }
+    for hidden in [
+        "alice\\u200b",
+        "\\u202eecila",
+        "\\u200bguest-7",
+        "\\uff47uest-7",
+    ] {
+        h.send(bob, &format!(r#"{{"type":"nick","nick":"{hidden}"}}"#));
+        assert_eq!(h.errors(bob), ["invalid_nick"], "{hidden:?}");
+    }
+    // Once alice is gone, her look-alike is free.
+    h.disconnect(alice);
+    h.send(bob, "{\"type\":\"nick\",\"nick\":\"\u{430}lice\"}");
+    assert!(h.errors(bob).is_empty(), "free while nobody looks the same");
+}
+
+/// A room name confusable with an existing room's is that room: the joiner lands in it, under
+/// its name, rather than in a look-alike room of its own.
+#[test]
+fn a_room_name_that_looks_like_an_existing_one_is_that_room() {
+    let mut h = shell(unlimited());
+    let ann = h.connect("ann");
+    let bob = h.connect("bob");
+    h.send(ann, r#"{"type":"join","room":"lounge"}"#);
+    h.take(ann);
+    h.send(bob, "{\"type\":\"join\",\"room\":\"l\u{43E}unge\"}");
+    let got = h.take(bob);
+    assert!(
+        got.iter()
+            .any(|m| matches!(m, ServerMessage::Welcome { room, .. } if room == "lounge")),
+        "{got:?}"
+    );
+    assert_eq!(h.engine.members("l\u{43E}unge"), Some(vec!["ann", "bob"]));
+}

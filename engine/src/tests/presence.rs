@@ -441,3 +441,39 @@ fn a_room_past_the_presence_budget_announces_less_often() {
     h.advance(INTERVAL);
     assert_eq!(presences(&h.take(ids[0])).len(), 1);
 }
+
+/// A client's `typing` is relayed at most once per `typing_interval`; the ones between are
+/// dropped without an error, and the interval is per client.
+#[test]
+fn typing_is_relayed_at_most_once_per_interval_per_client() {
+    let typing_interval = Duration::from_secs(2);
+    let mut h = shell(Config {
+        typing_interval,
+        ..unlimited()
+    });
+    let ann = h.connect("ann");
+    let bob = h.connect("bob");
+    let cy = h.connect("cy");
+    h.take(ann);
+    let typists = |h: &mut Shell| -> Vec<String> {
+        (h.take(ann).into_iter())
+            .filter_map(|m| match m {
+                ServerMessage::Typing { nick, .. } => Some(nick),
+                _ => None,
+            })
+            .collect()
+    };
+    h.send(bob, r#"{"type":"typing"}"#);
+    h.send(cy, r#"{"type":"typing"}"#);
+    h.pass(typing_interval - Duration::from_millis(1));
+    h.send(bob, r#"{"type":"typing"}"#);
+    assert_eq!(typists(&mut h), ["bob", "cy"], "bob's second is too soon");
+    assert!(h.errors(bob).is_empty(), "dropped silently");
+    h.pass(Duration::from_millis(1));
+    h.send(bob, r#"{"type":"typing"}"#);
+    assert_eq!(
+        typists(&mut h),
+        ["bob"],
+        "a whole interval after the last relayed one"
+    );
+}
