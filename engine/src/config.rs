@@ -63,6 +63,9 @@ pub struct Config {
     pub membership_rate_interval: Duration,
 }
 
+/// The longest interval or timeout a config may hold.
+pub(crate) const DURATION_MAX: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -127,6 +130,17 @@ impl Config {
         }
         if self.presence_interval.is_zero() {
             return fail("presence_interval must be positive");
+        }
+        // Deadlines are instants plus these: a year keeps every sum far from overflowing.
+        let durations = [
+            self.ping_interval,
+            self.idle_timeout,
+            self.presence_interval,
+            self.typing_interval,
+            self.membership_rate_interval,
+        ];
+        if durations.iter().any(|&d| d > DURATION_MAX) {
+            return fail("intervals and timeouts must be at most a year (366 days)");
         }
         Ok(())
     }

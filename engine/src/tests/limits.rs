@@ -469,7 +469,54 @@ fn every_limit_rule_is_checked_on_its_own() {
                 ..ok.clone()
             },
         ),
+        (
+            "membership_rate_burst",
+            Config {
+                membership_rate_burst: 0,
+                ..ok.clone()
+            },
+        ),
     ];
+    // Past a year, any interval or timeout (an instant plus it must not overflow).
+    let past_a_year = crate::config::DURATION_MAX + Duration::from_secs(1);
+    let long: Vec<(&str, Config)> = vec![
+        (
+            "ping_interval",
+            Config {
+                ping_interval: past_a_year,
+                ..ok.clone()
+            },
+        ),
+        (
+            "idle_timeout",
+            Config {
+                idle_timeout: past_a_year,
+                ..ok.clone()
+            },
+        ),
+        (
+            "presence_interval",
+            Config {
+                presence_interval: past_a_year,
+                ..ok.clone()
+            },
+        ),
+        (
+            "typing_interval",
+            Config {
+                typing_interval: past_a_year,
+                ..ok.clone()
+            },
+        ),
+        (
+            "membership_rate_interval",
+            Config {
+                membership_rate_interval: past_a_year,
+                ..ok.clone()
+            },
+        ),
+    ];
+    let broken = broken.into_iter().chain(long);
     for (what, config) in broken {
         assert!(
             matches!(config.validate(), Err(Error::InvalidConfig(_))),
@@ -484,6 +531,20 @@ fn every_limit_rule_is_checked_on_its_own() {
         Config {
             rate_limit_per_second: 0,
             rate_limit_burst: 0,
+            ..ok.clone()
+        },
+        Config {
+            membership_rate_interval: Duration::ZERO,
+            membership_rate_burst: 0,
+            typing_interval: Duration::ZERO,
+            ..ok.clone()
+        },
+        Config {
+            ping_interval: crate::config::DURATION_MAX,
+            idle_timeout: crate::config::DURATION_MAX,
+            presence_interval: crate::config::DURATION_MAX,
+            typing_interval: crate::config::DURATION_MAX,
+            membership_rate_interval: crate::config::DURATION_MAX,
             ..ok.clone()
         },
         Config {
