@@ -637,6 +637,7 @@ fn joins_switches_and_renames_share_a_bucket_of_their_own() {
     h.send(ann, r#"{"type":"join","room":"third"}"#);
     h.send(ann, r#"{"type":"nick","nick":"ann3"}"#);
     assert_eq!(h.errors(ann), ["rate_limited", "rate_limited"]);
+    assert_eq!(stats(&h).rate_limited_total, 2, "counted like any refusal");
     h.send(ann, "messages are not membership changes");
     assert!(h.errors(ann).is_empty());
     assert_eq!(
