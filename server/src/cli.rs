@@ -95,9 +95,19 @@ pub struct Args {
     /// A client silent for longer than this is closed (4000).
     #[arg(long, env = "CHAT_IDLE_TIMEOUT", default_value_t = defaults().engine.idle_timeout.into())]
     pub idle_timeout: Duration,
-    /// Time a connection has to send complete HTTP request headers (slowloris defence).
+    /// Time a connection has to send complete HTTP request headers (slowloris defence), and
+    /// the longest a keep-alive HTTP connection may sit idle between requests.
     #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value_t = defaults().handshake_timeout.into())]
     pub handshake_timeout: Duration,
+    /// Largest HTTP request head (request line and headers), in bytes; larger gets 431.
+    #[arg(long, env = "CHAT_MAX_HEADER_BYTES", default_value_t = defaults().max_header_bytes,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1 << 20))]
+    pub max_header_bytes: usize,
+    /// Most simultaneous plain HTTP connections (not counting upgraded WebSockets); more get
+    /// 503 and are closed.
+    #[arg(long, env = "CHAT_MAX_HTTP_CONNECTIONS", default_value_t = defaults().max_http_connections,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_http_connections: usize,
     /// A socket that accepts no bytes for this long is dropped.
     #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = defaults().write_timeout.into())]
     pub write_timeout: Duration,
@@ -211,7 +221,9 @@ impl Args {
             allowed_origins: self.allowed_origins.clone(),
             max_connections: self.max_connections,
             max_message_bytes: self.max_message_bytes,
+            max_header_bytes: self.max_header_bytes,
             handshake_timeout: self.handshake_timeout.into(),
+            max_http_connections: self.max_http_connections,
             write_timeout: self.write_timeout.into(),
             shutdown_grace: self.shutdown_grace.into(),
             admin_token: self.admin_token.clone(),
@@ -238,6 +250,8 @@ mod tests {
         assert_eq!(settings.max_connections, defaults.max_connections);
         assert_eq!(settings.max_message_bytes, defaults.max_message_bytes);
         assert_eq!(settings.handshake_timeout, defaults.handshake_timeout);
+        assert_eq!(settings.max_header_bytes, defaults.max_header_bytes);
+        assert_eq!(settings.max_http_connections, defaults.max_http_connections);
         assert_eq!(settings.write_timeout, defaults.write_timeout);
         assert_eq!(settings.shutdown_grace, defaults.shutdown_grace);
         assert_eq!(settings.read_ahead_frames, defaults.read_ahead_frames);

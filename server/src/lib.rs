@@ -19,6 +19,7 @@ pub mod settings;
 mod static_files;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod test_kit;
+mod write_deadline;
 mod writer;
 mod ws_read;
 mod ws_write;

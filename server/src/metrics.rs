@@ -1,5 +1,5 @@
 //! Prometheus metrics (prometheus-client): engine counters mirrored from the hub's stats, plus
-//! the HTTP layer's own counts of upgrades and refusals.
+//! the HTTP layer's own counts of upgrades and refusals, and its open plain HTTP connections.
 
 use chat_engine::Stats;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,6 +25,8 @@ pub(crate) struct Metrics {
     errors: Counter,
     pub(crate) upgrades: Counter,
     pub(crate) refused: Family<Refusal, Counter>,
+    /// Plain HTTP connections open now; the `--max-http-connections` cap reads it.
+    pub(crate) http_connections: Gauge,
 }
 
 impl Metrics {
@@ -41,6 +43,7 @@ impl Metrics {
             errors: Counter::default(),
             upgrades: Counter::default(),
             refused: Family::default(),
+            http_connections: Gauge::default(),
         };
         metrics.registry.register(
             "connected_users",
@@ -89,6 +92,11 @@ impl Metrics {
             "http_refused",
             "Upgrade requests refused, by reason",
             metrics.refused.clone(),
+        );
+        metrics.registry.register(
+            "http_connections",
+            "Plain HTTP connections open now (an upgraded WebSocket no longer counts)",
+            metrics.http_connections.clone(),
         );
         metrics
     }

@@ -15,7 +15,8 @@ use chat_engine::Engine;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,11 +28,17 @@ use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::static_files::StaticFiles;
+use crate::write_deadline::WriteDeadline;
 use crate::ws_write::CLOSE_GOING_AWAY;
 
 /// How long the accept loop waits after a failed accept (out of file descriptors and the
 /// like), instead of spinning on an error that will not clear at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a connection refused for `--max-http-connections` is read (and what it sent thrown
+/// away) after its `503`, so closing it does not reset the connection before the client has
+/// read the answer (nginx's lingering close, bounded much tighter).
+const REFUSED_LINGER: Duration = Duration::from_secs(1);
 
 /// Serves until `shutdown` resolves, then closes every WebSocket with 1001 and waits (at most
 /// `shutdown_grace`) for connections to finish.
@@ -116,10 +123,19 @@ impl Server {
 
     /// Accepts connections and gives each its own HTTP task, for as long as it is polled.
     async fn accept_loop<L: Listener>(&self, listener: &mut L) {
+        let max_http = self.state.settings.max_http_connections;
         loop {
             match listener.accept().await {
+                // Only this task adds to the count, so checking then adding is not a race.
+                Ok((io, peer)) if self.state.metrics.http_connections.get() >= max_http as i64 => {
+                    self.state.metrics.refuse("http_capacity");
+                    tracing::warn!(peer = %peer, max = max_http, "refused an HTTP connection: --max-http-connections reached");
+                    self.http_tasks.spawn(refuse_http_connection(io, max_http));
+                }
                 Ok((io, peer)) => {
-                    let serving = serve_http(io, peer, self.state.clone(), self.stop_http.clone());
+                    let slot = HttpSlot::new(&self.state.metrics.http_connections);
+                    let serving =
+                        serve_http(io, peer, self.state.clone(), self.stop_http.clone(), slot);
                     self.http_tasks.spawn(serving);
                 }
                 // One connection's trouble never gets here (`Listener::accept`): this is the
@@ -160,19 +176,82 @@ impl Server {
     }
 }
 
-/// One accepted connection's HTTP: requests are routed to `http::route` (a WebSocket upgrade
-/// spawns its connection's task there) until the peer closes or `stop` asks it to finish.
-async fn serve_http<I>(io: I, peer: SocketAddr, state: Arc<AppState>, stop: CancellationToken)
+/// One plain HTTP connection counted in `chat_http_connections` (the `--max-http-connections`
+/// cap); dropping it, when hyper lets go of the connection (closed or upgraded), uncounts it.
+struct HttpSlot(Gauge);
+
+impl HttpSlot {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for HttpSlot {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Over `--max-http-connections`: `503` without reading the request (hyper is not involved,
+/// so a refused connection costs one small write), then a bounded lingering close.
+async fn refuse_http_connection<I>(mut io: I, max: usize)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handshake_timeout = state.settings.handshake_timeout;
+    let body = format!("server busy ({max} HTTP connections), try again later\n");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSED_LINGER, async {
+        io.write_all(response.as_bytes()).await?;
+        io.shutdown().await?;
+        // Read what the client sent until it closes, at most 64 KiB: closing with unread bytes
+        // would reset the connection, and a reset can discard the 503 before it is read.
+        let mut sink = [0u8; 4096];
+        let mut left = 64usize << 10;
+        while left > 0 {
+            let n = io.read(&mut sink).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        io::Result::Ok(())
+    })
+    .await;
+}
+
+/// One accepted connection's HTTP: requests are routed to `http::route` (a WebSocket upgrade
+/// spawns its connection's task there) until the peer closes or `stop` asks it to finish.
+/// `slot` counts it until then.
+async fn serve_http<I>(
+    io: I,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    stop: CancellationToken,
+    slot: HttpSlot,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let settings = &state.settings;
+    let (handshake_timeout, max_header_bytes) =
+        (settings.handshake_timeout, settings.max_header_bytes);
+    // A client that pipelines requests and never reads the answers would otherwise park this
+    // connection for ever: hyper has no write timeout.
+    let (io, disarm) = WriteDeadline::new(io, settings.write_timeout);
     let service = service_fn(move |req| http::route(req, state.clone()));
     let mut builder = http1::Builder::new();
-    // Slowloris: a connection gets this long to send its request headers.
+    // Slowloris: a connection gets this long to send its request headers. hyper restarts the
+    // timer whenever a keep-alive connection goes idle, so it also closes one that sends no
+    // next request in that time (tests/hostile_http.rs checks both).
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(handshake_timeout);
+        .header_read_timeout(handshake_timeout)
+        // More gets `431 Request Header Fields Too Large` from hyper, and a close.
+        .max_header_size(max_header_bytes);
     let mut conn = pin!(builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades());
@@ -183,6 +262,10 @@ where
             conn.await
         }
     };
+    // hyper has let go: the socket is closed, or a WebSocket now, which has its own write
+    // timeout and its own count.
+    disarm.disarm();
+    drop(slot);
     if let Err(e) = result {
         tracing::debug!(peer = %peer, error = %e, "HTTP connection ended with an error");
     }

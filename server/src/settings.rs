@@ -46,8 +46,14 @@ pub struct Settings {
     pub max_connections: usize,
     /// Largest client message after reassembly, in bytes (close 1009 beyond).
     pub max_message_bytes: usize,
-    /// Time a connection has to send its complete HTTP request headers.
+    /// Largest HTTP request head (request line and headers), in bytes; larger gets `431`.
+    pub max_header_bytes: usize,
+    /// Time a connection has to send its complete HTTP request headers; also how long a
+    /// keep-alive connection may sit idle between requests.
     pub handshake_timeout: Duration,
+    /// Most simultaneous plain HTTP connections (a connection stops counting when it upgrades
+    /// to a WebSocket); more get `503` and are closed.
+    pub max_http_connections: usize,
     /// Time a socket may accept no bytes before the connection is dropped.
     pub write_timeout: Duration,
     /// Time shutdown waits for connections to finish after sending them close 1001.
@@ -83,7 +89,9 @@ impl Default for Settings {
             static_source: StaticSource::Embedded,
             allowed_origins: Vec::new(),
             max_message_bytes: conn.max_message_bytes,
+            max_header_bytes: 16 << 10,
             handshake_timeout: Duration::from_secs(10),
+            max_http_connections: 1000,
             write_timeout: conn.write_timeout,
             shutdown_grace: Duration::from_secs(5),
             admin_token: None,

@@ -1,0 +1,167 @@
+//! Hostile HTTP before (and instead of) the WebSocket upgrade, over real TCP against the real
+//! service: oversized headers, idle keep-alive, too many connections, responses nobody reads
+//! (README, "Hostile input").
+
+mod common;
+
+use std::time::Duration;
+
+use common::{http_get, settings, Client, TestServer, WAIT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes (or resets) the connection; what arrived before.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 64 << 10];
+    loop {
+        match tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("the server closed the connection in time")
+        {
+            Ok(0) | Err(_) => return seen,
+            Ok(n) => seen.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// The value of an unlabelled metric.
+async fn metric(server: &TestServer, name: &str) -> i64 {
+    let (status, response) = http_get(server, "/metrics", &[]).await;
+    assert_eq!(status, 200, "{response}");
+    response
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {response}"))
+}
+
+/// Polls until `check` holds, within the hang guard.
+async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F) {
+    tokio::time::timeout(WAIT, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("in time");
+}
+
+/// Request headers past `--max-header-bytes` (16 KiB) get hyper's `431` and a close; a
+/// request just under the limit is served.
+#[tokio::test]
+async fn request_headers_over_16_kib_get_431_and_a_close() {
+    let server = TestServer::start(settings()).await;
+    let filler = "a".repeat(16 << 10);
+    let (status, response) = http_get(&server, "/healthz", &[("X-Filler", &filler)]).await;
+    assert_eq!(status, 431, "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 431 Request Header Fields Too Large"),
+        "{response}"
+    );
+    let fits = "a".repeat(15 << 10);
+    let (status, response) = http_get(&server, "/healthz", &[("X-Filler", &fits)]).await;
+    assert_eq!(status, 200, "{response}");
+    server.shutdown().await;
+}
+
+/// hyper's header read timeout restarts when a keep-alive connection goes idle, so an idle
+/// one is closed after `--handshake-timeout` too.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_the_handshake_timeout() {
+    let mut settings = settings();
+    settings.handshake_timeout = Duration::from_millis(300);
+    let server = TestServer::start(settings).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: chat\r\n\r\n")
+        .await
+        .expect("write");
+    // The answer arrives, then the connection sits idle until the server closes it.
+    let seen = read_until_closed(&mut stream).await;
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(
+        seen.ends_with("ok\n"),
+        "one response, nothing after it: {seen}"
+    );
+    assert_eq!(
+        metric(&server, "chat_http_connections").await,
+        1,
+        "only ours"
+    );
+    server.shutdown().await;
+}
+
+/// Past `--max-http-connections`, a new connection gets `503` and a close; one that upgrades
+/// to a WebSocket stops counting, so WebSockets never use up the HTTP cap.
+#[tokio::test]
+async fn past_max_http_connections_a_new_connection_gets_503_and_upgrades_stop_counting() {
+    let mut settings = settings();
+    settings.max_http_connections = 2;
+    settings.handshake_timeout = Duration::from_secs(60);
+    let server = TestServer::start(settings).await;
+    // Two upgraded WebSockets first: they do not count.
+    let (mut ann, _) = Client::join(&server, "?nick=ann").await;
+    let (_bob, _) = Client::join(&server, "?nick=bob").await;
+    ann.recv_type("join").await;
+    eventually(|| async { metric(&server, "chat_http_connections").await == 1 }).await;
+    // Two idle connections take the cap.
+    let idle_one = TcpStream::connect(server.addr).await.expect("connect");
+    let idle_two = TcpStream::connect(server.addr).await.expect("connect");
+    let mut third = TcpStream::connect(server.addr).await.expect("connect");
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: chat\r\n\r\n")
+        .await
+        .expect("write");
+    let seen = read_until_closed(&mut third).await;
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.starts_with("HTTP/1.1 503"), "{seen}");
+    assert!(seen.contains("server busy"), "{seen}");
+    // The WebSockets are fine, and once the idle ones go, HTTP is served again.
+    ann.send("still here").await;
+    assert_eq!(ann.recv_type("message").await["text"], "still here");
+    drop((idle_one, idle_two));
+    eventually(|| async {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: chat\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        read_until_closed(&mut stream)
+            .await
+            .starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+    server.shutdown().await;
+}
+
+/// A client that pipelines requests and never reads the answers: once the socket takes no
+/// more, the connection is dropped after `--write-timeout` instead of parked for ever.
+#[tokio::test]
+async fn pipelined_responses_nobody_reads_are_dropped_after_the_write_timeout() {
+    let mut settings = settings();
+    settings.write_timeout = Duration::from_millis(300);
+    let server = TestServer::start(settings).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let batch = "GET / HTTP/1.1\r\nHost: chat\r\n\r\n".repeat(100);
+    // Each answer is the web client's page, so the socket buffers fill long before the client
+    // runs out of requests. The writes fail once the server has dropped the connection (it
+    // resets it, with requests unread); a server that never drops it hangs them.
+    let dropped = tokio::time::timeout(WAIT, async {
+        for _ in 0..100_000 {
+            if stream.write_all(batch.as_bytes()).await.is_err() {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("the server dropped the connection in time");
+    assert!(
+        dropped,
+        "the server kept answering a client that never reads"
+    );
+    read_until_closed(&mut stream).await;
+    eventually(|| async { metric(&server, "chat_http_connections").await == 1 }).await;
+    server.shutdown().await;
+}
