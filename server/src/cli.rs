@@ -108,6 +108,14 @@ pub struct Args {
     #[arg(long, env = "CHAT_MAX_HTTP_CONNECTIONS", default_value_t = defaults().max_http_connections,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_http_connections: usize,
+    /// Most simultaneous WebSockets from one IP address (IPv6: one /64); more get 503. 0: no
+    /// cap (the default: behind a reverse proxy every client has the proxy's address).
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = defaults().max_connections_per_ip)]
+    pub max_connections_per_ip: usize,
+    /// WebSocket upgrades per minute from one IP address (IPv6: one /64), in a burst of as
+    /// many; more get 503. 0: no limit.
+    #[arg(long, env = "CHAT_CONNECT_RATE_PER_IP", default_value_t = defaults().connect_rate_per_ip)]
+    pub connect_rate_per_ip: u32,
     /// A socket that accepts no bytes for this long is dropped.
     #[arg(long, env = "CHAT_WRITE_TIMEOUT", default_value_t = defaults().write_timeout.into())]
     pub write_timeout: Duration,
@@ -224,6 +232,8 @@ impl Args {
             max_header_bytes: self.max_header_bytes,
             handshake_timeout: self.handshake_timeout.into(),
             max_http_connections: self.max_http_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            connect_rate_per_ip: self.connect_rate_per_ip,
             write_timeout: self.write_timeout.into(),
             shutdown_grace: self.shutdown_grace.into(),
             admin_token: self.admin_token.clone(),
@@ -252,6 +262,11 @@ mod tests {
         assert_eq!(settings.handshake_timeout, defaults.handshake_timeout);
         assert_eq!(settings.max_header_bytes, defaults.max_header_bytes);
         assert_eq!(settings.max_http_connections, defaults.max_http_connections);
+        assert_eq!(
+            settings.max_connections_per_ip,
+            defaults.max_connections_per_ip
+        );
+        assert_eq!(settings.connect_rate_per_ip, defaults.connect_rate_per_ip);
         assert_eq!(settings.write_timeout, defaults.write_timeout);
         assert_eq!(settings.shutdown_grace, defaults.shutdown_grace);
         assert_eq!(settings.read_ahead_frames, defaults.read_ahead_frames);

@@ -2,8 +2,9 @@
 //! operator kick.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chat_engine::{JoinRequest, Stats};
@@ -20,6 +21,7 @@ use crate::connection::serve_chat;
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 use crate::origin::origin_allowed;
+use crate::per_ip::{IpSlot, PerIp, Refusal};
 use crate::settings::{ConnLimits, Settings};
 use crate::static_files::StaticFiles;
 
@@ -37,14 +39,19 @@ pub(crate) struct AppState {
     pub(crate) connections: Arc<AtomicUsize>,
     /// WebSocket tasks, awaited at shutdown.
     pub(crate) tracker: TaskTracker,
+    /// WebSockets and upgrade rates per address (`--max-connections-per-ip`,
+    /// `--connect-rate-per-ip`).
+    pub(crate) per_ip: Arc<Mutex<PerIp>>,
 }
 
+/// Answers one request from `peer` (the TCP peer's address, for the per-address limits).
 pub(crate) async fn route(
     req: Request<Incoming>,
+    peer: IpAddr,
     state: Arc<AppState>,
 ) -> Result<Response<Body>, Infallible> {
     let response = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/ws") => upgrade(req, &state),
+        (&Method::GET, "/ws") => upgrade(req, peer, &state),
         (&Method::GET, "/status") => status(&state),
         (&Method::GET, "/metrics") => respond(
             StatusCode::OK,
@@ -117,7 +124,7 @@ impl Drop for Slot {
     }
 }
 
-fn upgrade(mut req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> {
+fn upgrade(mut req: Request<Incoming>, peer: IpAddr, state: &Arc<AppState>) -> Response<Body> {
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return refuse(state, StatusCode::BAD_REQUEST, "not_upgrade", "bad handshake: /ws expects a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)\n".into());
     }
@@ -140,6 +147,18 @@ fn upgrade(mut req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> 
                 "bad_query",
                 format!("bad handshake: {why}\n"),
             )
+        }
+    };
+    // Before the global cap, so one address cannot take all of it.
+    let ip_slot = match IpSlot::admit(&state.per_ip, peer) {
+        Ok(slot) => slot,
+        Err(Refusal::TooMany { max }) => {
+            let body = format!("too many connections from your address ({max} open), try again later; see --max-connections-per-ip\n");
+            return refuse(state, StatusCode::SERVICE_UNAVAILABLE, "per_ip", body);
+        }
+        Err(Refusal::TooFast { per_minute }) => {
+            let body = format!("too many new connections from your address (at most {per_minute} a minute), try again later; see --connect-rate-per-ip\n");
+            return refuse(state, StatusCode::SERVICE_UNAVAILABLE, "per_ip_rate", body);
         }
     };
     let max = state.settings.max_connections;
@@ -169,7 +188,7 @@ fn upgrade(mut req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> 
     let limits = ConnLimits::new(&state.settings);
     // The upgrade completes only after this response is written: never await it here.
     state.tracker.spawn(async move {
-        let _slot = slot;
+        let (_slot, _ip_slot) = (slot, ip_slot);
         match upgraded.await {
             Ok(ws) => serve_chat(ws.into_inner(), join, hub, limits).await,
             Err(e) => tracing::info!(error = %e, "WebSocket upgrade did not complete"),

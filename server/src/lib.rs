@@ -14,6 +14,7 @@ mod link;
 pub mod listener;
 mod metrics;
 mod origin;
+mod per_ip;
 mod server;
 pub mod settings;
 mod static_files;

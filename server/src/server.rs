@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_engine::Engine;
@@ -26,6 +26,7 @@ use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::listener::Listener;
 use crate::metrics::Metrics;
+use crate::per_ip::PerIp;
 use crate::settings::Settings;
 use crate::static_files::StaticFiles;
 use crate::write_deadline::WriteDeadline;
@@ -34,6 +35,10 @@ use crate::ws_write::CLOSE_GOING_AWAY;
 /// How long the accept loop waits after a failed accept (out of file descriptors and the
 /// like), instead of spinning on an error that will not clear at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Addresses the per-address table remembers besides those with WebSockets open (at most
+/// `--max-connections` of them): room for the recent connectors whose rate it must remember.
+const PER_IP_SPARE_ENTRIES: usize = 4096;
 
 /// How long a connection refused for `--max-http-connections` is read (and what it sent thrown
 /// away) after its `503`, so closing it does not reset the connection before the client has
@@ -101,6 +106,13 @@ impl Server {
         if settings.allowed_origins.iter().any(|o| o == "*") {
             tracing::warn!("--allowed-origin '*': any web page may open WebSockets to this server");
         }
+        let per_ip = Arc::new(Mutex::new(PerIp::new(
+            settings.max_connections_per_ip,
+            settings.connect_rate_per_ip,
+            settings
+                .max_connections
+                .saturating_add(PER_IP_SPARE_ENTRIES),
+        )));
         let state = Arc::new(AppState {
             settings,
             hub: hub_handle,
@@ -110,6 +122,7 @@ impl Server {
             clock,
             connections: Arc::new(AtomicUsize::new(0)),
             tracker: TaskTracker::new(),
+            per_ip,
         });
         tracing::info!("Server started on {}", display_url(addr));
         Ok(Self {
@@ -242,7 +255,8 @@ async fn serve_http<I>(
     // A client that pipelines requests and never reads the answers would otherwise park this
     // connection for ever: hyper has no write timeout.
     let (io, disarm) = WriteDeadline::new(io, settings.write_timeout);
-    let service = service_fn(move |req| http::route(req, state.clone()));
+    let ip = peer.ip();
+    let service = service_fn(move |req| http::route(req, ip, state.clone()));
     let mut builder = http1::Builder::new();
     // Slowloris: a connection gets this long to send its request headers. hyper restarts the
     // timer whenever a keep-alive connection goes idle, so it also closes one that sends no

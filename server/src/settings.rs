@@ -54,6 +54,11 @@ pub struct Settings {
     /// Most simultaneous plain HTTP connections (a connection stops counting when it upgrades
     /// to a WebSocket); more get `503` and are closed.
     pub max_http_connections: usize,
+    /// Most simultaneous WebSockets from one address (an IPv6 /64); more get `503`. 0: no cap.
+    pub max_connections_per_ip: usize,
+    /// WebSocket upgrades per minute per address (an IPv6 /64), with a burst of as many;
+    /// more get `503`. 0: no limit.
+    pub connect_rate_per_ip: u32,
     /// Time a socket may accept no bytes before the connection is dropped.
     pub write_timeout: Duration,
     /// Time shutdown waits for connections to finish after sending them close 1001.
@@ -92,6 +97,9 @@ impl Default for Settings {
             max_header_bytes: 16 << 10,
             handshake_timeout: Duration::from_secs(10),
             max_http_connections: 1000,
+            // Off: behind a reverse proxy every client has the proxy's address.
+            max_connections_per_ip: 0,
+            connect_rate_per_ip: 0,
             write_timeout: conn.write_timeout,
             shutdown_grace: Duration::from_secs(5),
             admin_token: None,

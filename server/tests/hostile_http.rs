@@ -1,12 +1,12 @@
 //! Hostile HTTP before (and instead of) the WebSocket upgrade, over real TCP against the real
-//! service: oversized headers, idle keep-alive, too many connections, responses nobody reads
-//! (README, "Hostile input").
+//! service: oversized headers, idle keep-alive, too many connections, responses nobody reads,
+//! per-address caps and rates (README, "Hostile input").
 
 mod common;
 
 use std::time::Duration;
 
-use common::{http_get, settings, Client, TestServer, WAIT};
+use common::{http_get, settings, Client, RawWs, TestServer, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -44,6 +44,27 @@ async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl FnMut
     })
     .await
     .expect("in time");
+}
+
+/// An upgrade the server refuses: its status and body (the connection stays open).
+async fn refused_upgrade(server: &TestServer) -> (u16, String) {
+    let (mut ws, head) = RawWs::open(server, "").await;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("a content-length: {head}"));
+    let mut body = vec![0u8; length];
+    tokio::time::timeout(WAIT, ws.stream.read_exact(&mut body))
+        .await
+        .expect("the body in time")
+        .expect("read");
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Request headers past `--max-header-bytes` (16 KiB) get hyper's `431` and a close; a
@@ -163,5 +184,57 @@ async fn pipelined_responses_nobody_reads_are_dropped_after_the_write_timeout() 
     );
     read_until_closed(&mut stream).await;
     eventually(|| async { metric(&server, "chat_http_connections").await == 1 }).await;
+    server.shutdown().await;
+}
+
+/// Past `--max-connections-per-ip`, the next upgrade from the address gets `503` saying why,
+/// and the room hears nothing of it; when one closes, the address may connect again.
+#[tokio::test]
+async fn past_max_connections_per_ip_the_upgrade_gets_503_and_no_join() {
+    let mut settings = settings();
+    settings.max_connections_per_ip = 2;
+    let server = TestServer::start(settings).await;
+    let (mut ann, _) = Client::join(&server, "?nick=ann").await;
+    let (bob, _) = Client::join(&server, "?nick=bob").await;
+    assert_eq!(ann.recv_type("join").await["nick"], "bob");
+    let (status, body) = refused_upgrade(&server).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("too many connections from your address"),
+        "{body}"
+    );
+    ann.assert_silent(Duration::from_millis(300)).await;
+    drop(bob);
+    assert_eq!(ann.recv_type("leave").await["nick"], "bob");
+    let (_carol, _) = Client::join(&server, "?nick=carol").await;
+    assert_eq!(ann.recv_type("join").await["nick"], "carol");
+    server.shutdown().await;
+}
+
+/// Past `--connect-rate-per-ip` upgrades in a minute, the next gets `503` saying why, even
+/// with the earlier ones closed; other limits are untouched.
+#[tokio::test]
+async fn past_connect_rate_per_ip_the_upgrade_gets_503() {
+    let mut settings = settings();
+    settings.connect_rate_per_ip = 3;
+    let server = TestServer::start(settings).await;
+    let (mut ann, _) = Client::join(&server, "?nick=ann").await;
+    for nick in ["b1", "b2"] {
+        let (client, _) = Client::join(&server, &format!("?nick={nick}")).await;
+        drop(client);
+    }
+    let (status, body) = refused_upgrade(&server).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("at most 3 a minute"), "{body}");
+    let (status, response) = http_get(&server, "/healthz", &[]).await;
+    assert_eq!(status, 200, "plain HTTP is not rate-limited: {response}");
+    ann.send("still here").await;
+    loop {
+        let frame = ann.recv().await;
+        if frame["type"] == "message" {
+            assert_eq!(frame["text"], "still here");
+            break;
+        }
+    }
     server.shutdown().await;
 }
