@@ -1,4 +1,5 @@
-//! The `chat-server` binary: parse flags, set up logging, bind, serve until SIGINT/SIGTERM.
+//! The `chat-server` binary: parse flags, set up logging, raise the open-files limit, bind, serve
+//! until SIGINT/SIGTERM.
 
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.worker_threads)
         .enable_all()
@@ -33,6 +35,16 @@ fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every connection is a file descriptor, and the usual soft limit (1024) is far below
+/// `--max-connections`: raise it to the hard limit, which only root can raise further. The log
+/// line says what we got, so running out of descriptors is easy to tell from other trouble.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!("open files limit: {limit}"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
     }
 }
 

@@ -151,8 +151,12 @@ impl Server {
                         serve_http(io, peer, self.state.clone(), self.stop_http.clone(), slot);
                     self.http_tasks.spawn(serving);
                 }
-                // One connection's trouble never gets here (`Listener::accept`): this is the
-                // listener's own, such as running out of file descriptors.
+                // A connection that was reset or aborted before we took it is that one
+                // connection's trouble: take the next at once.
+                Err(e) if is_one_connections_error(&e) => {
+                    tracing::debug!(error = %e, "an accepted connection failed; accepting the next");
+                }
+                // The listener's own trouble, such as running out of file descriptors.
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -187,6 +191,18 @@ impl Server {
             tracing::warn!(grace = ?grace, "some connections did not finish within the shutdown grace period");
         }
     }
+}
+
+/// Errors `accept` returns for one connection that went wrong before it was taken, not for
+/// the listener (the list hyper 0.14's `AddrIncoming` used).
+fn is_one_connections_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    )
 }
 
 /// One plain HTTP connection counted in `chat_http_connections` (the `--max-http-connections`
@@ -422,6 +438,45 @@ mod tests {
             asked[1] - asked[0] >= ACCEPT_BACKOFF,
             "the loop waited before accepting again"
         );
+        stop.send(()).expect("running");
+        running.await.expect("no panic").expect("run ok");
+    }
+
+    /// One connection's failure (reset or aborted before it was taken) is not the listener's:
+    /// the loop takes the next at once. A thousand of them in a row, each backed off, would
+    /// take 100 s; the hang guard is a tenth of that.
+    #[tokio::test]
+    async fn one_connections_accept_error_is_not_backed_off() {
+        let (ours, mut client) = tokio::io::duplex(4096);
+        let mut accepts: VecDeque<io::Result<DuplexStream>> = (0..1000)
+            .map(|_| Err(io::Error::from(io::ErrorKind::ConnectionAborted)))
+            .collect();
+        accepts.push_back(Ok(ours));
+        let listener = Scripted {
+            accepts,
+            asked: Arc::default(),
+        };
+        let settings = Settings {
+            epoch: Some("test".to_owned()),
+            ..Settings::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(run(listener, settings, async {
+            let _ = stopped.await;
+        }));
+        client
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: chat\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("written");
+        let mut response = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            client.read_to_string(&mut response),
+        )
+        .await
+        .expect("served without a backoff per aborted connection")
+        .expect("read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         stop.send(()).expect("running");
         running.await.expect("no panic").expect("run ok");
     }

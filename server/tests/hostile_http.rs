@@ -1,9 +1,10 @@
 //! Hostile HTTP before (and instead of) the WebSocket upgrade, over real TCP against the real
 //! service: oversized headers, idle keep-alive, too many connections, responses nobody reads,
-//! per-address caps and rates (README, "Hostile input").
+//! per-address caps and rates, and the accept loop and file limit (README, "Hostile input").
 
 mod common;
 
+use std::io::BufRead;
 use std::time::Duration;
 
 use common::{http_get, settings, Client, RawWs, TestServer, WAIT};
@@ -237,4 +238,59 @@ async fn past_connect_rate_per_ip_the_upgrade_gets_503() {
         }
     }
     server.shutdown().await;
+}
+
+/// The binary raises its soft open-files limit to the hard one and says so, and connections
+/// reset before they are served cost the accept loop nothing: the next is served.
+#[tokio::test]
+async fn the_binary_raises_its_open_files_limit_and_serves_past_reset_connections() {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let stdout = child.stdout.take().expect("piped");
+    let (lines, logged) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut limit = None;
+    let addr = loop {
+        let line = logged
+            .recv_timeout(WAIT)
+            .expect("startup log lines in time");
+        if let Some((_, n)) = line.split_once("open files limit: ") {
+            limit = Some(n.trim().parse::<u64>().expect("a number"));
+        }
+        if let Some((_, url)) = line.split_once("Server started on http://") {
+            break url.trim().to_owned();
+        }
+    };
+    let limit = limit.expect("the limit is logged before the server starts");
+    assert!(limit >= soft, "{limit} < the soft limit {soft}");
+    // rlimit caps the raise where the system does (macOS: OPEN_MAX).
+    assert!(limit <= hard, "{limit} > the hard limit {hard}");
+    for _ in 0..50 {
+        let stream = TcpStream::connect(&addr).await.expect("connect");
+        // Linger 0: closing sends a reset, not a FIN.
+        #[allow(deprecated)]
+        stream.set_linger(Some(Duration::ZERO)).expect("linger");
+        drop(stream);
+    }
+    let mut stream = TcpStream::connect(&addr).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: chat\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let seen = read_until_closed(&mut stream).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.starts_with(b"HTTP/1.1 200"), "{seen:?}");
 }
