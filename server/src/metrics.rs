@@ -1,5 +1,5 @@
 //! Prometheus metrics (prometheus-client): engine counters mirrored from the hub's stats, plus
-//! the HTTP layer's own counts of upgrades and refusals.
+//! the HTTP layer's own counts of upgrades, refusals and failed admin authentications.
 
 use chat_engine::Stats;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -25,6 +25,7 @@ pub(crate) struct Metrics {
     errors: Counter,
     pub(crate) upgrades: Counter,
     pub(crate) refused: Family<Refusal, Counter>,
+    pub(crate) admin_auth_failures: Counter,
 }
 
 impl Metrics {
@@ -41,6 +42,7 @@ impl Metrics {
             errors: Counter::default(),
             upgrades: Counter::default(),
             refused: Family::default(),
+            admin_auth_failures: Counter::default(),
         };
         metrics.registry.register(
             "connected_users",
@@ -89,6 +91,11 @@ impl Metrics {
             "http_refused",
             "Upgrade requests refused, by reason",
             metrics.refused.clone(),
+        );
+        metrics.registry.register(
+            "admin_auth_failures",
+            "Requests to /admin/kick refused for a missing or wrong token",
+            metrics.admin_auth_failures.clone(),
         );
         metrics
     }

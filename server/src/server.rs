@@ -25,6 +25,7 @@ use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::listener::Listener;
 use crate::metrics::Metrics;
+use crate::origin::OriginPolicy;
 use crate::settings::Settings;
 use crate::static_files::StaticFiles;
 use crate::ws_write::CLOSE_GOING_AWAY;
@@ -91,9 +92,8 @@ impl Server {
         hub.spread_writes(settings.fanout_threads);
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(inbox, stop_hub.clone()));
-        if settings.allowed_origins.iter().any(|o| o == "*") {
-            tracing::warn!("--allowed-origin '*': any web page may open WebSockets to this server");
-        }
+        let origins = OriginPolicy::new(&settings.allowed_origins, settings.public_url.as_deref())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let state = Arc::new(AppState {
             settings,
             hub: hub_handle,
@@ -101,6 +101,8 @@ impl Server {
             metrics,
             statics,
             clock,
+            origins,
+            admin_failures: Default::default(),
             connections: Arc::new(AtomicUsize::new(0)),
             tracker: TaskTracker::new(),
         });
