@@ -134,7 +134,18 @@ async function stopServer(signal = 'SIGTERM') {
   await stopProcess(stopping, signal);
 }
 
-function watchPage(name, page) {
+/** Reports every Content-Security-Policy violation of the page as a console error (which
+ *  watchPage counts): the client must work under the server's CSP without tripping it. */
+function reportCspViolations() {
+  document.addEventListener('securitypolicyviolation', (e) => {
+    console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
+  });
+}
+
+/** Records the page's script errors, console errors and CSP violations in pageErrors. Await it
+ *  before the first goto (the CSP listener is an init script). */
+async function watchPage(name, page) {
+  await page.addInitScript(reportCspViolations);
   page.on('pageerror', (err) => pageErrors.push(`${name}: ${err.message}`));
   page.on('console', (msg) => {
     if (msg.type() === 'error' && !/WebSocket connection|ERR_CONNECTION_REFUSED|Failed to load resource/.test(msg.text())) {
@@ -145,7 +156,7 @@ function watchPage(name, page) {
 
 async function openTab(name, ctx = context, room = 'general') {
   const page = await ctx.newPage();
-  watchPage(name, page);
+  await watchPage(name, page);
   await page.goto(`${base}/#${room}`);
   pages[name] = page;
   return page;
@@ -236,6 +247,12 @@ test('the page is served and offers a nickname form', async () => {
     const res = await fetch(base + url);
     assert.equal(res.status, 200, `GET ${url}`);
     assert.match(res.headers.get('content-type') || '', new RegExp(type), `content-type of ${url}`);
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff', `nosniff on ${url}`);
+    assert.equal(res.headers.get('referrer-policy'), 'no-referrer', `referrer policy of ${url}`);
+    const csp = res.headers.get('content-security-policy') || '';
+    for (const directive of ["default-src 'self'", "object-src 'none'", "frame-ancestors 'none'", "base-uri 'none'"]) {
+      assert.ok(csp.includes(directive), `${directive} in the CSP of ${url}: ${csp}`);
+    }
   }
   const a = await openTab('alice');
   await a.getByLabel('Nickname').waitFor({ state: 'visible' });
@@ -457,7 +474,7 @@ test('screenshots: desktop 1280x800 and phone 360x740', { timeout: 60000 }, asyn
   });
   try {
     const p = await phone.newPage();
-    watchPage('phone', p);
+    await watchPage('phone', p);
     await p.goto(`${base}/#general`);
     await p.getByLabel('Nickname').waitFor({ state: 'visible' });
     await p.screenshot({ path: path.join(OUT, 'phone-login.png'), animations: 'disabled' });
@@ -476,6 +493,38 @@ test('screenshots: desktop 1280x800 and phone 360x740', { timeout: 60000 }, asyn
 });
 
 // ------------------------------------------------------------------ a large room
+
+test('the CSP is enforced, and a violation would be seen', { timeout: 30000 }, async () => {
+  // A page of its own, not watched: the violations here are made on purpose. Both targets are
+  // loopback, so nothing leaves the machine even if the policy were missing.
+  const ctx = await browser.newContext();
+  try {
+    const page = await ctx.newPage();
+    await page.addInitScript(() => {
+      window.cspViolations = [];
+      document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(e.violatedDirective));
+    });
+    await page.goto(`${base}/#general`);
+    await page.getByLabel('Nickname').waitFor({ state: 'visible' });
+    await page.evaluate(() => {
+      const script = document.createElement('script');
+      script.textContent = 'window.inlineRan = true';
+      document.head.append(script);
+      const img = document.createElement('img');
+      img.src = 'http://127.0.0.2:9/x.png';
+      document.body.append(img);
+    });
+    const seen = await eventually(async () => {
+      const v = await page.evaluate(() => window.cspViolations);
+      return v.length >= 2 && v;
+    }, { what: 'two CSP violations reported' });
+    assert.ok(seen.some((d) => d.startsWith('script-src')), `an inline script is blocked: ${seen}`);
+    assert.ok(seen.some((d) => d.startsWith('img-src')), `a foreign image is blocked: ${seen}`);
+    assert.equal(await page.evaluate(() => window.inlineRan), undefined, 'the inline script did not run');
+  } finally {
+    await ctx.close();
+  }
+});
 
 // The second server's rooms are large past 3 members (presence frames instead of notices),
 // welcomes and `who` pages list 3 names, and a presence frame lists at most 2 names per list.
@@ -558,7 +607,7 @@ test('a large room: the count, "and N more", paging, presence within seconds, ca
     // The watching page sorts after the crowd, so it is not on the first page.
     const viewer = `viewer_${RUN}`;
     const v = await ctx.newPage();
-    watchPage('large-room viewer', v);
+    await watchPage('large-room viewer', v);
     await v.goto(`${origin}/#${LARGE_ROOM}`);
     await signIn(v, viewer);
     members.add(viewer);
@@ -606,7 +655,7 @@ test('a large room: the count, "and N more", paging, presence within seconds, ca
     const phone = await browser.newContext({ viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
     try {
       const p = await phone.newPage();
-      watchPage('large-room phone', p);
+      await watchPage('large-room phone', p);
       await p.goto(`${origin}/#${LARGE_ROOM}`);
       const phoneNick = `phone_${RUN}`;
       await signIn(p, phoneNick);

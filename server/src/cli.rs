@@ -34,13 +34,18 @@ pub struct Args {
     /// Serve the web client from this directory instead of the copy embedded in the binary.
     #[arg(long, env = "CHAT_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
-    /// Origin allowed to open WebSockets besides the page's own (repeatable; `*` allows all).
+    /// Origin allowed to open WebSockets (repeatable; `*` allows all). Pages from `localhost` or
+    /// an IP address of this server need none; a DNS name does (or --public-url).
     #[arg(
         long = "allowed-origin",
         env = "CHAT_ALLOWED_ORIGINS",
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// The URL people open, such as https://chat.example.com: pages from its origin may open
+    /// WebSockets (a DNS name that merely matches the Host header may not: DNS rebinding).
+    #[arg(long, env = "CHAT_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Threads running connections and the hub. The chat state is one task, and it writes to
     /// idle sockets itself; more threads spread reads and writes to full sockets over cores. On
     /// two shared cores one thread delivered more for less CPU (BENCHMARKS.md, 3w and 3cw).
@@ -191,12 +196,37 @@ pub struct Args {
     /// Bearer token enabling POST /admin/kick?room=&nick= (disabled when unset).
     #[arg(long, env = "CHAT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// File holding the admin token (one trailing newline is ignored), so it appears in neither
+    /// argv nor the environment; an unreadable or empty file stops the start.
+    #[arg(long, env = "CHAT_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// The token in `path`, without its trailing line break.
+fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --admin-token-file {}: {e}", path.display()))?;
+    let token = text
+        .strip_suffix('\n')
+        .map_or(&*text, |t| t.strip_suffix('\r').unwrap_or(t));
+    if token.trim().is_empty() {
+        return Err(format!(
+            "--admin-token-file {} holds no token (it is empty)",
+            path.display()
+        ));
+    }
+    Ok(token.to_owned())
 }
 
 impl Args {
     /// The settings these flags describe. The epoch is left to `run`: a fresh one per start.
-    pub fn settings(&self) -> Settings {
-        Settings {
+    /// Fails when `--admin-token-file` cannot be read or is empty.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let admin_token = match &self.admin_token_file {
+            Some(path) => Some(read_token_file(path)?),
+            None => self.admin_token.clone(),
+        };
+        Ok(Settings {
             engine: Config {
                 default_room: self.default_room.clone(),
                 history_max: self.history,
@@ -227,6 +257,7 @@ impl Args {
                 .clone()
                 .map_or(StaticSource::Embedded, StaticSource::Dir),
             allowed_origins: self.allowed_origins.clone(),
+            public_url: self.public_url.clone(),
             max_connections: self.max_connections,
             max_message_bytes: self.max_message_bytes,
             max_header_bytes: self.max_header_bytes,
@@ -236,14 +267,14 @@ impl Args {
             connect_rate_per_ip: self.connect_rate_per_ip,
             write_timeout: self.write_timeout.into(),
             shutdown_grace: self.shutdown_grace.into(),
-            admin_token: self.admin_token.clone(),
+            admin_token,
             read_ahead_frames: self.read_ahead_frames,
             pending_pongs_max: self.pending_pongs,
             hub_inbox: self.hub_inbox,
             hub_turn: self.hub_turn,
             fanout_threads: self.fanout_threads,
             wall_clock: WallClock::System,
-        }
+        })
     }
 }
 
@@ -254,7 +285,7 @@ mod tests {
     #[test]
     fn cli_defaults_match_the_library_defaults() {
         let args = Args::try_parse_from(["chat-server"]).expect("defaults parse");
-        let settings = args.settings();
+        let settings = args.settings().expect("valid");
         let defaults = Settings::default();
         assert_eq!(settings.engine, Config::default());
         assert_eq!(settings.max_connections, defaults.max_connections);
@@ -274,6 +305,8 @@ mod tests {
         assert_eq!(settings.hub_inbox, defaults.hub_inbox);
         assert_eq!(settings.hub_turn, defaults.hub_turn);
         assert_eq!(settings.fanout_threads, defaults.fanout_threads);
+        assert_eq!(settings.public_url, defaults.public_url);
+        assert_eq!(settings.admin_token, defaults.admin_token);
         assert_eq!(args.addr.to_string(), "0.0.0.0:8080");
     }
 
@@ -291,7 +324,7 @@ mod tests {
             "4",
         ])
         .expect("valid flags");
-        let settings = args.settings();
+        let settings = args.settings().expect("valid");
         assert_eq!(
             (
                 settings.read_ahead_frames,
@@ -302,5 +335,37 @@ mod tests {
             (8, 3, 100, 4)
         );
         assert!(Args::try_parse_from(["chat-server", "--hub-turn", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_public_url_and_the_admin_token_file_are_flags() {
+        let dir = std::env::temp_dir().join(format!("chat-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let file = dir.join("token");
+        std::fs::write(&file, "t0k\r\n").expect("write");
+        let file = file.to_str().expect("UTF-8 path");
+        let args = Args::try_parse_from([
+            "chat-server",
+            "--public-url",
+            "https://chat.example.com",
+            "--admin-token-file",
+            file,
+        ])
+        .expect("valid flags");
+        let settings = args.settings().expect("readable token file");
+        assert_eq!(
+            settings.public_url.as_deref(),
+            Some("https://chat.example.com")
+        );
+        assert_eq!(settings.admin_token.as_deref(), Some("t0k"));
+        let both = Args::try_parse_from([
+            "chat-server",
+            "--admin-token",
+            "x",
+            "--admin-token-file",
+            file,
+        ]);
+        assert!(both.is_err());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -12,18 +12,20 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{self, FailureLog};
 use crate::clock::Clock;
 use crate::connection::serve_chat;
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
-use crate::origin::origin_allowed;
+use crate::origin::OriginPolicy;
 use crate::per_ip::{IpSlot, PerIp, Refusal};
+use crate::security_headers;
 use crate::settings::{ConnLimits, Settings};
 use crate::static_files::StaticFiles;
+use crate::untrusted::clip;
 
 pub(crate) type Body = Full<Bytes>;
 
@@ -35,6 +37,10 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) statics: StaticFiles,
     pub(crate) clock: Clock,
+    /// Which pages may open WebSockets (`--allowed-origin`, `--public-url`).
+    pub(crate) origins: OriginPolicy,
+    /// Failed `/admin/kick` authentications, for the rate-limited warning.
+    pub(crate) admin_failures: FailureLog,
     /// WebSocket connections open now (the `--max-connections` cap).
     pub(crate) connections: Arc<AtomicUsize>,
     /// WebSocket tasks, awaited at shutdown.
@@ -50,7 +56,13 @@ pub(crate) async fn route(
     peer: IpAddr,
     state: Arc<AppState>,
 ) -> Result<Response<Body>, Infallible> {
-    let response = match (req.method(), req.uri().path()) {
+    let mut response = dispatch(req, peer, state).await;
+    security_headers::add(response.headers_mut());
+    Ok(response)
+}
+
+async fn dispatch(req: Request<Incoming>, peer: IpAddr, state: Arc<AppState>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
         (&Method::GET, "/ws") => upgrade(req, peer, &state),
         (&Method::GET, "/status") => status(&state),
         (&Method::GET, "/metrics") => respond(
@@ -83,8 +95,7 @@ pub(crate) async fn route(
             None => text(StatusCode::NOT_FOUND, "not found\n"),
         },
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
-    };
-    Ok(response)
+    }
 }
 
 fn respond(
@@ -128,14 +139,18 @@ fn upgrade(mut req: Request<Incoming>, peer: IpAddr, state: &Arc<AppState>) -> R
     if !fastwebsockets::upgrade::is_upgrade_request(&req) {
         return refuse(state, StatusCode::BAD_REQUEST, "not_upgrade", "bad handshake: /ws expects a WebSocket upgrade (Connection: Upgrade, Upgrade: websocket)\n".into());
     }
-    let header = |name| {
-        req.headers()
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    let (origin, host) = (header(header::ORIGIN), header(header::HOST));
-    if !origin_allowed(origin, host, &state.settings.allowed_origins) {
-        let body = format!("origin {:?} is not allowed to open a WebSocket here (host {:?}); see --allowed-origin\n", origin.unwrap_or_default(), host.unwrap_or_default());
+    if let Err(why) = state.origins.check(req.headers()) {
+        let header = |name| {
+            req.headers()
+                .get(name)
+                .map_or(&b""[..], HeaderValue::as_bytes)
+        };
+        let body = format!(
+            "origin {} is not allowed to open a WebSocket here (host {}): {}; see --public-url and --allowed-origin\n",
+            clip(header(header::ORIGIN)),
+            clip(header(header::HOST)),
+            why.explain()
+        );
         return refuse(state, StatusCode::FORBIDDEN, "origin", body);
     }
     let join = match join_request(req.uri().query()) {
@@ -207,10 +222,9 @@ fn join_request(query: Option<&str>) -> Result<JoinRequest, String> {
             "room" => join.room = Some(value),
             "epoch" => join.epoch = Some(value),
             "since" => {
-                join.since =
-                    Some(value.parse().map_err(|_| {
-                        format!("since must be a non-negative integer, not {value:?}")
-                    })?)
+                join.since = Some(value.parse().map_err(|_| {
+                    format!("since must be a non-negative integer, not {}", clip(&value))
+                })?)
             }
             _ => {}
         }
@@ -240,24 +254,24 @@ async fn kick(req: &Request<Incoming>, state: &AppState) -> Response<Body> {
             "not found: start the server with --admin-token to enable /admin/kick\n",
         );
     };
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        None => {
-            return text(
+    if let Err(denied) = admin::authorize(req.headers().get(header::AUTHORIZATION), token) {
+        state.metrics.admin_auth_failures.inc();
+        let now = tokio::time::Instant::now().into_std();
+        if let Some(suppressed) = state.admin_failures.record(now) {
+            // Never the presented token: a near miss is most of the real one.
+            tracing::warn!(
+                reason = denied.as_str(),
+                suppressed,
+                "refused an /admin/kick request (suppressed: failures not logged since the last warning)"
+            );
+        }
+        return match denied {
+            admin::Denied::Missing => text(
                 StatusCode::UNAUTHORIZED,
                 "missing Authorization: Bearer <token>\n",
-            )
-        }
-        // Compared in constant time: a comparison that stops at the first differing byte tells
-        // a patient attacker, through response times, how much of a guess was right.
-        Some(p) if !bool::from(p.as_bytes().ct_eq(token.as_bytes())) => {
-            return text(StatusCode::FORBIDDEN, "wrong admin token\n")
-        }
-        Some(_) => {}
+            ),
+            admin::Denied::Wrong => text(StatusCode::FORBIDDEN, "wrong admin token\n"),
+        };
     }
     let mut room = None;
     let mut nick = None;
@@ -281,6 +295,10 @@ async fn kick(req: &Request<Incoming>, state: &AppState) -> Response<Body> {
             *response.status_mut() = StatusCode::NO_CONTENT;
             response
         }
+        Some(Err(chat_engine::Error::NoSuchUser { room, nick })) => text(
+            StatusCode::NOT_FOUND,
+            format!("no user {} in room {}\n", clip(nick), clip(room)),
+        ),
         Some(Err(e)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
         None => text(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n"),
     }

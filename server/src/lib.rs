@@ -3,6 +3,7 @@
 //! [`run`] serves HTTP and WebSockets on any [`Listener`], so tests pass a TCP listener on
 //! `127.0.0.1:0` and the simulations pass turmoil's: the very same code runs on both.
 
+mod admin;
 pub mod cli;
 mod client_config;
 mod clock;
@@ -15,11 +16,13 @@ pub mod listener;
 mod metrics;
 mod origin;
 mod per_ip;
+mod security_headers;
 mod server;
 pub mod settings;
 mod static_files;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod test_kit;
+mod untrusted;
 mod write_deadline;
 mod writer;
 mod ws_read;

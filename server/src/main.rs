@@ -49,7 +49,7 @@ fn raise_open_files_limit() {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
-    let settings = args.settings();
+    let settings = args.settings()?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;

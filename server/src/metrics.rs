@@ -1,5 +1,6 @@
 //! Prometheus metrics (prometheus-client): engine counters mirrored from the hub's stats, plus
-//! the HTTP layer's own counts of upgrades and refusals, and its open plain HTTP connections.
+//! the HTTP layer's own counts of upgrades, refusals and failed admin authentications, and its
+//! open plain HTTP connections.
 
 use chat_engine::Stats;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -27,6 +28,7 @@ pub(crate) struct Metrics {
     pub(crate) refused: Family<Refusal, Counter>,
     /// Plain HTTP connections open now; the `--max-http-connections` cap reads it.
     pub(crate) http_connections: Gauge,
+    pub(crate) admin_auth_failures: Counter,
 }
 
 impl Metrics {
@@ -44,6 +46,7 @@ impl Metrics {
             upgrades: Counter::default(),
             refused: Family::default(),
             http_connections: Gauge::default(),
+            admin_auth_failures: Counter::default(),
         };
         metrics.registry.register(
             "connected_users",
@@ -97,6 +100,11 @@ impl Metrics {
             "http_connections",
             "Plain HTTP connections open now (an upgraded WebSocket no longer counts)",
             metrics.http_connections.clone(),
+        );
+        metrics.registry.register(
+            "admin_auth_failures",
+            "Requests to /admin/kick refused for a missing or wrong token",
+            metrics.admin_auth_failures.clone(),
         );
         metrics
     }

@@ -26,6 +26,7 @@ use crate::http::{self, AppState};
 use crate::hub::Hub;
 use crate::listener::Listener;
 use crate::metrics::Metrics;
+use crate::origin::OriginPolicy;
 use crate::per_ip::PerIp;
 use crate::settings::Settings;
 use crate::static_files::StaticFiles;
@@ -96,6 +97,8 @@ impl Server {
         let engine = Engine::new(settings.engine.clone(), epoch)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let statics = StaticFiles::open(&settings.static_source)?;
+        let origins = OriginPolicy::new(&settings.allowed_origins, settings.public_url.as_deref())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let clock = Clock::new(settings.wall_clock);
         let metrics = Arc::new(Metrics::new());
         let (mut hub, stats) = Hub::new(engine, clock, metrics.clone(), settings.hub_turn);
@@ -103,9 +106,6 @@ impl Server {
         hub.spread_writes(settings.fanout_threads);
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(inbox, stop_hub.clone()));
-        if settings.allowed_origins.iter().any(|o| o == "*") {
-            tracing::warn!("--allowed-origin '*': any web page may open WebSockets to this server");
-        }
         let per_ip = Arc::new(Mutex::new(PerIp::new(
             settings.max_connections_per_ip,
             settings.connect_rate_per_ip,
@@ -120,6 +120,8 @@ impl Server {
             metrics,
             statics,
             clock,
+            origins,
+            admin_failures: Default::default(),
             connections: Arc::new(AtomicUsize::new(0)),
             tracker: TaskTracker::new(),
             per_ip,

@@ -40,8 +40,12 @@ pub struct Settings {
     /// Simulations and fuzzing set one, so their runs repeat exactly.
     pub epoch: Option<String>,
     pub static_source: StaticSource,
-    /// Origins allowed besides the request's own host; `*` allows all.
+    /// Origins allowed to open WebSockets besides `localhost` and IP literals naming the
+    /// request's own host; `*` allows every well-formed one. See `origin.rs`.
     pub allowed_origins: Vec<String>,
+    /// The URL people open (`https://chat.example.com`); its origin may open WebSockets. A DNS
+    /// name must be configured here or in `allowed_origins`: matching `Host` is not enough.
+    pub public_url: Option<String>,
     /// Most simultaneous WebSocket connections; more get HTTP 503.
     pub max_connections: usize,
     /// Largest client message after reassembly, in bytes (close 1009 beyond).
@@ -93,6 +97,7 @@ impl Default for Settings {
             epoch: None,
             static_source: StaticSource::Embedded,
             allowed_origins: Vec::new(),
+            public_url: None,
             max_message_bytes: conn.max_message_bytes,
             max_header_bytes: 16 << 10,
             handshake_timeout: Duration::from_secs(10),
