@@ -10,6 +10,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use crate::client::Client;
+use crate::history::{Budget, Histories};
 use crate::names::{nick_key, room_likeness};
 use crate::protocol::JoinRequest;
 use crate::room::Room;
@@ -60,6 +61,7 @@ pub struct Engine {
     /// Rooms with presence changes waiting to be announced: slot and when, by incarnation, so
     /// rooms due together are announced in the order they were created.
     pub(crate) presence_due: BTreeMap<u64, (usize, Instant)>,
+    pub(crate) histories: Histories,
     pub(crate) stats: Stats,
 }
 
@@ -70,6 +72,8 @@ pub struct Stats {
     pub clients: usize,
     /// Rooms that exist now (including empty ones that keep history).
     pub rooms: usize,
+    /// Frame bytes kept in every room's history now.
+    pub history_bytes: usize,
     /// Chat messages accepted and broadcast.
     pub messages_total: u64,
     /// Frames handed to the shell with `Output::Send`.
@@ -103,6 +107,7 @@ impl Engine {
             last_now: None,
             timers: TimerTable::default(),
             presence_due: BTreeMap::new(),
+            histories: Histories::default(),
             stats: Stats::default(),
         })
     }
@@ -209,6 +214,7 @@ impl Engine {
         Stats {
             clients: self.clients.len(),
             rooms: self.rooms.len(),
+            history_bytes: self.histories.bytes,
             ..self.stats
         }
     }
@@ -245,6 +251,15 @@ impl Engine {
     }
 
     // -------------------------------------------------------------- shared by every call
+
+    /// The bounds a room's history is kept within.
+    pub(crate) fn history_budget(&self) -> Budget {
+        Budget {
+            messages: self.config.history_max,
+            room_bytes: self.config.history_bytes_max,
+            total_bytes: self.config.history_total_bytes_max,
+        }
+    }
 
     fn advance(&mut self, now: Now) -> Now {
         let mono = self.last_now.map_or(now.mono, |last| last.max(now.mono));

@@ -15,6 +15,7 @@ mod engine;
 mod error;
 mod flow;
 mod greeting;
+mod history;
 mod ids;
 mod input;
 mod invariants;
