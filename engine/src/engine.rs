@@ -5,11 +5,13 @@
 //! and `invariants`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use slab::Slab;
 
 use crate::client::Client;
+use crate::departures::{AddrKey, Departures};
 use crate::history::{Budget, Histories};
 use crate::names::{nick_key, room_likeness};
 use crate::protocol::JoinRequest;
@@ -62,6 +64,8 @@ pub struct Engine {
     /// rooms due together are announced in the order they were created.
     pub(crate) presence_due: BTreeMap<u64, (usize, Instant)>,
     pub(crate) histories: Histories,
+    /// Rate buckets clients left with, for the next connection from their address.
+    pub(crate) departures: Departures,
     pub(crate) stats: Stats,
 }
 
@@ -108,6 +112,7 @@ impl Engine {
             timers: TimerTable::default(),
             presence_due: BTreeMap::new(),
             histories: Histories::default(),
+            departures: Departures::default(),
             stats: Stats::default(),
         })
     }
@@ -117,6 +122,18 @@ impl Engine {
     /// Registers a new connection and performs its initial join (`welcome`, or an `error` that
     /// leaves it connected in no room, e.g. `nick_taken`).
     pub fn connect(&mut self, now: Now, join: JoinRequest) -> Result<ClientId, Error> {
+        self.connect_from(now, join, None)
+    }
+
+    /// [`connect`](Self::connect) for a connection from `from`: a client reconnecting from an
+    /// address that another just left with a drawn-down rate limit starts where that one
+    /// stopped, not with a fresh burst (until the buckets have refilled).
+    pub fn connect_from(
+        &mut self,
+        now: Now,
+        join: JoinRequest,
+        from: Option<IpAddr>,
+    ) -> Result<ClientId, Error> {
         let now = self.advance(now);
         self.fire_timers(now);
         if self.clients.len() >= self.config.clients_max {
@@ -129,7 +146,16 @@ impl Engine {
         let id = ClientId::from_raw(self.next_client);
         self.next_client += 1;
         let nick = format!("{}{}", crate::names::GUEST_PREFIX, id.get());
-        let slot = self.clients.insert(Client::new(id, nick, now.mono));
+        let mut client = Client::new(id, nick, now.mono);
+        client.from = from.map(AddrKey::of);
+        if let Some(left) = client
+            .from
+            .and_then(|a| self.departures.arrive(a, now.mono))
+        {
+            client.rate = left.rate;
+            client.membership_rate = left.membership;
+        }
+        let slot = self.clients.insert(client);
         self.ids.insert(id, slot);
         self.timers
             .start(Timer::Ping, now.mono + self.config.ping_interval);
@@ -306,6 +332,10 @@ impl Engine {
         self.leave_room(slot, now, reason);
         let client = self.clients.remove(slot);
         self.ids.remove(&client.id);
+        if let Some(addr) = client.from {
+            let max = self.config.clients_max;
+            (self.departures).leave(addr, &client.rate, &client.membership_rate, now.mono, max);
+        }
         if self.clients.is_empty() {
             self.timers.stop_all();
             self.forget_presence();

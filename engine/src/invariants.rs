@@ -193,6 +193,10 @@ impl Engine {
         assert_eq!(members, in_rooms, "room member lists count someone twice");
         assert_eq!(self.histories.bytes, history_bytes, "total history bytes");
         assert!(
+            self.departures.len() <= config.clients_max,
+            "departed clients' buckets over their bound"
+        );
+        assert!(
             history_bytes <= config.history_total_bytes_max,
             "histories over their total byte budget"
         );

@@ -11,6 +11,7 @@
 mod client;
 mod commands;
 mod config;
+mod departures;
 mod engine;
 mod error;
 mod flow;

@@ -3,6 +3,7 @@
 mod history;
 mod limits;
 mod presence;
+mod reconnect;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
