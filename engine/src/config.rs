@@ -11,11 +11,11 @@ pub struct Config {
     pub default_room: String,
     /// Messages kept per room for history and `since` recovery.
     pub history_max: usize,
-    /// Frame bytes (the JSON as broadcast) one room's history keeps at most; past it the room's
-    /// oldest messages go.
+    /// Bytes one room's history keeps at most, each message counted as its frame (the JSON as
+    /// broadcast) plus 64 for its bookkeeping; past it the room's oldest messages go.
     pub history_bytes_max: usize,
-    /// Frame bytes the histories of every room together keep at most; past it the oldest
-    /// message kept anywhere goes (so empty rooms cannot pin memory for ever).
+    /// Bytes (counted as for `history_bytes_max`) every room's history together keeps at most;
+    /// past it the oldest message kept anywhere goes (so empty rooms cannot pin memory for ever).
     pub history_total_bytes_max: usize,
     /// Outbound frames a client may have queued before it is evicted.
     pub queue_frames_max: usize,

@@ -76,7 +76,7 @@ pub struct Stats {
     pub clients: usize,
     /// Rooms that exist now (including empty ones that keep history).
     pub rooms: usize,
-    /// Frame bytes kept in every room's history now.
+    /// Bytes every room's history holds now: frames plus 64 per message of bookkeeping.
     pub history_bytes: usize,
     /// Chat messages accepted and broadcast.
     pub messages_total: u64,

@@ -12,10 +12,20 @@ use slab::Slab;
 
 use crate::room::{Room, Stored};
 
+/// What keeping one message costs besides its frame's bytes: its record and deque slot, and the
+/// frame's allocation. Charged to the budgets so that they bound memory, not only text: a
+/// million one-letter messages would otherwise fit a budget of a few megabytes.
+pub(crate) const ENTRY_OVERHEAD: usize = 64;
+
+/// What keeping `frame` costs the budgets.
+pub(crate) fn cost(frame: &[u8]) -> usize {
+    frame.len() + ENTRY_OVERHEAD
+}
+
 /// The total across rooms, and which room holds the oldest message kept anywhere.
 #[derive(Debug, Default)]
 pub(crate) struct Histories {
-    /// Frame bytes kept by every room together.
+    /// What every room's history costs together (see [`cost`]).
     pub(crate) bytes: usize,
     /// Each room with history, by the arrival number of its oldest kept message: the first
     /// entry is the room that gives up a message when the total is over budget.
@@ -44,7 +54,8 @@ impl Histories {
         frame: bytes::Bytes,
         budget: Budget,
     ) {
-        if budget.messages == 0 || frame.len() > budget.room_bytes.min(budget.total_bytes) {
+        let cost = cost(&frame);
+        if budget.messages == 0 || cost > budget.room_bytes.min(budget.total_bytes) {
             self.clear(rooms, r);
             return;
         }
@@ -54,8 +65,8 @@ impl Histories {
         if room.history.is_empty() {
             self.oldest.insert(arrival, r);
         }
-        room.history_bytes += frame.len();
-        self.bytes += frame.len();
+        room.history_bytes += cost;
+        self.bytes += cost;
         room.history.push_back(Stored {
             seq,
             arrival,
@@ -88,8 +99,8 @@ impl Histories {
             .pop_front()
             .expect("a room over budget keeps something");
         self.oldest.remove(&gone.arrival);
-        room.history_bytes -= gone.frame.len();
-        self.bytes -= gone.frame.len();
+        room.history_bytes -= cost(&gone.frame);
+        self.bytes -= cost(&gone.frame);
         if let Some(front) = room.history.front() {
             self.oldest.insert(front.arrival, r);
         }

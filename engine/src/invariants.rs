@@ -169,7 +169,11 @@ impl Engine {
                 "room {} history not a consecutive run",
                 room.name
             );
-            let bytes: usize = room.history.iter().map(|s| s.frame.len()).sum();
+            let bytes: usize = room
+                .history
+                .iter()
+                .map(|s| crate::history::cost(&s.frame))
+                .sum();
             assert_eq!(
                 room.history_bytes, bytes,
                 "room {} history bytes",

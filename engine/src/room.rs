@@ -48,7 +48,7 @@ pub(crate) struct Room {
     pub(crate) seq: u64,
     /// Kept messages, a consecutive run ending at `seq` (see `history::Histories`).
     pub(crate) history: VecDeque<Stored>,
-    /// Frame bytes in `history`.
+    /// What `history` costs the byte budgets (`history::cost` of each message).
     pub(crate) history_bytes: usize,
     /// Client slots, in no particular order: a member leaves in O(1) by swapping the last one
     /// into its place (each client knows its position, `Client::member_pos`).

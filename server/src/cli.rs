@@ -62,10 +62,11 @@ pub struct Args {
     /// Messages kept per room for history and reconnect recovery.
     #[arg(long, env = "CHAT_HISTORY", default_value_t = defaults().engine.history_max)]
     pub history: usize,
-    /// Frame bytes one room's history keeps at most (its oldest messages go past it).
+    /// Bytes one room's history keeps at most, each message its frame plus 64 (its oldest
+    /// messages go past it).
     #[arg(long, env = "CHAT_HISTORY_BYTES", default_value_t = defaults().engine.history_bytes_max)]
     pub history_bytes: usize,
-    /// Frame bytes every room's history together keeps at most (the oldest message kept
+    /// Bytes every room's history together keeps at most, counted alike (the oldest message kept
     /// anywhere goes past it, so empty rooms cannot pin memory).
     #[arg(long, env = "CHAT_HISTORY_TOTAL_BYTES",
           default_value_t = defaults().engine.history_total_bytes_max)]

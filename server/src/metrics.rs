@@ -54,7 +54,7 @@ impl Metrics {
             .register("rooms", "Rooms that exist now", metrics.rooms.clone());
         metrics.registry.register(
             "history_bytes",
-            "Frame bytes kept in every room's history",
+            "Bytes held by every room's history (frames plus 64 per message)",
             metrics.history_bytes.clone(),
         );
         metrics.registry.register(

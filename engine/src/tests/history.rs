@@ -13,7 +13,8 @@ fn text(len: usize) -> String {
     "x".repeat(len)
 }
 
-/// Frame bytes of one message of `len` text bytes from a 3-letter nick in a 3-letter room.
+/// What one message of `len` text bytes from a 3-letter nick in a 3-letter room costs the
+/// history budgets.
 fn frame_bytes(len: usize) -> usize {
     let mut h = shell(unlimited());
     let ann = h.connect_with(JoinRequest {
@@ -239,7 +240,8 @@ proptest! {
             let queued = |h: &Shell| h.engine.queued(probes[room]).expect("connected").1;
             let before = queued(&h);
             h.send(posters[room], &text(len));
-            reference.post(room, queued(&h) - before, &config);
+            let frame = queued(&h) - before;
+            reference.post(room, frame + crate::history::ENTRY_OVERHEAD, &config);
             prop_assert_eq!(
                 h.engine.stats().history_bytes,
                 reference.kept.iter().map(|k| k.2).sum::<usize>()
