@@ -21,6 +21,11 @@
 #   4r  10,000 idle connections in one room, held 5 s
 #   6   19,000 clients connect into one room and are held 5 s
 #   7   5,000 clients in one room, 1 sender at 20 messages/s for 10 s (rate limit off)
+#   h0  1,000 clients in one room, 20 senders at 2 messages/s each, 60 s (hostile baseline)
+#   h   h0 plus 20 attackers (history poisoners across rooms, reconnect loops, typing and ping
+#       floods, room switchers); ours only
+#   soak 400 clients in one room (40 senders at 1 message/s) plus 100 churners that connect,
+#       chat and leave at random, 600 s, the server's RSS every 30 s; ours only
 # Environment: CARGO_TARGET_DIR (default /work/target-load), PORT (18480), OUT
 # (/tmp/chat-load-compare), BUILD=0 to skip building, OURS_FLAGS="--flag value ..." for extra
 # flags to our servers (label such runs).
@@ -35,7 +40,7 @@ GO_SERVER=/tmp/go-seed/chat-seed
 LOAD="$CARGO_TARGET_DIR/release/chat-load"
 mkdir -p "$OUT"
 
-[ $# -ge 3 ] || { sed -n '2,27p' "$0" >&2; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,31p' "$0" >&2; exit 2; }
 scenario=$1
 rounds=$2
 shift 2
@@ -70,6 +75,11 @@ case $scenario in
     6) load_args=(--clients 19000 --connect-only --duration 5) ;;
     7) load_args=(--clients 5000 --senders 1 --rate 20 --duration 10)
        ours_args+=(--rate-limit-per-second 0) ;;
+    h0) load_args=(--clients 1000 --senders 20 --rate 2 --duration 60 --drain 10) ;;
+    h) load_args=(--clients 1000 --senders 20 --rate 2 --duration 60 --drain 10 --attackers 20
+                  --rss-every 5) ;;
+    soak) load_args=(--clients 400 --senders 40 --rate 1 --duration 600 --drain 10 --churn 100
+                     --rss-every 30) ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2206
@@ -109,7 +119,7 @@ for round in $(seq "$rounds"); do
         [ "$s" = go ] && peer=go-seed
         start "$s"
         sleep 0.5
-        line=$(timeout 180 "$LOAD" --url "ws://127.0.0.1:$PORT/ws" --server-pid "$PID" \
+        line=$(timeout 900 "$LOAD" --url "ws://127.0.0.1:$PORT/ws" --server-pid "$PID" \
             --peer "$peer" --label "$scenario/$s/$round" "${load_args[@]}" | tail -n 1)
         stop
         echo "$line" >>"$OUT/compare.jsonl"

@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::departures::AddrKey;
 use crate::rate::RateLimit;
 use crate::ClientId;
 
@@ -27,6 +28,8 @@ pub(crate) struct Client {
     pub(crate) paused: bool,
     /// Decided to close during this call (or being removed); gets nothing more.
     pub(crate) doomed: bool,
+    /// Its address, for the rate buckets it leaves behind (`departures`); `None`: unknown.
+    pub(crate) from: Option<AddrKey>,
     pub(crate) rate: RateLimit,
     /// Its joins, room switches and renames (see `Config::membership_rate_burst`).
     pub(crate) membership_rate: RateLimit,
@@ -50,6 +53,7 @@ impl Client {
             behind: false,
             paused: false,
             doomed: false,
+            from: None,
             rate: RateLimit::new(),
             membership_rate: RateLimit::new(),
             strikes: 0,

@@ -4,7 +4,6 @@
 use crate::engine::Engine;
 use crate::names::refused_text_char;
 use crate::protocol::{self, Command, ErrorCode, Outgoing, ProtocolError};
-use crate::room::Stored;
 use crate::time::rfc3339_millis;
 use crate::{CloseReason, Now};
 
@@ -120,11 +119,9 @@ impl Engine {
             ts: &ts,
         }
         .to_frame();
-        let stored = Stored {
-            seq: room.seq,
-            frame: frame.clone(),
-        };
-        room.remember(stored, self.config.history_max);
+        let seq = room.seq;
+        let budget = self.history_budget();
+        (self.histories).remember(&mut self.rooms, r, seq, frame.clone(), budget);
         self.stats.messages_total += 1;
         self.broadcast(r, &frame, None, now);
     }

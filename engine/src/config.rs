@@ -11,6 +11,12 @@ pub struct Config {
     pub default_room: String,
     /// Messages kept per room for history and `since` recovery.
     pub history_max: usize,
+    /// Bytes one room's history keeps at most, each message counted as its frame (the JSON as
+    /// broadcast) plus 64 for its bookkeeping; past it the room's oldest messages go.
+    pub history_bytes_max: usize,
+    /// Bytes (counted as for `history_bytes_max`) every room's history together keeps at most;
+    /// past it the oldest message kept anywhere goes (so empty rooms cannot pin memory for ever).
+    pub history_total_bytes_max: usize,
     /// Outbound frames a client may have queued before it is evicted.
     pub queue_frames_max: usize,
     /// Outbound payload bytes a client may have queued before it is evicted.
@@ -71,6 +77,8 @@ impl Default for Config {
         Self {
             default_room: "general".to_owned(),
             history_max: 100,
+            history_bytes_max: 256 << 10,
+            history_total_bytes_max: 256 << 20,
             queue_frames_max: 256,
             queue_bytes_max: 1 << 20,
             queue_high_water_frames: 128,

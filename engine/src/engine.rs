@@ -5,11 +5,14 @@
 //! and `invariants`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use slab::Slab;
 
 use crate::client::Client;
+use crate::departures::{AddrKey, Departures};
+use crate::history::{Budget, Histories};
 use crate::names::{nick_key, room_likeness};
 use crate::protocol::JoinRequest;
 use crate::room::Room;
@@ -60,6 +63,9 @@ pub struct Engine {
     /// Rooms with presence changes waiting to be announced: slot and when, by incarnation, so
     /// rooms due together are announced in the order they were created.
     pub(crate) presence_due: BTreeMap<u64, (usize, Instant)>,
+    pub(crate) histories: Histories,
+    /// Rate buckets clients left with, for the next connection from their address.
+    pub(crate) departures: Departures,
     pub(crate) stats: Stats,
 }
 
@@ -70,6 +76,8 @@ pub struct Stats {
     pub clients: usize,
     /// Rooms that exist now (including empty ones that keep history).
     pub rooms: usize,
+    /// Bytes every room's history holds now: frames plus 64 per message of bookkeeping.
+    pub history_bytes: usize,
     /// Chat messages accepted and broadcast.
     pub messages_total: u64,
     /// Frames handed to the shell with `Output::Send`.
@@ -103,6 +111,8 @@ impl Engine {
             last_now: None,
             timers: TimerTable::default(),
             presence_due: BTreeMap::new(),
+            histories: Histories::default(),
+            departures: Departures::default(),
             stats: Stats::default(),
         })
     }
@@ -112,6 +122,18 @@ impl Engine {
     /// Registers a new connection and performs its initial join (`welcome`, or an `error` that
     /// leaves it connected in no room, e.g. `nick_taken`).
     pub fn connect(&mut self, now: Now, join: JoinRequest) -> Result<ClientId, Error> {
+        self.connect_from(now, join, None)
+    }
+
+    /// [`connect`](Self::connect) for a connection from `from`: a client reconnecting from an
+    /// address that another just left with a drawn-down rate limit starts where that one
+    /// stopped, not with a fresh burst (until the buckets have refilled).
+    pub fn connect_from(
+        &mut self,
+        now: Now,
+        join: JoinRequest,
+        from: Option<IpAddr>,
+    ) -> Result<ClientId, Error> {
         let now = self.advance(now);
         self.fire_timers(now);
         if self.clients.len() >= self.config.clients_max {
@@ -124,7 +146,16 @@ impl Engine {
         let id = ClientId::from_raw(self.next_client);
         self.next_client += 1;
         let nick = format!("{}{}", crate::names::GUEST_PREFIX, id.get());
-        let slot = self.clients.insert(Client::new(id, nick, now.mono));
+        let mut client = Client::new(id, nick, now.mono);
+        client.from = from.map(AddrKey::of);
+        if let Some(left) = client
+            .from
+            .and_then(|a| self.departures.arrive(a, now.mono))
+        {
+            client.rate = left.rate;
+            client.membership_rate = left.membership;
+        }
+        let slot = self.clients.insert(client);
         self.ids.insert(id, slot);
         self.timers
             .start(Timer::Ping, now.mono + self.config.ping_interval);
@@ -209,6 +240,7 @@ impl Engine {
         Stats {
             clients: self.clients.len(),
             rooms: self.rooms.len(),
+            history_bytes: self.histories.bytes,
             ..self.stats
         }
     }
@@ -245,6 +277,15 @@ impl Engine {
     }
 
     // -------------------------------------------------------------- shared by every call
+
+    /// The bounds a room's history is kept within.
+    pub(crate) fn history_budget(&self) -> Budget {
+        Budget {
+            messages: self.config.history_max,
+            room_bytes: self.config.history_bytes_max,
+            total_bytes: self.config.history_total_bytes_max,
+        }
+    }
 
     fn advance(&mut self, now: Now) -> Now {
         let mono = self.last_now.map_or(now.mono, |last| last.max(now.mono));
@@ -291,6 +332,10 @@ impl Engine {
         self.leave_room(slot, now, reason);
         let client = self.clients.remove(slot);
         self.ids.remove(&client.id);
+        if let Some(addr) = client.from {
+            let max = self.config.clients_max;
+            (self.departures).leave(addr, &client.rate, &client.membership_rate, now.mono, max);
+        }
         if self.clients.is_empty() {
             self.timers.stop_all();
             self.forget_presence();

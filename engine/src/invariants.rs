@@ -91,6 +91,7 @@ impl Engine {
             }
         }
         let mut members = 0;
+        let mut history_bytes = 0;
         for (r, room) in &self.rooms {
             assert_eq!(
                 self.room_index.get(&room_likeness(&room.name)),
@@ -162,8 +163,56 @@ impl Engine {
                 "room {} history behind seq",
                 room.name
             );
+            assert!(
+                (room.history.iter().zip(room.history.iter().skip(1)))
+                    .all(|(a, b)| b.seq == a.seq + 1 && a.arrival < b.arrival),
+                "room {} history not a consecutive run",
+                room.name
+            );
+            let bytes: usize = room
+                .history
+                .iter()
+                .map(|s| crate::history::cost(&s.frame))
+                .sum();
+            assert_eq!(
+                room.history_bytes, bytes,
+                "room {} history bytes",
+                room.name
+            );
+            assert!(
+                bytes <= config.history_bytes_max,
+                "room {} history over its byte budget",
+                room.name
+            );
+            history_bytes += bytes;
+            if let Some(front) = room.history.front() {
+                assert_eq!(
+                    self.histories.oldest.get(&front.arrival),
+                    Some(&r),
+                    "room {} oldest message not indexed",
+                    room.name
+                );
+            }
         }
         assert_eq!(members, in_rooms, "room member lists count someone twice");
+        assert_eq!(self.histories.bytes, history_bytes, "total history bytes");
+        assert!(
+            self.departures.len() <= config.clients_max,
+            "departed clients' buckets over their bound"
+        );
+        assert!(
+            history_bytes <= config.history_total_bytes_max,
+            "histories over their total byte budget"
+        );
+        let with_history = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| !room.history.is_empty());
+        assert_eq!(
+            self.histories.oldest.len(),
+            with_history.count(),
+            "rooms indexed by their oldest message"
+        );
         if let Some(first) = self.presence_due.values().map(|&(_, at)| at).min() {
             assert!(
                 self.timers.get(Timer::Presence).is_some_and(|t| t <= first),

@@ -11,10 +11,12 @@
 mod client;
 mod commands;
 mod config;
+mod departures;
 mod engine;
 mod error;
 mod flow;
 mod greeting;
+mod history;
 mod ids;
 mod input;
 mod invariants;

@@ -206,6 +206,7 @@ impl Engine {
                 .iter()
                 .filter(|(_, room)| room.members.is_empty())
                 .min_by_key(|(_, room)| room.last_active)?;
+            self.histories.clear(&mut self.rooms, stale);
             let room = self.rooms.remove(stale);
             self.room_index.remove(&room_likeness(&room.name));
             // Its changes have nobody left to be told.

@@ -15,6 +15,18 @@ impl RateLimit {
         Self { tat: None }
     }
 
+    /// When the bucket is full again (`None`: it has never been drawn from).
+    pub(crate) fn full_at(&self) -> Option<Instant> {
+        self.tat
+    }
+
+    /// The one of two buckets that has less left.
+    pub(crate) fn stricter(self, other: Self) -> Self {
+        Self {
+            tat: self.tat.max(other.tat),
+        }
+    }
+
     /// Takes one token at `now`; `false` means refused (nothing is consumed).
     pub(crate) fn try_acquire(&mut self, now: Instant, burst: u32, per_second: u32) -> bool {
         if per_second == 0 {

@@ -12,6 +12,8 @@ use crate::ClientId;
 #[derive(Clone, Debug)]
 pub(crate) struct Stored {
     pub(crate) seq: u64,
+    /// Its place among the messages kept by every room (see `history::Histories`).
+    pub(crate) arrival: u64,
     pub(crate) frame: Bytes,
 }
 
@@ -44,7 +46,10 @@ pub(crate) struct Room {
     pub(crate) epoch: String,
     /// Last `seq` handed out; the next message gets `seq + 1`.
     pub(crate) seq: u64,
+    /// Kept messages, a consecutive run ending at `seq` (see `history::Histories`).
     pub(crate) history: VecDeque<Stored>,
+    /// What `history` costs the byte budgets (`history::cost` of each message).
+    pub(crate) history_bytes: usize,
     /// Client slots, in no particular order: a member leaves in O(1) by swapping the last one
     /// into its place (each client knows its position, `Client::member_pos`).
     pub(crate) members: Vec<usize>,
@@ -80,6 +85,7 @@ impl Room {
             epoch,
             seq: 0,
             history: VecDeque::new(),
+            history_bytes: 0,
             members: Vec::new(),
             nicks: BTreeMap::new(),
             likeness: BTreeMap::new(),
@@ -128,17 +134,6 @@ impl Room {
         if !unchanged {
             self.first_page = None;
         }
-    }
-
-    /// Appends a message to the ring, dropping the oldest beyond `history_max`.
-    pub(crate) fn remember(&mut self, stored: Stored, history_max: usize) {
-        if history_max == 0 {
-            return;
-        }
-        while self.history.len() >= history_max {
-            self.history.pop_front();
-        }
-        self.history.push_back(stored);
     }
 
     /// Messages after `since`, if the ring still holds every one of them.

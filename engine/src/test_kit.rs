@@ -152,7 +152,16 @@ impl Shell {
 
     /// A new connection with this initial join, as the engine answers it.
     pub fn try_connect(&mut self, join: JoinRequest) -> Result<ClientId, Error> {
-        let result = self.engine.connect(self.at(), join);
+        self.try_connect_from(join, None)
+    }
+
+    /// A new connection from `from` with this initial join, as the engine answers it.
+    pub fn try_connect_from(
+        &mut self,
+        join: JoinRequest,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<ClientId, Error> {
+        let result = self.engine.connect_from(self.at(), join, from);
         if let Ok(id) = result {
             let newest = self.gone.iter().chain(self.conns.keys()).max();
             assert!(newest.is_none_or(|&n| id > n), "ids are never reused");

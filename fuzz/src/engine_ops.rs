@@ -173,6 +173,8 @@ struct Limits {
     typing_interval_ms: u16,
     membership_rate_burst: u8,
     membership_rate_interval_ms: u16,
+    history_bytes_max: u16,
+    history_total_bytes_max: u16,
 }
 
 impl Limits {
@@ -180,6 +182,8 @@ impl Limits {
         let config = Config {
             default_room: "general".to_owned(),
             history_max: usize::from(self.history_max % 16),
+            history_bytes_max: usize::from(self.history_bytes_max),
+            history_total_bytes_max: usize::from(self.history_total_bytes_max),
             queue_frames_max: usize::from(self.queue_frames_max % 32),
             queue_bytes_max: usize::from(self.queue_bytes_max),
             queue_high_water_frames: usize::from(self.high_water_frames % 32),
@@ -207,6 +211,8 @@ impl Limits {
             Ok(()) => config,
             Err(_) => Config {
                 history_max: 4,
+                history_bytes_max: 600,
+                history_total_bytes_max: 1200,
                 queue_frames_max: 8,
                 queue_bytes_max: 4096,
                 queue_high_water_frames: 4,

@@ -67,6 +67,15 @@ pub struct Args {
     /// Messages kept per room for history and reconnect recovery.
     #[arg(long, env = "CHAT_HISTORY", default_value_t = defaults().engine.history_max)]
     pub history: usize,
+    /// Bytes one room's history keeps at most, each message its frame plus 64 (its oldest
+    /// messages go past it).
+    #[arg(long, env = "CHAT_HISTORY_BYTES", default_value_t = defaults().engine.history_bytes_max)]
+    pub history_bytes: usize,
+    /// Bytes every room's history together keeps at most, counted alike (the oldest message kept
+    /// anywhere goes past it, so empty rooms cannot pin memory).
+    #[arg(long, env = "CHAT_HISTORY_TOTAL_BYTES",
+          default_value_t = defaults().engine.history_total_bytes_max)]
+    pub history_total_bytes: usize,
     /// Outbound frames queued per client before it is evicted (close 4001).
     #[arg(long, env = "CHAT_QUEUE_FRAMES", default_value_t = defaults().engine.queue_frames_max)]
     pub queue_frames: usize,
@@ -230,6 +239,8 @@ impl Args {
             engine: Config {
                 default_room: self.default_room.clone(),
                 history_max: self.history,
+                history_bytes_max: self.history_bytes,
+                history_total_bytes_max: self.history_total_bytes,
                 queue_frames_max: self.queue_frames,
                 queue_bytes_max: self.queue_bytes,
                 queue_high_water_frames: self.queue_high_water_frames,

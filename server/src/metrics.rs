@@ -18,6 +18,7 @@ pub(crate) struct Metrics {
     registry: Registry,
     connected_users: Gauge,
     rooms: Gauge,
+    history_bytes: Gauge,
     messages: Counter,
     frames_sent: Counter,
     evictions: Counter,
@@ -37,6 +38,7 @@ impl Metrics {
             registry: Registry::with_prefix("chat"),
             connected_users: Gauge::default(),
             rooms: Gauge::default(),
+            history_bytes: Gauge::default(),
             messages: Counter::default(),
             frames_sent: Counter::default(),
             evictions: Counter::default(),
@@ -56,6 +58,11 @@ impl Metrics {
         metrics
             .registry
             .register("rooms", "Rooms that exist now", metrics.rooms.clone());
+        metrics.registry.register(
+            "history_bytes",
+            "Bytes held by every room's history (frames plus 64 per message)",
+            metrics.history_bytes.clone(),
+        );
         metrics.registry.register(
             "messages",
             "Chat messages accepted and broadcast",
@@ -113,6 +120,7 @@ impl Metrics {
     pub(crate) fn observe(&self, before: &Stats, after: &Stats) {
         self.connected_users.set(after.clients as i64);
         self.rooms.set(after.rooms as i64);
+        self.history_bytes.set(after.history_bytes as i64);
         self.messages
             .inc_by(after.messages_total - before.messages_total);
         self.frames_sent

@@ -384,3 +384,50 @@ async fn rename_and_switch_churn_is_rate_limited_over_tcp() {
     );
     server.shutdown().await;
 }
+
+/// History poisoning: maximal messages across rooms whose senders left keep at most the total
+/// history budget, the oldest going first, and a rejoin from before what is kept is told
+/// `recovered: false`; `/metrics` shows the bytes kept.
+#[tokio::test]
+async fn poisoned_histories_stay_within_their_byte_budgets_over_tcp() {
+    let mut settings = settings();
+    settings.engine.history_bytes_max = 9 << 10;
+    settings.engine.history_total_bytes_max = 20 << 10;
+    let server = TestServer::start(settings).await;
+    let text = "x".repeat(Settings::default().engine.text_bytes_max);
+    let mut first_epoch = String::new();
+    for room in 0..6 {
+        let (mut poisoner, welcome) =
+            Client::join(&server, &format!("?nick=p{room}&room=r{room}")).await;
+        if room == 0 {
+            first_epoch = welcome["epoch"].as_str().expect("an epoch").to_owned();
+        }
+        for _ in 0..5 {
+            poisoner.send(&text).await;
+            poisoner.recv_type("message").await;
+        }
+    }
+    let (_, metrics) = common::http_get(&server, "/metrics", &[]).await;
+    let kept: usize = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("chat_history_bytes "))
+        .expect("chat_history_bytes in /metrics")
+        .parse()
+        .expect("a number");
+    assert!(kept > 0 && kept <= 20 << 10, "{kept} bytes kept");
+    // Room r0's messages were the oldest anywhere: all gone, and said so.
+    let (_, welcome) = Client::join(
+        &server,
+        &format!("?nick=back&room=r0&since=0&epoch={first_epoch}"),
+    )
+    .await;
+    assert_eq!(welcome["recovered"], false);
+    assert_eq!(welcome["history"], json!([]));
+    // The newest room keeps its newest messages: at most its own budget of two 4 KiB frames.
+    let (_, welcome) = Client::join(&server, "?nick=late&room=r5").await;
+    let seqs: Vec<u64> = (welcome["history"].as_array().expect("history").iter())
+        .map(|m| m["seq"].as_u64().expect("a seq"))
+        .collect();
+    assert_eq!(seqs, [4, 5]);
+    server.shutdown().await;
+}

@@ -1,7 +1,9 @@
 //! Scenario tests: each drives the engine through the test shell and checks what clients see.
 
+mod history;
 mod limits;
 mod presence;
+mod reconnect;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -7,10 +7,13 @@
 //! time, so each receiving client measures end-to-end latency and notices any message it never
 //! got. `--slow` clients stop reading once sending starts. `--connect-only` just holds the
 //! connections for `--duration` seconds, to measure the server's memory per connection.
+//! `--churn` and `--attackers` add background clients while the measured ones send (see
+//! `background.rs`), and `--rss-every` records the server's memory over the run.
 //!
 //! Prints a summary, then, as its last line, one JSON object with every figure. Only loopback
 //! targets are accepted, and every phase is bounded in time.
 
+mod background;
 mod client;
 mod procfs;
 mod report;
@@ -97,6 +100,22 @@ pub(crate) struct Args {
     /// clients (it registers them after answering the upgrade).
     #[arg(long, default_value_t = 1.0)]
     settle: f64,
+    /// Background clients that connect to the measured clients' room, chat a little and leave
+    /// at random, over and over while the measured clients send (not counted among them).
+    #[arg(long, default_value_t = 0)]
+    churn: usize,
+    /// Background attackers while the measured clients send, kinds in turn: history poisoner
+    /// (maximal messages, a new room every few), reconnect loop, typing flood, ping flood,
+    /// room switcher.
+    #[arg(long, default_value_t = 0)]
+    attackers: usize,
+    /// Text bytes of a poisoner's messages (the server's --max-text-bytes).
+    #[arg(long, default_value_t = 4096)]
+    attack_text_bytes: usize,
+    /// Seconds between samples of the server's RSS while the measured clients send (needs
+    /// --server-pid); 0: none.
+    #[arg(long, default_value_t = 0.0)]
+    rss_every: f64,
 }
 
 /// The protocol of the server under load.
@@ -158,7 +177,13 @@ fn check(args: &Args, nofile: u64) -> Result<(), String> {
     if args.rate < 0.0 || !args.rate.is_finite() {
         return Err("--rate must be 0 (as fast as possible) or positive".into());
     }
-    let needed = args.clients as u64 + 64;
+    if args.rss_every < 0.0 || (args.rss_every > 0.0 && args.server_pid.is_none()) {
+        return Err("--rss-every needs --server-pid and a positive number of seconds".into());
+    }
+    if args.connect_only && args.churn + args.attackers > 0 {
+        return Err("--churn and --attackers run beside senders, not with --connect-only".into());
+    }
+    let needed = (args.clients + args.churn + args.attackers) as u64 + 64;
     if needed > nofile {
         return Err(format!(
             "{} clients need about {needed} open files, but the limit is {nofile}",
@@ -295,7 +320,45 @@ async fn run(args: Args) -> Result<String, String> {
         let send_started = Instant::now();
         out.send_started_ns = client::unix_nanos();
         phase_tx.send_replace(Phase::Sending);
+        let (stop_background, stopped) = watch::channel(false);
+        let setup = Arc::new(background::Setup {
+            target: shared.target.clone(),
+            room: format!("{}0", args.room_prefix),
+            text_bytes: args.attack_text_bytes,
+            tally: background::Tally::default(),
+        });
+        let kinds = (0..args.churn)
+            .map(|_| background::Kind::Churner)
+            .chain((0..args.attackers).map(background::attacker));
+        let background: Vec<_> = kinds
+            .enumerate()
+            .map(|(i, kind)| tokio::spawn(background::run(i, kind, setup.clone(), stopped.clone())))
+            .collect();
+        let curve = (args.rss_every > 0.0).then(|| {
+            let every = Duration::from_secs_f64(args.rss_every);
+            let pid = server.clone();
+            let sample = move || pid.as_deref().and_then(procfs::sample);
+            tokio::spawn(async move {
+                let mut curve = Vec::new();
+                let mut ticker = tokio::time::interval(every);
+                while tokio::time::Instant::now() < deadline {
+                    ticker.tick().await;
+                    if let Some(s) = sample() {
+                        curve.push((send_started.elapsed().as_secs_f64(), s.rss_kb));
+                    }
+                }
+                curve
+            })
+        });
         tokio::time::sleep_until(deadline).await;
+        stop_background.send_replace(true);
+        for task in background {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        out.background = Some(setup.tally.json());
+        if let Some(curve) = curve {
+            out.rss_curve = curve.await.unwrap_or_default();
+        }
         let _ = wait_until(Duration::from_secs(2), || {
             shared
                 .senders

@@ -36,6 +36,10 @@ pub(crate) struct Report {
     pub(crate) server_start: Option<Sample>,
     pub(crate) server_end: Option<Sample>,
     pub(crate) generator_cpu_s: f64,
+    /// What the background clients did (`--churn`, `--attackers`).
+    pub(crate) background: Option<Value>,
+    /// (seconds into sending, server RSS KiB), every `--rss-every` seconds.
+    pub(crate) rss_curve: Vec<(f64, u64)>,
     sent: u64,
     delivered: u64,
     slow_delivered: u64,
@@ -190,6 +194,15 @@ impl Report {
                 self.slow_evicted, self.slow_dropped, self.slow_open, self.slow_delivered
             );
         }
+        if let Some(background) = &self.background {
+            println!("background clients: {background}");
+        }
+        if !self.rss_curve.is_empty() {
+            let curve: Vec<String> = (self.rss_curve.iter())
+                .map(|(t, kb)| format!("{t:.0}s {} MiB", kb / 1024))
+                .collect();
+            println!("server RSS: {}", curve.join(", "));
+        }
         if let Some(cpu) = self.server_cpu_s() {
             println!(
                 "server: {cpu:.2} CPU-s, {:.2} CPU-s per million deliveries, RSS {} KiB (peak {} KiB); generator {:.2} CPU-s",
@@ -257,6 +270,8 @@ impl Report {
                 "slow_dropped": self.slow_dropped,
                 "slow_open": self.slow_open,
                 "slow_delivered": self.slow_delivered,
+                "background": self.background,
+                "rss_curve_kb": self.rss_curve.iter().map(|(t, kb)| json!([round(*t, 1), kb])).collect::<Vec<_>>(),
                 "server_start": server(self.server_start),
                 "server_cpu_s": cpu.map(|c| round(c, 3)),
                 "server_cpu_s_per_million_deliveries":
