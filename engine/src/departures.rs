@@ -15,16 +15,19 @@ use crate::rate::RateLimit;
 
 /// Where a connection comes from, as far as the rate limits are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct AddrKey(u128);
+pub(crate) enum AddrKey {
+    V4(u32),
+    /// The first 64 bits.
+    V6(u64),
+}
 
 impl AddrKey {
     pub(crate) fn of(ip: IpAddr) -> Self {
         match ip {
-            IpAddr::V4(v4) => Self(u128::from(u32::from(v4))),
+            IpAddr::V4(v4) => Self::V4(u32::from(v4)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Self(u128::from(u32::from(v4))),
-                // Bit 127 is never set by an IPv4 address, so the two spaces stay apart.
-                None => Self((u128::from(v6) >> 64) | 1 << 127),
+                Some(v4) => Self::V4(u32::from(v4)),
+                None => Self::V6(u64::try_from(u128::from(v6) >> 64).expect("64 bits")),
             },
         }
     }

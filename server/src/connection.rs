@@ -7,6 +7,7 @@
 //! that fails stops the reader rather than telling the hub itself.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,13 +29,19 @@ use crate::ws_write::{
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Serves one chat connection over any byte stream that completed the WebSocket handshake.
-pub(crate) async fn serve_chat<S>(io: S, join: JoinRequest, hub: HubHandle, limits: ConnLimits)
-where
+/// `from` is the peer's address: a client reconnecting from it does not get a fresh rate limit.
+pub(crate) async fn serve_chat<S>(
+    io: S,
+    join: JoinRequest,
+    from: Option<IpAddr>,
+    hub: HubHandle,
+    limits: ConnLimits,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
     let link = Arc::new(Link::new(Box::pin(write), LinkLimits::from(&limits)));
-    let client = match hub.connect(join, link.clone()).await {
+    let client = match hub.connect(join, from, link.clone()).await {
         Some(Ok(client)) => client,
         refused => {
             let (code, reason) = match refused {
@@ -274,7 +281,7 @@ mod tests {
             write_timeout: Duration::from_secs(1),
             ..super::ConnLimits::default()
         };
-        let task = super::serve_chat(io, JoinRequest::default(), hub, limits);
+        let task = super::serve_chat(io, JoinRequest::default(), None, hub, limits);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 2048, "the connection task's future is {size} bytes");
     }
@@ -329,6 +336,7 @@ mod tests {
         let serving = tokio::spawn(super::serve_chat(
             WritesFail(ours),
             JoinRequest::default(),
+            None,
             hub,
             super::ConnLimits::default(),
         ));

@@ -205,7 +205,7 @@ fn upgrade(mut req: Request<Incoming>, peer: IpAddr, state: &Arc<AppState>) -> R
     state.tracker.spawn(async move {
         let (_slot, _ip_slot) = (slot, ip_slot);
         match upgraded.await {
-            Ok(ws) => serve_chat(ws.into_inner(), join, hub, limits).await,
+            Ok(ws) => serve_chat(ws.into_inner(), join, Some(peer), hub, limits).await,
             Err(e) => tracing::info!(error = %e, "WebSocket upgrade did not complete"),
         }
     });

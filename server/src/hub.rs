@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ use crate::ws_write::{Tally, WriterCmd, CLOSE_GOING_AWAY, SCRATCH_KEPT};
 pub(crate) enum ToHub {
     Connect {
         join: JoinRequest,
+        /// The peer's address, for the rate buckets it left with last time.
+        from: Option<IpAddr>,
         link: Arc<Link>,
         reply: oneshot::Sender<Result<ClientId, Error>>,
     },
@@ -65,11 +68,17 @@ impl HubHandle {
     pub(crate) async fn connect(
         &self,
         join: JoinRequest,
+        from: Option<IpAddr>,
         link: Arc<Link>,
     ) -> Option<Result<ClientId, Error>> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(ToHub::Connect { join, link, reply })
+            .send(ToHub::Connect {
+                join,
+                from,
+                link,
+                reply,
+            })
             .await
             .ok()?;
         answer.await.ok()
@@ -229,8 +238,13 @@ impl Hub {
     fn on_message(&mut self, message: ToHub) {
         let now = self.clock.now();
         let result = match message {
-            ToHub::Connect { join, link, reply } => {
-                let result = self.engine.connect(now, join);
+            ToHub::Connect {
+                join,
+                from,
+                link,
+                reply,
+            } => {
+                let result = self.engine.connect_from(now, join, from);
                 if let Ok(id) = result {
                     let conn = Conn {
                         link,
@@ -515,6 +529,7 @@ mod tests {
             epoch: None,
         };
         hub.handle(ToHub::Connect {
+            from: None,
             join,
             link: link.clone(),
             reply,
@@ -685,7 +700,7 @@ mod tests {
             };
             let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
             let id = handle
-                .connect(join, link)
+                .connect(join, None, link)
                 .await
                 .expect("running")
                 .expect("accepted");
@@ -744,7 +759,7 @@ mod tests {
             };
             let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
             let id = handle
-                .connect(join, link)
+                .connect(join, None, link)
                 .await
                 .expect("running")
                 .expect("accepted");

@@ -431,3 +431,31 @@ async fn poisoned_histories_stay_within_their_byte_budgets_over_tcp() {
     assert_eq!(seqs, [4, 5]);
     server.shutdown().await;
 }
+
+/// A flooder that reconnects from the same address starts with the message budget it left
+/// with, not a fresh burst, over the real service.
+#[tokio::test]
+async fn reconnecting_in_a_loop_does_not_refill_the_message_burst_over_tcp() {
+    let mut settings = settings();
+    settings.engine.rate_limit_burst = 3;
+    settings.engine.rate_limit_per_second = 1;
+    settings.engine.rate_limit_strikes_max = 0;
+    let server = TestServer::start(settings).await;
+    let (mut watcher, _) = Client::join(&server, "?nick=watcher").await;
+    let (mut flood, _) = Client::join(&server, "?nick=flood").await;
+    watcher.recv_type("join").await;
+    for n in 0..3 {
+        flood.send(&format!("m{n}")).await;
+        assert_eq!(flood.recv_type("message").await["text"], format!("m{n}"));
+    }
+    flood.ws.close(None).await.expect("close");
+    for n in 0..3 {
+        assert_eq!(watcher.recv_type("message").await["text"], format!("m{n}"));
+    }
+    assert_eq!(watcher.recv_type("leave").await["nick"], "flood");
+    let (mut again, _) = Client::join(&server, "?nick=flood").await;
+    again.send("one more").await;
+    let refused = again.recv_type("error").await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
+    server.shutdown().await;
+}

@@ -101,3 +101,23 @@ fn a_client_of_unknown_address_leaves_nothing() {
     h.disconnect(id);
     assert_eq!(h.engine.departures.len(), 0);
 }
+
+#[test]
+fn a_departure_is_kept_exactly_until_its_buckets_are_full() {
+    let mut h = shell(limited());
+    // Five messages at once: full again five seconds later, to the nanosecond.
+    let first = connect(&mut h, "flood", HOME);
+    refused(&mut h, first, 5);
+    h.disconnect(first);
+    assert_eq!(h.engine.departures.len(), 1);
+    h.advance(Duration::from_secs(5));
+    // Any arrival clears what is worth nothing now.
+    connect(&mut h, "passer", ELSEWHERE);
+    assert_eq!(h.engine.departures.len(), 0, "full at this instant");
+    // Leaving at the very instant the bucket is full again leaves nothing.
+    let second = connect(&mut h, "again", HOME);
+    refused(&mut h, second, 5);
+    h.advance(Duration::from_secs(5));
+    h.disconnect(second);
+    assert_eq!(h.engine.departures.len(), 0);
+}
