@@ -3,6 +3,7 @@
 //! [`run`] serves HTTP and WebSockets on any [`Listener`], so tests pass a TCP listener on
 //! `127.0.0.1:0` and the simulations pass turmoil's: the very same code runs on both.
 
+mod bucket;
 pub mod cli;
 mod client_config;
 mod clock;
