@@ -299,4 +299,36 @@ mod tests {
         );
         assert!(Args::try_parse_from(["chat-server", "--hub-turn", "0"]).is_err());
     }
+
+    #[test]
+    fn the_frame_limits_are_flags() {
+        let args = Args::try_parse_from([
+            "chat-server",
+            "--read-ahead-bytes",
+            "4096",
+            "--ping-rate-burst",
+            "8",
+            "--ping-rate-per-second",
+            "0",
+            "--message-timeout",
+            "2s",
+        ])
+        .expect("valid flags");
+        let settings = args.settings();
+        assert_eq!(
+            (
+                settings.read_ahead_bytes,
+                settings.ping_rate_burst,
+                settings.ping_rate_per_second,
+                settings.message_timeout
+            ),
+            (4096, 8, 0, std::time::Duration::from_secs(2))
+        );
+        for (flag, bad) in [("--read-ahead-bytes", "0"), ("--ping-rate-burst", "0")] {
+            assert!(
+                Args::try_parse_from(["chat-server", flag, bad]).is_err(),
+                "{flag}"
+            );
+        }
+    }
 }

@@ -359,7 +359,12 @@ fn on_frame(
             if !fin {
                 return Ok(None);
             }
-            let Partial { opcode, buffer, .. } = partial.take().expect("checked above");
+            let Partial {
+                opcode, mut buffer, ..
+            } = partial.take().expect("checked above");
+            // It grew by doubling: a message that waits for read-ahead credit, or in the hub,
+            // holds its length, not up to twice it (README, "What one connection can cost").
+            buffer.shrink_to_fit();
             message(opcode, buffer).map(Some)
         }
         OpCode::Ping => Ok(Some(Incoming::Ping(payload.to_vec()))),
