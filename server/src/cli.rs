@@ -151,6 +151,23 @@ pub struct Args {
     #[arg(long, env = "CHAT_PENDING_PONGS", default_value_t = defaults().pending_pongs_max,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub pending_pongs: usize,
+    /// Payload bytes a connection may have read that the engine has not taken yet, besides the
+    /// message being read (a paused reader stops past this, so TCP pushes back on its sender).
+    #[arg(long, env = "CHAT_READ_AHEAD_BYTES", default_value_t = defaults().read_ahead_bytes,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 30))]
+    pub read_ahead_bytes: usize,
+    /// Pings and pongs a client may send at once; past it, --ping-rate-per-second (close 1008
+    /// beyond).
+    #[arg(long, env = "CHAT_PING_RATE_BURST", default_value_t = defaults().ping_rate_burst,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ping_rate_burst: u32,
+    /// Sustained pings and pongs per second per client; 0 turns the meter off.
+    #[arg(long, env = "CHAT_PING_RATE_PER_SECOND", default_value_t = defaults().ping_rate_per_second)]
+    pub ping_rate_per_second: u32,
+    /// Time a fragmented message has to be completed from its first fragment (close 1008
+    /// beyond); 0s: no limit.
+    #[arg(long, env = "CHAT_MESSAGE_TIMEOUT", default_value_t = defaults().message_timeout.into())]
+    pub message_timeout: Duration,
     /// Messages waiting for the hub; connections wait (and stop reading) beyond it.
     #[arg(long, env = "CHAT_HUB_INBOX", default_value_t = defaults().hub_inbox,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1 << 20))]
@@ -281,6 +298,10 @@ impl Args {
             admin_token,
             read_ahead_frames: self.read_ahead_frames,
             pending_pongs_max: self.pending_pongs,
+            read_ahead_bytes: self.read_ahead_bytes,
+            ping_rate_burst: self.ping_rate_burst,
+            ping_rate_per_second: self.ping_rate_per_second,
+            message_timeout: self.message_timeout.into(),
             hub_inbox: self.hub_inbox,
             hub_turn: self.hub_turn,
             fanout_threads: self.fanout_threads,
@@ -313,6 +334,10 @@ mod tests {
         assert_eq!(settings.shutdown_grace, defaults.shutdown_grace);
         assert_eq!(settings.read_ahead_frames, defaults.read_ahead_frames);
         assert_eq!(settings.pending_pongs_max, defaults.pending_pongs_max);
+        assert_eq!(settings.read_ahead_bytes, defaults.read_ahead_bytes);
+        assert_eq!(settings.ping_rate_burst, defaults.ping_rate_burst);
+        assert_eq!(settings.ping_rate_per_second, defaults.ping_rate_per_second);
+        assert_eq!(settings.message_timeout, defaults.message_timeout);
         assert_eq!(settings.hub_inbox, defaults.hub_inbox);
         assert_eq!(settings.hub_turn, defaults.hub_turn);
         assert_eq!(settings.fanout_threads, defaults.fanout_threads);
@@ -378,5 +403,37 @@ mod tests {
         ]);
         assert!(both.is_err());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_frame_limits_are_flags() {
+        let args = Args::try_parse_from([
+            "chat-server",
+            "--read-ahead-bytes",
+            "4096",
+            "--ping-rate-burst",
+            "8",
+            "--ping-rate-per-second",
+            "0",
+            "--message-timeout",
+            "2s",
+        ])
+        .expect("valid flags");
+        let settings = args.settings().expect("valid settings");
+        assert_eq!(
+            (
+                settings.read_ahead_bytes,
+                settings.ping_rate_burst,
+                settings.ping_rate_per_second,
+                settings.message_timeout
+            ),
+            (4096, 8, 0, std::time::Duration::from_secs(2))
+        );
+        for (flag, bad) in [("--read-ahead-bytes", "0"), ("--ping-rate-burst", "0")] {
+            assert!(
+                Args::try_parse_from(["chat-server", flag, bad]).is_err(),
+                "{flag}"
+            );
+        }
     }
 }

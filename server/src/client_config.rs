@@ -11,19 +11,20 @@ use chat_engine::{CloseReason, LeaveReason};
 
 use crate::settings::Settings;
 use crate::ws_write::{
-    CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
-    CLOSE_TRY_AGAIN, CLOSE_UNSUPPORTED,
+    CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_PROTOCOL,
+    CLOSE_TOO_BIG, CLOSE_TRY_AGAIN, CLOSE_UNSUPPORTED,
 };
 
 /// Close codes the server sends itself, besides the engine's (`CloseReason::ALL`): every one
 /// named in `ws_write.rs` but `CLOSE_NO_STATUS`, which is only logged. README's close-code table
-/// lists them all.
-const SHELL_CLOSE_CODES: [u16; 7] = [
+/// lists them all. (1008 is the engine's too, for flooding.)
+const SHELL_CLOSE_CODES: [u16; 8] = [
     CLOSE_NORMAL,
     CLOSE_GOING_AWAY,
     CLOSE_PROTOCOL,
     CLOSE_UNSUPPORTED,
     CLOSE_INVALID_DATA,
+    CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
 ];
@@ -35,6 +36,7 @@ fn close_codes() -> Vec<u16> {
         .chain(CloseReason::ALL.map(CloseReason::code))
         .collect();
     codes.sort_unstable();
+    codes.dedup();
     codes
 }
 

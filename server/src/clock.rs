@@ -23,7 +23,7 @@ impl Clock {
     }
 
     /// tokio's clock, which turmoil and paused tests control.
-    fn mono() -> Instant {
+    pub(crate) fn mono() -> Instant {
         tokio::time::Instant::now().into_std()
     }
 

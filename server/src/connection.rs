@@ -19,7 +19,7 @@ use crate::hub::{HubHandle, ToHub};
 use crate::link::{Link, LinkLimits, ReadControl};
 use crate::settings::ConnLimits;
 use crate::writer::write_loop;
-use crate::ws_read::{Incoming, MessageReader, ReadEnd};
+use crate::ws_read::{Incoming, MessageReader, ReadEnd, ReadLimits};
 use crate::ws_write::{
     close_frame_bytes, Tally, WriterCmd, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_NO_STATUS,
     CLOSE_TRY_AGAIN, CLOSE_UNSUPPORTED,
@@ -57,7 +57,7 @@ pub(crate) async fn serve_chat<S>(
         }
     };
     let to_hub = HubReporter { hub, client };
-    let mut reader = MessageReader::new(read, limits.max_message_bytes);
+    let mut reader = MessageReader::new(read, ReadLimits::from(&limits));
     // Written out here and in `serve_echo` rather than shared: a helper taking the reading
     // future as an argument stores it twice, and the connection's task grew from 1.7 to 3.0 KiB
     // (scenario 4 went from 3.5 to 4.8 KiB per connection).
@@ -104,7 +104,9 @@ impl HubReporter {
         self.hub.send(ToHub::Frame { client, text })
     }
 
-    /// A ping or a pong: the client is alive.
+    /// A pong: the client is alive. Only a pong and a whole message count (the engine counts
+    /// those itself): pings and fragments cost a client nothing to send without listening,
+    /// so one that sends only those would otherwise never be idle.
     fn heard(&self) -> impl Future<Output = ()> + '_ {
         let client = self.client;
         self.hub.send(ToHub::Pong { client })
@@ -166,10 +168,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 });
                 return LoopEnd::Linger;
             }
-            Ok(Incoming::Ping(payload)) => {
-                link.send(WriterCmd::Pong(payload.into()));
-                to_hub.heard().await;
-            }
+            // Not a sign of life (see `HubReporter::heard`).
+            Ok(Incoming::Ping(payload)) => link.send(WriterCmd::Pong(payload.into())),
             Ok(Incoming::Pong) => to_hub.heard().await,
             Ok(Incoming::Close { code }) => {
                 link.send(close_echo(code));
@@ -190,14 +190,24 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 /// The next message, read only once there is credit for it: a reader whose frames the engine is
-/// not taking (its room is paused) leaves the rest in the socket, so TCP pushes back.
+/// not taking (its room is paused) leaves the rest in the socket, so TCP pushes back. A text's
+/// bytes are charged once it is read (its length is not known before): until the engine has
+/// taken enough of what came before, the reader keeps it and reads nothing more.
 async fn next_with_credit<'l, R: AsyncRead + Unpin>(
     reader: &mut MessageReader<R>,
     link: &'l Link,
 ) -> (Result<Incoming, ReadEnd>, SemaphorePermit<'l>) {
-    // Never closed: the semaphore lives as long as the connection.
+    // Never closed: the semaphores live as long as the connection.
     let permit = (link.credit().acquire().await).expect("credit is never closed");
-    (reader.next().await, permit)
+    let incoming = reader.next().await;
+    if let Ok(Incoming::Text(text)) = &incoming {
+        let bytes = link.charge(text.len());
+        // Given back with the frame's, when the engine takes it (`Link::taken`).
+        (link.byte_credit().acquire_many(bytes).await)
+            .expect("credit is never closed")
+            .forget();
+    }
+    (incoming, permit)
 }
 
 /// Reads and discards until the peer's close or end of stream, for at most `CLOSE_LINGER`.
@@ -218,7 +228,7 @@ where
 {
     let (read, write) = tokio::io::split(io);
     let link = Link::new(Box::pin(write), LinkLimits::from(&limits));
-    let mut reader = MessageReader::new(read, limits.max_message_bytes);
+    let mut reader = MessageReader::new(read, ReadLimits::from(&limits));
     let reading = async {
         let end = echo_loop(&mut reader, &link).await;
         link.close();
@@ -371,5 +381,66 @@ mod tests {
             more += usize::from(matches!(message, ToHub::Disconnect { .. }));
         }
         assert_eq!(more, 0, "a second Disconnect for the same failed write");
+    }
+
+    /// A hub that takes no frames gets at most `--read-ahead-bytes` of them (a frame counts
+    /// whole once read), whatever the frame credit: the reader keeps the next one and reads
+    /// nothing more until the engine takes some.
+    #[tokio::test]
+    async fn a_reader_stops_at_its_byte_credit() {
+        use crate::hub::ToHub;
+        use crate::test_kit::wire::ClientFrame;
+        use tokio::io::AsyncWriteExt;
+
+        let (hub, mut inbox) = Hub::channel(64);
+        let (ours, mut peer) = tokio::io::duplex(1 << 16);
+        let limits = super::ConnLimits {
+            read_ahead_frames: 1000,
+            read_ahead_bytes: 1000,
+            ..super::ConnLimits::default()
+        };
+        tokio::spawn(super::serve_chat(
+            ours,
+            JoinRequest::default(),
+            None,
+            hub,
+            limits,
+        ));
+        let mut engine =
+            chat_engine::Engine::new(chat_engine::Config::default(), "test").expect("valid config");
+        let now = chat_engine::Now::new(std::time::Instant::now(), std::time::SystemTime::now());
+        let id = engine
+            .connect(now, JoinRequest::default())
+            .expect("accepted");
+        let Some(ToHub::Connect { link, reply, .. }) = inbox.recv().await else {
+            panic!("a connection first asks the hub to connect it");
+        };
+        reply.send(Ok(id)).expect("the connection waits");
+        for n in 0..10u8 {
+            let text = vec![b'0' + n; 300];
+            peer.write_all(&ClientFrame::text(text).encode())
+                .await
+                .expect("written");
+        }
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            match tokio::time::timeout(Duration::from_secs(10), inbox.recv()).await {
+                Ok(Some(ToHub::Frame { text, .. })) => got.push(text),
+                other => panic!("expected a frame, got {:?}", other.map(|m| m.is_some())),
+            }
+        }
+        // 900 bytes are out; the fourth frame needs 300 more than the 100 left.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(inbox.try_recv().is_err(), "a frame past the byte credit");
+        // (The waiting frame holds the 100 already: tokio's semaphore is fair.)
+        assert_eq!(link.byte_credit().available_permits(), 0);
+        link.taken(300);
+        let fourth = tokio::time::timeout(Duration::from_secs(10), inbox.recv()).await;
+        assert!(
+            matches!(fourth, Ok(Some(ToHub::Frame { text, .. })) if text.starts_with('3')),
+            "the kept frame goes out once the engine took one"
+        );
     }
 }

@@ -9,8 +9,9 @@
 //! Flow control is the hub's to finish: when the engine pauses a client, its reader stops, but
 //! frames it read before it heard of the pause may still be in the inbox. The hub holds those
 //! back until the client is resumed, so a paused room gets nothing more from its own members.
-//! Each reader has a small credit of frames the engine has not taken yet (`--read-ahead-frames`), so
-//! what the hub holds back is bounded too: a paused reader runs out of credit and stops.
+//! Each reader has a small credit of frames the engine has not taken yet (`--read-ahead-frames`,
+//! `--read-ahead-bytes`), so what the hub holds back is bounded too: a paused reader runs out of
+//! credit and stops.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, DefaultHasher};
@@ -337,10 +338,11 @@ impl Hub {
         }
     }
 
-    /// One frame from `client` into the engine, and its credit back to the reader.
+    /// One frame from `client` into the engine, and its credit (frame and bytes) back to the
+    /// reader.
     fn feed(&mut self, client: ClientId, text: &str) {
         if let Some(conn) = self.conns.get(&client) {
-            conn.link.credit().add_permits(1);
+            conn.link.taken(text.len());
         }
         let now = self.clock.now();
         report(self.engine.handle(now, Input::Frame { client, text }));

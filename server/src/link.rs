@@ -1,5 +1,6 @@
 //! The link between the hub and one connection: the writer's queue of commands, the socket's
-//! write half, the reader's control (run, pause, stop) and its credit of frames in flight. One
+//! write half, the reader's control (run, pause, stop) and its credit of frames and bytes in
+//! flight. One
 //! allocation per connection, and nothing more while the connection is idle: the queue's storage
 //! is handed to the writer with every batch and dropped once written, so memory follows traffic
 //! (BENCHMARKS.md, scenario 4: a channel per connection kept a 32-slot block allocated for good).
@@ -29,13 +30,19 @@ use crate::ws_write::{encode_batch, Tally, Unfinished, WriterCmd};
 /// The socket's write half, shared by the connection's writer and the hub.
 pub(crate) type Sink = Pin<Box<dyn AsyncWrite + Send>>;
 
-/// A connection's bounds outside the engine (`--read-ahead-frames`, `--pending-pongs`).
+/// A connection's bounds outside the engine (`--read-ahead-frames`, `--read-ahead-bytes`,
+/// `--pending-pongs`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LinkLimits {
     /// How many of a connection's frames may be read but not yet taken by the engine (in the
     /// inbox or held back by the hub). A reader takes one permit per frame; the hub gives it
     /// back when the engine takes the frame.
     pub(crate) read_ahead_frames: usize,
+    /// How many payload bytes of those frames, at most. Frames alone do not bound memory: 32
+    /// frames of 64 KiB are 2 MiB per connection. A reader takes a frame's length in permits
+    /// once it has read it (it cannot know it before), so besides these it holds at most the
+    /// one message it is reading; a frame longer than this takes all of it.
+    pub(crate) read_ahead_bytes: usize,
     /// Pongs waiting to be written, at most. A client that pings without reading would
     /// otherwise grow its writer's queue without bound (pongs are not chat frames, so the
     /// engine's queue bounds do not count them); past this, a new pong replaces the latest
@@ -48,6 +55,7 @@ impl From<&ConnLimits> for LinkLimits {
     fn from(limits: &ConnLimits) -> Self {
         Self {
             read_ahead_frames: limits.read_ahead_frames,
+            read_ahead_bytes: limits.read_ahead_bytes,
             pending_pongs_max: limits.pending_pongs_max,
         }
     }
@@ -116,6 +124,9 @@ pub(crate) struct Link {
     control: AtomicU8,
     reader_wake: Notify,
     credit: Semaphore,
+    byte_credit: Semaphore,
+    /// `LinkLimits::read_ahead_bytes`: what one frame is charged at most.
+    read_ahead_bytes: usize,
 }
 
 impl Default for Link {
@@ -142,6 +153,8 @@ impl Link {
             control: AtomicU8::new(ReadControl::Run as u8),
             reader_wake: Notify::new(),
             credit: Semaphore::new(limits.read_ahead_frames),
+            byte_credit: Semaphore::new(limits.read_ahead_bytes),
+            read_ahead_bytes: limits.read_ahead_bytes,
         }
     }
 
@@ -336,6 +349,24 @@ impl Link {
 
     pub(crate) fn credit(&self) -> &Semaphore {
         &self.credit
+    }
+
+    /// Payload bytes the reader may still read ahead of the engine.
+    pub(crate) fn byte_credit(&self) -> &Semaphore {
+        &self.byte_credit
+    }
+
+    /// The byte credit a text of `len` bytes takes: its length, but never more than there is,
+    /// or a frame longer than the read-ahead would wait for ever.
+    pub(crate) fn charge(&self, len: usize) -> u32 {
+        // The CLI caps `--read-ahead-bytes` at 1 GiB; the saturation only guards library use.
+        u32::try_from(len.min(self.read_ahead_bytes)).unwrap_or(u32::MAX)
+    }
+
+    /// The engine took a text of `len` bytes: its frame and its bytes go back to the reader.
+    pub(crate) fn taken(&self, len: usize) {
+        self.credit.add_permits(1);
+        self.byte_credit.add_permits(self.charge(len) as usize);
     }
 }
 
@@ -580,10 +611,13 @@ mod tests {
     async fn the_pong_bound_and_the_read_ahead_are_the_configured_ones() {
         let limits = LinkLimits {
             read_ahead_frames: 5,
+            read_ahead_bytes: 100,
             pending_pongs_max: 3,
         };
         let link = Link::with_sink(None, limits);
         assert_eq!(link.credit().available_permits(), 5);
+        assert_eq!(link.byte_credit().available_permits(), 100);
+        assert_eq!((link.charge(40), link.charge(1000)), (40, 100));
         for _ in 0..100 {
             link.send(WriterCmd::Pong(Bytes::from_static(b"p")));
         }

@@ -74,6 +74,16 @@ pub struct Settings {
     pub read_ahead_frames: usize,
     /// Pongs waiting to be written per connection; past it a new pong replaces the latest.
     pub pending_pongs_max: usize,
+    /// Payload bytes a connection may have read that the engine has not taken yet (besides the
+    /// one message being read); a paused reader stops reading past it, so TCP pushes back.
+    pub read_ahead_bytes: usize,
+    /// Pings and pongs a client may send at once before the sustained rate applies.
+    pub ping_rate_burst: u32,
+    /// Sustained pings and pongs per second per client (close 1008 beyond); 0 turns it off.
+    pub ping_rate_per_second: u32,
+    /// Time a fragmented message has to be completed from its first fragment (close 1008
+    /// beyond); zero: no limit.
+    pub message_timeout: Duration,
     /// Messages waiting for the hub; connections wait (and stop reading) beyond it.
     pub hub_inbox: usize,
     /// Inbox messages in one hub turn, after which it writes what they queued and yields.
@@ -110,6 +120,10 @@ impl Default for Settings {
             admin_token: None,
             read_ahead_frames: conn.read_ahead_frames,
             pending_pongs_max: conn.pending_pongs_max,
+            read_ahead_bytes: conn.read_ahead_bytes,
+            ping_rate_burst: conn.ping_rate_burst,
+            ping_rate_per_second: conn.ping_rate_per_second,
+            message_timeout: conn.message_timeout,
             hub_inbox: 4096,
             hub_turn: 32,
             fanout_threads: 1,
@@ -126,6 +140,10 @@ pub struct ConnLimits {
     pub write_timeout: Duration,
     pub read_ahead_frames: usize,
     pub pending_pongs_max: usize,
+    pub read_ahead_bytes: usize,
+    pub ping_rate_burst: u32,
+    pub ping_rate_per_second: u32,
+    pub message_timeout: Duration,
 }
 
 impl ConnLimits {
@@ -135,11 +153,15 @@ impl ConnLimits {
             write_timeout: settings.write_timeout,
             read_ahead_frames: settings.read_ahead_frames,
             pending_pongs_max: settings.pending_pongs_max,
+            read_ahead_bytes: settings.read_ahead_bytes,
+            ping_rate_burst: settings.ping_rate_burst,
+            ping_rate_per_second: settings.ping_rate_per_second,
+            message_timeout: settings.message_timeout,
         }
     }
 }
 
-/// The production defaults of these four; `Settings::default()` takes them from here.
+/// The production defaults of these; `Settings::default()` takes them from here.
 impl Default for ConnLimits {
     fn default() -> Self {
         Self {
@@ -147,6 +169,14 @@ impl Default for ConnLimits {
             write_timeout: Duration::from_secs(10),
             read_ahead_frames: 32,
             pending_pongs_max: 16,
+            // As much as one largest message: a paused reader holds at most one more message's
+            // worth than the one it is reading.
+            read_ahead_bytes: 64 << 10,
+            // Autobahn's case 2.10 sends 10 pings at once; browsers ping not at all, and answer
+            // our pings (one per `--ping-interval`) with one pong each.
+            ping_rate_burst: 32,
+            ping_rate_per_second: 4,
+            message_timeout: Duration::from_secs(10),
         }
     }
 }

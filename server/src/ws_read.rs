@@ -5,17 +5,26 @@
 //! frame not yet complete, so an idle connection's reader holds no buffer at all. It also checks
 //! what fastwebsockets leaves out (../shared/STACK.md): the mask requirement, a cap on the
 //! *reassembled* message, control-frame sizes and close-frame validation.
+//!
+//! It also holds a client to what those checks cannot see: a fragmented message must end within
+//! `--message-timeout` of its first fragment, and pings and pongs are metered
+//! (`--ping-rate-burst`, `--ping-rate-per-second`); either breach is a close 1008.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{ready, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use fastwebsockets::{CloseCode, OpCode};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::time::Sleep;
 
-use crate::ws_write::{CLOSE_INVALID_DATA, CLOSE_PROTOCOL, CLOSE_TOO_BIG};
+use crate::bucket::TokenBucket;
+use crate::clock::Clock;
+use crate::settings::ConnLimits;
+use crate::ws_write::{CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_PROTOCOL, CLOSE_TOO_BIG};
 
 /// One complete thing a client said.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,12 +57,47 @@ fn violation(code: u16, reason: &'static str) -> ReadEnd {
     ReadEnd::Violation { code, reason }
 }
 
+/// What a reader holds its client to (see `ConnLimits`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadLimits {
+    pub(crate) max_message_bytes: usize,
+    /// Zero: no limit.
+    pub(crate) message_timeout: Duration,
+    pub(crate) ping_rate_burst: u32,
+    /// Zero: not metered.
+    pub(crate) ping_rate_per_second: u32,
+}
+
+impl From<&ConnLimits> for ReadLimits {
+    fn from(limits: &ConnLimits) -> Self {
+        Self {
+            max_message_bytes: limits.max_message_bytes,
+            message_timeout: limits.message_timeout,
+            ping_rate_burst: limits.ping_rate_burst,
+            ping_rate_per_second: limits.ping_rate_per_second,
+        }
+    }
+}
+
+impl ReadLimits {
+    /// The defaults, with this cap on messages.
+    #[cfg(test)]
+    fn capped(max_message_bytes: usize) -> Self {
+        Self {
+            max_message_bytes,
+            ..Self::from(&ConnLimits::default())
+        }
+    }
+}
+
 /// Reads whole messages, reassembling fragments up to `max_message_bytes`.
 pub(crate) struct MessageReader<R> {
     io: R,
     buf: BytesMut,
-    max_message_bytes: usize,
+    limits: ReadLimits,
     partial: Option<Partial>,
+    /// The client's pings and pongs so far.
+    control: TokenBucket,
 }
 
 /// A fragmented message being reassembled.
@@ -62,15 +106,31 @@ struct Partial {
     buffer: Vec<u8>,
     /// Bytes at the start of `buffer` known to be valid UTF-8 (text messages).
     valid: usize,
+    /// When it must be complete (`None`: no limit).
+    deadline: Option<Instant>,
+    /// Wakes a reader waiting on the socket at the deadline. Made the first time the reader
+    /// waits with this message unfinished, and boxed: the connection's task stays as small
+    /// while nothing is fragmented (`the_connection_task_stays_small`).
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// What one frame costs the clock: its arrival time, read only when something needs it.
+struct Arrival(Option<Instant>);
+
+impl Arrival {
+    fn now(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Clock::mono)
+    }
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
-    pub(crate) fn new(io: R, max_message_bytes: usize) -> Self {
+    pub(crate) fn new(io: R, limits: ReadLimits) -> Self {
         Self {
             io,
             buf: BytesMut::new(),
-            max_message_bytes,
+            limits,
             partial: None,
+            control: TokenBucket::new(),
         }
     }
 
@@ -79,18 +139,20 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         let Self {
             io,
             buf,
-            max_message_bytes,
+            limits,
             partial,
+            control,
         } = self;
         loop {
             // Bytes still missing of the frame being read: known once its head is complete.
             let mut missing = 0;
-            if let Some(head) = parse_head(buf, *max_message_bytes)? {
+            if let Some(head) = parse_head(buf, limits.max_message_bytes)? {
                 let end = head.len + head.payload_len;
                 if buf.len() >= end {
                     let payload = &mut buf[head.len..end];
                     fastwebsockets::unmask(payload, head.mask);
-                    let message = on_frame(partial, *max_message_bytes, &head, payload);
+                    let mut arrival = Arrival(None);
+                    let message = on_frame(partial, control, limits, &head, payload, &mut arrival);
                     buf.advance(end);
                     if buf.is_empty() {
                         // Nothing pending: hold no memory while waiting for the next frame.
@@ -103,11 +165,25 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 }
                 missing = end - buf.len();
             }
-            let read = if missing > STACK_READ {
-                buf.reserve(missing);
-                io.read_buf(buf).await
-            } else {
-                read_through_stack(io, buf).await
+            if let Some(started) = partial.as_mut() {
+                if let (Some(deadline), None) = (started.deadline, &started.timer) {
+                    let at = tokio::time::Instant::from_std(deadline);
+                    started.timer = Some(Box::pin(tokio::time::sleep_until(at)));
+                }
+            }
+            let read = async {
+                if missing > STACK_READ {
+                    buf.reserve(missing);
+                    io.read_buf(buf).await
+                } else {
+                    read_through_stack(io, buf).await
+                }
+            };
+            let timer = partial.as_mut().and_then(|started| started.timer.as_mut());
+            let read = tokio::select! {
+                biased;
+                () = expired(timer) => return Err(message_timeout()),
+                read = read => read,
             };
             match read {
                 Ok(0) | Err(_) => return Err(ReadEnd::Gone),
@@ -115,6 +191,18 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
             }
         }
     }
+}
+
+/// Resolves when `timer` fires; never without one.
+async fn expired(timer: Option<&mut Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn message_timeout() -> ReadEnd {
+    violation(CLOSE_POLICY, "message timeout")
 }
 
 /// Reads what the socket has into `buf` through a buffer on the stack, which exists only while
@@ -197,13 +285,38 @@ fn parse_head(buf: &[u8], max_payload: usize) -> Result<Option<Head>, ReadEnd> {
 }
 
 /// Folds one frame into the message being assembled; `Some` when a message is complete.
+/// `arrival` is the frame's time, read only for a fragment or a control frame: an unfragmented
+/// message, the common case, costs no reading of the clock.
 fn on_frame(
     partial: &mut Option<Partial>,
-    max_message_bytes: usize,
+    control: &mut TokenBucket,
+    limits: &ReadLimits,
     head: &Head,
     payload: &[u8],
+    arrival: &mut Arrival,
 ) -> Result<Option<Incoming>, ReadEnd> {
     let Head { fin, opcode, .. } = *head;
+    let max_message_bytes = limits.max_message_bytes;
+    if let Some(deadline) = partial.as_ref().and_then(|started| started.deadline) {
+        // Fragments that were already buffered when the timer fired are too late too.
+        if arrival.now() >= deadline {
+            return Err(message_timeout());
+        }
+    }
+    if matches!(opcode, OpCode::Ping | OpCode::Pong)
+        && !control.try_take(
+            arrival.now(),
+            limits.ping_rate_burst,
+            limits.ping_rate_per_second,
+        )
+    {
+        let reason = if opcode == OpCode::Ping {
+            "ping flood"
+        } else {
+            "pong flood"
+        };
+        return Err(violation(CLOSE_POLICY, reason));
+    }
     match opcode {
         OpCode::Text | OpCode::Binary => {
             if partial.is_some() {
@@ -215,10 +328,17 @@ fn on_frame(
             if fin {
                 return message(opcode, payload.to_vec()).map(Some);
             }
+            // The clock starts at the first fragment.
+            let timeout = limits.message_timeout;
             let mut started = Partial {
                 opcode,
                 buffer: payload.to_vec(),
                 valid: 0,
+                // A timeout too large to add is no limit.
+                deadline: (!timeout.is_zero())
+                    .then(|| arrival.now().checked_add(timeout))
+                    .flatten(),
+                timer: None,
             };
             started.check_text_so_far()?;
             *partial = Some(started);
@@ -239,7 +359,12 @@ fn on_frame(
             if !fin {
                 return Ok(None);
             }
-            let Partial { opcode, buffer, .. } = partial.take().expect("checked above");
+            let Partial {
+                opcode, mut buffer, ..
+            } = partial.take().expect("checked above");
+            // It grew by doubling: a message that waits for read-ahead credit, or in the hub,
+            // holds its length, not up to twice it (README, "What one connection can cost").
+            buffer.shrink_to_fit();
             message(opcode, buffer).map(Some)
         }
         OpCode::Ping => Ok(Some(Incoming::Ping(payload.to_vec()))),
@@ -315,7 +440,7 @@ mod tests {
     }
 
     async fn read_all(bytes: &[u8], max: usize) -> (Vec<Incoming>, ReadEnd) {
-        let mut reader = MessageReader::new(bytes, max);
+        let mut reader = MessageReader::new(bytes, ReadLimits::capped(max));
         let mut messages = Vec::new();
         loop {
             match reader.next().await {
@@ -403,7 +528,7 @@ mod tests {
             let mut tx = tx;
             tokio::io::AsyncWriteExt::write_all(&mut tx, &wire).await
         });
-        let mut reader = MessageReader::new(rx, 1 << 16);
+        let mut reader = MessageReader::new(rx, ReadLimits::capped(1 << 16));
         for want in expected {
             assert_eq!(reader.next().await, Ok(want));
         }
@@ -447,7 +572,7 @@ mod tests {
         let big = "x".repeat(20_000);
         let mut wire = frame(true, OP_TEXT, big.as_bytes());
         wire.extend(frame(true, OP_TEXT, b"small"));
-        let mut reader = MessageReader::new(&wire[..], 1 << 16);
+        let mut reader = MessageReader::new(&wire[..], ReadLimits::capped(1 << 16));
         assert_eq!(reader.next().await, Ok(Incoming::Text(big)));
         assert_eq!(reader.buf.capacity(), 0, "nothing kept once consumed");
         assert_eq!(reader.next().await, Ok(Incoming::Text("small".into())));
@@ -456,7 +581,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_reader_holds_a_small_buffer() {
         let (_tx, rx) = tokio::io::duplex(64);
-        let mut reader = MessageReader::new(rx, 1 << 16);
+        let mut reader = MessageReader::new(rx, ReadLimits::capped(1 << 16));
         let pending = tokio::time::timeout(std::time::Duration::from_millis(10), reader.next());
         assert!(pending.await.is_err(), "nothing to read");
         assert_eq!(reader.buf.capacity(), 0, "waiting costs no heap buffer");
@@ -521,11 +646,120 @@ mod tests {
             .expect("complete");
         let mut payload = first[head.len..].to_vec();
         fastwebsockets::unmask(&mut payload, head.mask);
-        assert_eq!(on_frame(&mut partial, 1 << 16, &head, &payload), Ok(None));
+        let mut arrival = Arrival(Some(Instant::now()));
+        let (mut control, limits) = (TokenBucket::new(), ReadLimits::capped(1 << 16));
+        assert_eq!(
+            on_frame(
+                &mut partial,
+                &mut control,
+                &limits,
+                &head,
+                &payload,
+                &mut arrival
+            ),
+            Ok(None)
+        );
         assert_eq!(
             partial.as_ref().map(|p| p.valid),
             Some(2),
             "up to the half character"
         );
+    }
+
+    #[tokio::test]
+    async fn pings_and_pongs_past_the_budget_are_a_flood() {
+        let burst = ReadLimits::capped(1 << 16).ping_rate_burst as usize;
+        let mut wire = Vec::new();
+        for _ in 0..burst {
+            wire.extend(frame(true, OP_PING, b"p"));
+        }
+        wire.extend(frame(true, OP_PING, b"one too many"));
+        let (messages, end) = read_all(&wire, 1 << 16).await;
+        assert_eq!(messages.len(), burst, "the burst is answered");
+        assert_eq!(end, violation(CLOSE_POLICY, "ping flood"));
+        // Pongs draw from the same bucket: each is a message to the hub.
+        let mut wire = frame(true, OP_PING, b"p");
+        for _ in 0..burst {
+            wire.extend(frame(true, OP_PONG, b""));
+        }
+        let (messages, end) = read_all(&wire, 1 << 16).await;
+        assert_eq!(messages.len(), burst);
+        assert_eq!(end, violation(CLOSE_POLICY, "pong flood"));
+        // Off: any number.
+        let limits = ReadLimits {
+            ping_rate_per_second: 0,
+            ..ReadLimits::capped(1 << 16)
+        };
+        let mut reader = MessageReader::new(&wire[..], limits);
+        for _ in 0..=burst {
+            assert!(reader.next().await.is_ok());
+        }
+    }
+
+    /// A fragment read after the deadline fails the message even if it was buffered in time,
+    /// and even if it would finish it.
+    #[test]
+    fn a_fragment_after_the_deadline_is_too_late() {
+        let t0 = Instant::now();
+        let limits = ReadLimits {
+            message_timeout: Duration::from_secs(10),
+            ..ReadLimits::capped(1 << 16)
+        };
+        let mut control = TokenBucket::new();
+        let mut fold = |partial: &mut Option<Partial>, fin, opcode, at| {
+            let wire = frame(fin, opcode, b"abc");
+            let head = parse_head(&wire, 1 << 16)
+                .expect("valid")
+                .expect("complete");
+            let mut payload = wire[head.len..].to_vec();
+            fastwebsockets::unmask(&mut payload, head.mask);
+            let mut arrival = Arrival(Some(at));
+            on_frame(
+                partial,
+                &mut control,
+                &limits,
+                &head,
+                &payload,
+                &mut arrival,
+            )
+        };
+        let mut partial = None;
+        assert_eq!(fold(&mut partial, false, OP_TEXT, t0), Ok(None));
+        let in_time = t0 + Duration::from_millis(9_999);
+        assert_eq!(
+            fold(&mut partial, false, OP_CONTINUATION, in_time),
+            Ok(None)
+        );
+        let late = t0 + Duration::from_secs(10);
+        assert_eq!(
+            fold(&mut partial, true, OP_CONTINUATION, late),
+            Err(message_timeout())
+        );
+        // The clock starts at the first fragment, not at the connection or an earlier message.
+        let mut partial = None;
+        assert_eq!(fold(&mut partial, false, OP_TEXT, late), Ok(None));
+        let text = fold(
+            &mut partial,
+            true,
+            OP_CONTINUATION,
+            late + Duration::from_secs(9),
+        );
+        assert_eq!(text, Ok(Some(Incoming::Text("abcabc".into()))));
+    }
+
+    #[tokio::test]
+    async fn a_reader_waiting_for_the_rest_of_a_message_gives_up_at_the_deadline() {
+        let limits = ReadLimits {
+            message_timeout: Duration::from_millis(50),
+            ..ReadLimits::capped(1 << 16)
+        };
+        let (mut tx, rx) = tokio::io::duplex(1024);
+        let first = frame(false, OP_TEXT, b"never finished");
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &first)
+            .await
+            .expect("written");
+        let mut reader = MessageReader::new(rx, limits);
+        let end = tokio::time::timeout(Duration::from_secs(10), reader.next()).await;
+        assert_eq!(end.expect("no hang"), Err(message_timeout()));
     }
 }

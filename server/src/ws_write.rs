@@ -21,6 +21,9 @@ pub(crate) const CLOSE_UNSUPPORTED: u16 = 1003;
 pub(crate) const CLOSE_NO_STATUS: u16 = 1005;
 /// Invalid UTF-8 in a text message or a close reason.
 pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
+/// A client that broke the server's own limits on frames: pings past `--ping-rate-*`, a
+/// fragmented message not finished within `--message-timeout`.
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// A message over `--max-message-bytes`.
 pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 /// The engine is full: a race past the HTTP-level 503.

@@ -32,6 +32,11 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        Self::start_on(listener, settings)
+    }
+
+    /// Serves on a listener the test made (say, with small socket buffers).
+    pub fn start_on(listener: tokio::net::TcpListener, settings: Settings) -> Self {
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(chat_server::run(listener, settings, async {
@@ -207,7 +212,16 @@ pub struct RawWs {
 
 impl RawWs {
     pub async fn open(server: &TestServer, extra_headers: &str) -> (Self, String) {
-        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        let stream = TcpStream::connect(server.addr).await.expect("connect");
+        Self::open_on(stream, server, extra_headers).await
+    }
+
+    /// The handshake over a stream the test connected itself (say, with small socket buffers).
+    pub async fn open_on(
+        mut stream: TcpStream,
+        server: &TestServer,
+        extra_headers: &str,
+    ) -> (Self, String) {
         let request = format!(
             "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n",
             server.addr
