@@ -124,7 +124,7 @@ export const CLOSE_TEXTS = Object.freeze({
   1002: 'The server closed the connection because of a protocol error.',
   1003: 'The server closed the connection because it received data it does not accept.',
   1007: 'The server closed the connection because a message was not valid text.',
-  1008: 'The server closed the connection because too many messages were sent.',
+  1008: 'The server closed the connection for breaking its rules (too many messages or pings, or a message that never finished).',
   1009: 'The server closed the connection because a message was too big.',
   1013: 'The server is full right now.',
   4000: 'You were disconnected after being idle for too long.',
