@@ -33,6 +33,9 @@ use crate::static_files::StaticFiles;
 use crate::write_deadline::WriteDeadline;
 use crate::ws_write::CLOSE_GOING_AWAY;
 
+/// hyper's limit on a request head, as a multiple of `--max-header-bytes` (see `serve_http`).
+const HEAD_BUFFER_FACTOR: usize = 8;
+
 /// How long the accept loop waits after a failed accept (out of file descriptors and the
 /// like), instead of spinning on an error that will not clear at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -282,8 +285,10 @@ async fn serve_http<I>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(handshake_timeout)
-        // More gets `431 Request Header Fields Too Large` from hyper, and a close.
-        .max_header_size(max_header_bytes);
+        // `route` answers heads over `max_header_bytes` with `431` (after the origin check, so
+        // a huge refused `Origin` gets its `403`); this bounds what hyper buffers for one
+        // connection's head before routing: more gets hyper's own `431` and a close.
+        .max_header_size(max_header_bytes.saturating_mul(HEAD_BUFFER_FACTOR));
     let mut conn = pin!(builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades());
