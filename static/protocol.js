@@ -103,6 +103,7 @@ export const ERROR_TEXTS = Object.freeze({
   not_in_room: () => 'You are not in a room right now, so the message was not sent.',
   rate_limited: () => 'You are sending messages too fast. Please wait a moment.',
   too_many_rooms: () => 'The server cannot open another room right now. Please try an existing room.',
+  unavailable: () => 'The server cannot save messages right now, so that one was not sent. Please try again in a moment.',
 });
 
 /** The sentence for an `error` frame; unknown codes show the server's own message. */

@@ -71,7 +71,8 @@ impl Engine {
     }
 
     /// A chat message: validated, numbered, kept in history and broadcast to the whole room (the
-    /// sender's own copy is its acknowledgement).
+    /// sender's own copy is its acknowledgement); with `hold_until_committed`, handed to the
+    /// store and held until its commit instead (see `commit`).
     fn post(&mut self, slot: usize, now: Now, text: &str) {
         let Some(r) = self.clients[slot].room else {
             return self.reply_error(
@@ -106,20 +107,38 @@ impl Engine {
             );
             return self.reply_error(slot, now, ErrorCode::InvalidText, &message);
         }
+        let hold = self.config.hold_until_committed;
+        if hold && self.uncommitted.len() >= self.config.uncommitted_max {
+            let message = format!(
+                "unavailable: {} messages wait to be stored; try again shortly",
+                self.config.uncommitted_max
+            );
+            return self.reply_error(slot, now, ErrorCode::Unavailable, &message);
+        }
         self.activity += 1;
         let room = &mut self.rooms[r];
-        room.seq += 1;
+        room.assigned += 1;
         room.last_active = self.activity;
+        let seq = room.assigned;
         let ts = rfc3339_millis(now.wall);
         let frame = Outgoing::Message {
             room: &room.name,
-            seq: room.seq,
+            seq,
             nick: &self.clients[slot].nick,
             text,
             ts: &ts,
         }
         .to_frame();
-        let seq = room.seq;
+        if hold {
+            return self.hold(r, seq, frame);
+        }
+        self.release(r, seq, frame, now);
+    }
+
+    /// A message from now on: kept in room `r`'s history as its latest and broadcast to its
+    /// members (the sender's own copy is its acknowledgement).
+    pub(crate) fn release(&mut self, r: usize, seq: u64, frame: bytes::Bytes, now: Now) {
+        self.rooms[r].seq = seq;
         let budget = self.history_budget();
         (self.histories).remember(&mut self.rooms, r, seq, frame.clone(), budget);
         self.stats.messages_total += 1;

@@ -67,6 +67,14 @@ pub struct Config {
     pub membership_rate_burst: u32,
     /// How often a client regains one join, switch or rename past its burst (zero: no limit).
     pub membership_rate_interval: Duration,
+    /// "Acknowledged means durable": a chat message is handed to the store (`Output::Store`) and
+    /// held, and no frame of it leaves, its sender's own copy included, until the store reports
+    /// it with `Input::Committed`. Off (the default), messages are broadcast at once and the
+    /// engine emits no `Store`.
+    pub hold_until_committed: bool,
+    /// Messages held at most, waiting for their commit (with `hold_until_committed`); past it a
+    /// chat message is refused with `unavailable`: the store is not keeping up.
+    pub uncommitted_max: usize,
 }
 
 /// The longest interval or timeout a config may hold.
@@ -99,6 +107,8 @@ impl Default for Config {
             typing_interval: Duration::from_secs(2),
             membership_rate_burst: 5,
             membership_rate_interval: Duration::from_secs(2),
+            hold_until_committed: false,
+            uncommitted_max: 1024,
         }
     }
 }
@@ -135,6 +145,9 @@ impl Config {
         }
         if self.presence_list_max == 0 || self.presence_changes_max == 0 {
             return fail("presence_list_max and presence_changes_max must be at least 1");
+        }
+        if self.hold_until_committed && self.uncommitted_max == 0 {
+            return fail("uncommitted_max must be at least 1 when messages wait for their commit");
         }
         if self.presence_interval.is_zero() {
             return fail("presence_interval must be positive");

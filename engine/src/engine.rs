@@ -11,6 +11,7 @@ use std::time::Instant;
 use slab::Slab;
 
 use crate::client::Client;
+use crate::commit::Uncommitted;
 use crate::departures::{AddrKey, Departures};
 use crate::history::{Budget, Histories};
 use crate::names::{nick_key, room_likeness};
@@ -35,7 +36,12 @@ use crate::{ClientId, CloseReason, Config, Error, Input, LeaveReason, Now, Outpu
 /// Time never goes backwards for the engine: an earlier `now` than the last one is treated as
 /// the last one. Wall-clock time is used only to stamp messages.
 ///
+/// With `Config::hold_until_committed`, a chat message goes out as `Output::Store` and nothing
+/// else until the shell reports `Input::Committed` for it (see [`Output::Store`]); commits come
+/// in the order of the stores.
+///
 /// The methods, by role:
+/// - **constructors**: [`new`](Self::new), [`restore`](Self::restore) (rooms a store kept);
 /// - **inputs**: [`connect`](Self::connect) and [`kick`](Self::kick) (which return a value),
 ///   [`handle`](Self::handle) for every [`Input`];
 /// - **polls**: [`poll_output`](Self::poll_output), [`poll_timeout`](Self::poll_timeout);
@@ -64,6 +70,8 @@ pub struct Engine {
     /// rooms due together are announced in the order they were created.
     pub(crate) presence_due: BTreeMap<u64, (usize, Instant)>,
     pub(crate) histories: Histories,
+    /// Messages waiting for the store's commit (with `hold_until_committed`).
+    pub(crate) uncommitted: Uncommitted,
     /// Rate buckets clients left with, for the next connection from their address.
     pub(crate) departures: Departures,
     pub(crate) stats: Stats,
@@ -78,7 +86,7 @@ pub struct Stats {
     pub rooms: usize,
     /// Bytes every room's history holds now: frames plus 64 per message of bookkeeping.
     pub history_bytes: usize,
-    /// Chat messages accepted and broadcast.
+    /// Chat messages broadcast (with `hold_until_committed`: committed and released).
     pub messages_total: u64,
     /// Frames handed to the shell with `Output::Send`.
     pub frames_total: u64,
@@ -93,7 +101,8 @@ pub struct Stats {
 }
 
 impl Engine {
-    /// A new engine; `epoch` must differ between server starts (it invalidates old `since`s).
+    /// A new engine; `epoch` must differ between server starts (it invalidates old `since`s). To
+    /// start from what a store kept, see [`restore`](Self::restore).
     pub fn new(config: Config, epoch: impl Into<String>) -> Result<Self, Error> {
         config.validate()?;
         Ok(Self {
@@ -112,6 +121,7 @@ impl Engine {
             timers: TimerTable::default(),
             presence_due: BTreeMap::new(),
             histories: Histories::default(),
+            uncommitted: Uncommitted::default(),
             departures: Departures::default(),
             stats: Stats::default(),
         })
@@ -191,6 +201,7 @@ impl Engine {
                 }
                 self.remove(slot, now, LeaveReason::Left);
             }),
+            Input::Committed { op } => self.on_committed(op, now),
             Input::Tick => Ok(()),
         };
         self.finish(now);

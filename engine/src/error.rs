@@ -1,7 +1,7 @@
 //! Errors returned to the shell: caller mistakes and refusals. Hostile peer input never shows up
 //! here; it becomes an `error` frame or a close for that peer.
 
-use crate::ClientId;
+use crate::{ClientId, OpId};
 
 /// Why the engine refused a call from the shell.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,4 +41,16 @@ pub enum Error {
     /// The configuration's limits contradict each other.
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// `Input::Committed` named an op that is not the oldest one still held: commits come in the
+    /// order the stores were emitted. Nothing was changed.
+    #[error("commit of {got} out of order: the oldest held op is {expected:?}")]
+    CommitOutOfOrder {
+        /// The oldest op still waiting for its commit (`None`: none is).
+        expected: Option<OpId>,
+        /// The op the commit named.
+        got: OpId,
+    },
+    /// `Engine::restore` was given rooms it cannot start from (the reason says which and why).
+    #[error("invalid restore: {0}")]
+    InvalidRestore(String),
 }

@@ -1,5 +1,6 @@
-//! Client identifiers: handed out by a counter that never reuses a value, so a stale id held by
-//! the shell can never reach a newer client.
+//! Identifiers handed out by counters that never reuse a value: clients (so a stale id held by
+//! the shell can never reach a newer client) and store operations (so the store's commits can be
+//! checked against the order the engine asked for them).
 
 use std::fmt;
 
@@ -21,5 +22,29 @@ impl ClientId {
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "c{}", self.0)
+    }
+}
+
+/// One `Output::Store` the engine asked for, named again by `Input::Committed` when the store
+/// reports it durable. Increasing per engine, in the order the stores were emitted.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct OpId(u64);
+
+impl OpId {
+    /// The raw counter value (for the store's records and logs).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id with this raw value: for a shell or store that kept `get()` (an id the engine never
+    /// handed out is refused by `Input::Committed`, never trusted).
+    pub fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+}
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op{}", self.0)
     }
 }

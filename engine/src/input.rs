@@ -1,6 +1,6 @@
 //! Everything the shell tells the engine, besides `connect` and `kick` (which return a value).
 
-use crate::ClientId;
+use crate::{ClientId, OpId};
 
 /// One event from the outside world, handed to `Engine::handle` with the time it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,13 @@ pub enum Input<'a> {
     Disconnect {
         /// Whose connection ended.
         client: ClientId,
+    },
+    /// The store made the message of `Output::Store { op, .. }` durable: it is now kept in the
+    /// room's history and broadcast to the room's members (with `hold_until_committed`). Commits
+    /// come in the order the stores were emitted; any other op is `Error::CommitOutOfOrder`.
+    Committed {
+        /// The op of the `Store` that was committed.
+        op: OpId,
     },
     /// Nothing happened but time passed: fires due timers. Calling it early is harmless.
     Tick,

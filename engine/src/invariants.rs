@@ -160,7 +160,7 @@ impl Engine {
             );
             assert!(
                 room.history.back().is_none_or(|last| last.seq == room.seq),
-                "room {} history behind seq",
+                "room {} history does not end at its last committed seq",
                 room.name
             );
             assert!(
@@ -195,6 +195,7 @@ impl Engine {
             }
         }
         assert_eq!(members, in_rooms, "room member lists count someone twice");
+        self.check_uncommitted();
         assert_eq!(self.histories.bytes, history_bytes, "total history bytes");
         assert!(
             self.departures.len() <= config.clients_max,

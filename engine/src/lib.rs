@@ -10,6 +10,7 @@
 
 mod client;
 mod commands;
+mod commit;
 mod config;
 mod departures;
 mod engine;
@@ -30,10 +31,11 @@ mod room;
 mod time;
 mod timer;
 
+pub use commit::RestoredRoom;
 pub use config::Config;
 pub use engine::{Engine, Stats};
 pub use error::Error;
-pub use ids::ClientId;
+pub use ids::{ClientId, OpId};
 pub use input::Input;
 pub use output::{close_code, CloseReason, LeaveReason, Output};
 pub use protocol::{JoinRequest, Renamed, ServerMessage};

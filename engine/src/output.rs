@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::ClientId;
+use crate::{ClientId, OpId};
 
 /// One instruction for the shell. Carry them out in order, per client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +40,21 @@ pub enum Output {
     Resume {
         /// The client to read from again.
         to: ClientId,
+    },
+    /// Make this chat message durable, then report `Input::Committed { op }` (only with
+    /// `Config::hold_until_committed`). Until then no client gets its frame, its sender included:
+    /// acknowledged means durable. Commit in the order the stores come.
+    Store {
+        /// Names this store in the `Committed` report.
+        op: OpId,
+        /// The room's name.
+        room: String,
+        /// The room's epoch: a restart restores the room with it (see `Engine::restore`).
+        epoch: String,
+        /// The message's `seq` in the room (consecutive per room and epoch).
+        seq: u64,
+        /// The frame exactly as it will be broadcast and kept in history.
+        frame: Bytes,
     },
 }
 

@@ -79,11 +79,14 @@ pub enum ErrorCode {
     RateLimited,
     /// No room can be created: `rooms_max` rooms exist and none is empty.
     TooManyRooms,
+    /// The message was not accepted: the store cannot take writes now (`uncommitted_max`
+    /// messages wait for their commit). Sending it again later may work.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -96,6 +99,7 @@ impl ErrorCode {
         ErrorCode::NotInRoom,
         ErrorCode::RateLimited,
         ErrorCode::TooManyRooms,
+        ErrorCode::Unavailable,
     ];
 
     /// The wire spelling (the `code` of the `error` frame).
@@ -113,6 +117,7 @@ impl ErrorCode {
             ErrorCode::NotInRoom => "not_in_room",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

@@ -44,8 +44,12 @@ pub(crate) struct Room {
     pub(crate) incarnation: u64,
     /// Server epoch plus this room's incarnation, so a recreated room never honours old `since`s.
     pub(crate) epoch: String,
-    /// Last `seq` handed out; the next message gets `seq + 1`.
+    /// Last `seq` released to clients: broadcast, kept in history and reported in `welcome`.
+    /// With `hold_until_committed` that is the last committed one; otherwise the last handed out.
     pub(crate) seq: u64,
+    /// Last `seq` handed out; the next message gets `assigned + 1`. Ahead of `seq` exactly by
+    /// the messages held for their commit (see `commit`).
+    pub(crate) assigned: u64,
     /// Kept messages, a consecutive run ending at `seq` (see `history::Histories`).
     pub(crate) history: VecDeque<Stored>,
     /// What `history` costs the byte budgets (`history::cost` of each message).
@@ -84,6 +88,7 @@ impl Room {
             incarnation,
             epoch,
             seq: 0,
+            assigned: 0,
             history: VecDeque::new(),
             history_bytes: 0,
             members: Vec::new(),

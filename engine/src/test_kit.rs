@@ -9,6 +9,8 @@
 //! - outputs name only live clients, and nothing follows a client's `Close`;
 //! - `Pause` and `Resume` alternate per client;
 //! - every `Send` is a protocol message (`ServerMessage`);
+//! - every `Store` has a new, higher op and its frame is that room's `message` for that seq (the
+//!   shell keeps the outstanding ones, oldest first, for [`Shell::commit_next`]);
 //! - after every call the engine's invariants hold and its queue counts equal the frames the
 //!   shell was given minus those it reported flushed.
 //!
@@ -18,7 +20,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::protocol::JoinRequest;
-use crate::{ClientId, CloseReason, Config, Engine, Error, Input, Now, Output, ServerMessage};
+use crate::{
+    ClientId, CloseReason, Config, Engine, Error, Input, Now, OpId, Output, RestoredRoom,
+    ServerMessage,
+};
 
 /// What one client got from the engine, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +38,31 @@ pub enum Event {
     Resume,
     /// Closed, with this reason; nothing follows.
     Close(CloseReason),
+}
+
+/// One `Output::Store` the shell was given: the message to make durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreRequest {
+    /// The op to commit it with.
+    pub op: OpId,
+    /// The room's name.
+    pub room: String,
+    /// The room's epoch.
+    pub epoch: String,
+    /// The message's seq.
+    pub seq: u64,
+    /// The frame, exactly as it will be broadcast.
+    pub frame: bytes::Bytes,
+}
+
+impl StoreRequest {
+    /// The frame, parsed.
+    pub fn message(&self) -> crate::protocol::ChatMessage {
+        match serde_json::from_slice(&self.frame) {
+            Ok(ServerMessage::Message(m)) => m,
+            other => panic!("a Store frame is a message frame, got {other:?}"),
+        }
+    }
 }
 
 /// The shell's side of one live connection.
@@ -72,6 +102,12 @@ pub struct Shell {
     pub auto_flush: bool,
     /// Every flush the shell reported: the client and how many frames.
     flushes: Vec<(ClientId, usize)>,
+    /// Stores asked for and not yet reported committed, oldest first.
+    outstanding: VecDeque<StoreRequest>,
+    /// Every store asked for since last taken.
+    stores: Vec<StoreRequest>,
+    /// The highest op seen in a `Store`.
+    last_op: Option<OpId>,
 }
 
 /// The wall clock every shell starts at (2027-01-15T08:00:00Z): fixed, so `ts` is predictable.
@@ -80,7 +116,20 @@ pub const WALL_START_SECS: u64 = 1_800_000_000;
 impl Shell {
     /// A shell around a new engine; panics on an invalid config (tests choose it).
     pub fn new(config: Config, epoch: &str) -> Self {
-        let engine = Engine::new(config, epoch).expect("the test's config is valid");
+        Self::around(Engine::new(config, epoch).expect("the test's config is valid"))
+    }
+
+    /// A shell around an engine restored from `rooms`, as `Engine::restore` answers.
+    pub fn restored(
+        config: Config,
+        epoch: &str,
+        rooms: impl IntoIterator<Item = RestoredRoom>,
+    ) -> Result<Self, Error> {
+        Engine::restore(config, epoch, rooms).map(Self::around)
+    }
+
+    /// A shell around `engine`, which nobody has driven yet.
+    pub fn around(engine: Engine) -> Self {
         let start = Instant::now();
         let wall_start = UNIX_EPOCH + Duration::from_secs(WALL_START_SECS);
         Self {
@@ -97,6 +146,9 @@ impl Shell {
             pings: BTreeMap::new(),
             auto_flush: true,
             flushes: Vec::new(),
+            outstanding: VecDeque::new(),
+            stores: Vec::new(),
+            last_op: None,
         }
     }
 
@@ -200,6 +252,10 @@ impl Shell {
     /// once the outputs of the call are carried out (timers fired first may still ping it).
     pub fn handle(&mut self, input: Input<'_>) -> Result<(), Error> {
         let result = self.engine.handle(self.at(), input);
+        if let (Ok(()), Input::Committed { op }) = (&result, input) {
+            let front = self.outstanding.pop_front().map(|store| store.op);
+            assert_eq!(front, Some(op), "the engine accepted a commit out of order");
+        }
         if let (Ok(()), Input::Disconnect { client }) = (&result, input) {
             self.carry_out(Some(client));
             self.forget(client);
@@ -207,6 +263,32 @@ impl Shell {
         }
         self.after_call();
         result
+    }
+
+    /// The store reports the oldest outstanding `Store` committed; panics if there is none or
+    /// the engine refuses it. Returns what was committed.
+    pub fn commit_next(&mut self) -> StoreRequest {
+        let store = (self.outstanding.front().cloned()).expect("a store is outstanding");
+        self.handle(Input::Committed { op: store.op })
+            .expect("the oldest store commits");
+        store
+    }
+
+    /// Commits every outstanding store, oldest first.
+    pub fn commit_all(&mut self) {
+        while !self.outstanding.is_empty() {
+            self.commit_next();
+        }
+    }
+
+    /// Stores asked for and not yet committed, oldest first.
+    pub fn outstanding(&self) -> &VecDeque<StoreRequest> {
+        &self.outstanding
+    }
+
+    /// Every store asked for since last taken, in order.
+    pub fn take_stores(&mut self) -> Vec<StoreRequest> {
+        std::mem::take(&mut self.stores)
     }
 
     /// Reports the oldest `frames` (all when `None`) of `id`'s unflushed frames written.
@@ -265,7 +347,10 @@ impl Shell {
                 let about_it = match &output {
                     Output::Resume { to } => *to == gone,
                     Output::Close { client, .. } => *client == gone,
-                    Output::Send { .. } | Output::Ping { .. } | Output::Pause { .. } => false,
+                    Output::Send { .. }
+                    | Output::Ping { .. }
+                    | Output::Pause { .. }
+                    | Output::Store { .. } => false,
                 };
                 assert!(!about_it, "{output:?} for {gone}, which disconnected");
             }
@@ -296,6 +381,27 @@ impl Shell {
                 Output::Resume { to } => {
                     self.live(to, "Resume").events.push(Event::Resume);
                     assert!(self.paused.remove(&to), "{to} resumed while running");
+                }
+                Output::Store {
+                    op,
+                    room,
+                    epoch,
+                    seq,
+                    frame,
+                } => {
+                    assert!(self.last_op.is_none_or(|last| op > last), "{op} not new");
+                    self.last_op = Some(op);
+                    let store = StoreRequest {
+                        op,
+                        room,
+                        epoch,
+                        seq,
+                        frame,
+                    };
+                    let message = store.message();
+                    assert_eq!((&message.room, message.seq), (&store.room, store.seq));
+                    self.outstanding.push_back(store.clone());
+                    self.stores.push(store);
                 }
             }
         }

@@ -206,6 +206,9 @@ impl Limits {
             membership_rate_interval: Duration::from_millis(u64::from(
                 self.membership_rate_interval_ms,
             )),
+            // The fuzzed engine broadcasts at once, as the server does: no store to commit.
+            hold_until_committed: false,
+            uncommitted_max: Config::default().uncommitted_max,
         };
         match config.validate() {
             Ok(()) => config,

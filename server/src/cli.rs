@@ -278,6 +278,9 @@ impl Args {
                 membership_rate_burst: self.membership_rate_burst,
                 membership_rate_interval: self.membership_rate_interval.into(),
                 presence_changes_max: self.presence_changes_max,
+                // No store yet: messages are broadcast at once, as before.
+                hold_until_committed: false,
+                uncommitted_max: Config::default().uncommitted_max,
             },
             epoch: None,
             static_source: self

@@ -318,6 +318,11 @@ impl Hub {
                         }
                     }
                 }
+                // The server runs without `hold_until_committed` (it has no store yet), so the
+                // engine never asks for one; if it did, nothing could commit it.
+                Output::Store { op, .. } => {
+                    tracing::error!(%op, "the engine asked for a store, but none is running");
+                }
             }
         }
     }
