@@ -28,6 +28,11 @@
 //!   than it listens).
 //! - A room's epoch is the server epoch and a count of rooms created, so a forgotten and
 //!   recreated room never honours an old `since`.
+//! - Half the cases run with `hold_until_committed`: a message then takes its seq and a `Store`
+//!   but reaches nobody, its sender included, until its `Commit` (oldest first), when it enters
+//!   history and goes to the room's members of that moment (a forgotten room's is dropped);
+//!   `welcome` shows only committed messages and seqs, and past `UNCOMMITTED_MAX` held messages
+//!   a message is refused `unavailable`.
 //!
 //! `PROPTEST_CASES=5000 cargo test -p chat-engine --test model` searches longer.
 
@@ -37,7 +42,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chat_engine::test_kit::{Event as KitEvent, Shell};
-use chat_engine::{ClientId, CloseReason, Config, Error, Input, JoinRequest, ServerMessage};
+use chat_engine::{ClientId, CloseReason, Config, Error, Input, JoinRequest, OpId, ServerMessage};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
@@ -77,9 +82,13 @@ const IDLE_MS: u64 = 10_000;
 const SWEEP_EVERY_MS: u64 = 1_000;
 /// Nicknames the server gives clients that pick none: this prefix and the client id.
 const GUEST_PREFIX: &str = "guest-";
+/// Messages held for their commit at most (cases with `hold_until_committed`).
+const UNCOMMITTED_MAX: usize = 2;
 
-fn engine_config() -> Config {
+fn engine_config(hold: bool) -> Config {
     Config {
+        hold_until_committed: hold,
+        uncommitted_max: UNCOMMITTED_MAX,
         default_room: DEFAULT_ROOM.to_owned(),
         history_max: HISTORY_MAX,
         queue_frames_max: QUEUE_FRAMES_MAX,
@@ -243,6 +252,13 @@ enum Transition {
     AdvanceTime {
         ms: u64,
         tick: bool,
+    },
+    /// The store commits the oldest held message (only generated with the hold).
+    Commit,
+    /// The store reports an op that is not the oldest held: the next held one, one never handed
+    /// out, or one already committed (`pick` chooses; only generated with the hold).
+    CommitWrong {
+        pick: u8,
     },
 }
 
@@ -430,7 +446,10 @@ struct Client {
 struct Room {
     /// Which room creation this is (rooms are forgotten and recreated): gives the epoch.
     incarnation: u64,
+    /// The last seq released (committed, with the hold): what clients are told.
     seq: u64,
+    /// The last seq handed out (ahead of `seq` by the messages held).
+    assigned: u64,
     history: VecDeque<Said>,
     /// Client ids; a leaver's place is taken by the last member (the engine's order).
     members: Vec<u64>,
@@ -452,6 +471,17 @@ struct Step {
     /// Reading clients reported flushed after the action, in order, with their queued frames.
     auto_flush: Vec<(u64, usize)>,
     expected: BTreeMap<u64, Vec<Event>>,
+    /// The `Store`s the engine should emit: op, room, epoch and the message.
+    stores: Vec<(u64, String, String, Said)>,
+}
+
+/// A message waiting for its commit: its op, its room (name and incarnation) and itself.
+#[derive(Clone, Debug)]
+struct Held {
+    op: u64,
+    room: String,
+    incarnation: u64,
+    said: Said,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -491,6 +521,15 @@ enum Action {
         client: u64,
     },
     Tick,
+    /// `Input::Committed` for the oldest held op.
+    Commit {
+        op: u64,
+    },
+    /// `Input::Committed` for `op`, refused: `expected` is the oldest held.
+    CommitWrong {
+        op: u64,
+        expected: Option<u64>,
+    },
 }
 
 /// What a client frame asks for.
@@ -509,6 +548,11 @@ enum Command {
 
 #[derive(Clone, Debug)]
 struct Model {
+    /// Messages wait for their commit (`hold_until_committed`).
+    hold: bool,
+    /// Held messages, oldest first, and the next op.
+    held: VecDeque<Held>,
+    next_op: u64,
     now_ms: u64,
     next_id: u64,
     clients: BTreeMap<u64, Client>,
@@ -535,8 +579,11 @@ struct Model {
 }
 
 impl Model {
-    fn new() -> Self {
+    fn new(hold: bool) -> Self {
         Self {
+            hold,
+            held: VecDeque::new(),
+            next_op: 1,
             now_ms: 0,
             next_id: 1,
             clients: BTreeMap::new(),
@@ -681,6 +728,21 @@ impl Model {
                 if tick {
                     self.call(Action::Tick, |_| {});
                 }
+            }
+            Transition::Commit => {
+                if let Some(op) = self.held.front().map(|held| held.op) {
+                    self.call(Action::Commit { op }, |m| m.commit());
+                }
+            }
+            Transition::CommitWrong { pick } => {
+                let expected = self.held.front().map(|held| held.op);
+                let op = match pick % 3 {
+                    0 => self.next_op,
+                    1 => self.held.get(1).map_or(self.next_op + 1, |held| held.op),
+                    _ => expected.unwrap_or(self.next_op).saturating_sub(1),
+                };
+                // Refused; the call still fires the timers due.
+                self.call(Action::CommitWrong { op, expected }, |_| {});
             }
         }
         self.flush_readers();
@@ -1089,21 +1151,58 @@ impl Model {
         if text.chars().any(refused) {
             return self.error(id, "invalid_text");
         }
+        if self.hold && self.held.len() >= UNCOMMITTED_MAX {
+            return self.error(id, "unavailable");
+        }
         self.touch(&room);
         let nick = self.clients[&id].nick.clone();
         let r = self.room(&room);
-        r.seq += 1;
+        r.assigned += 1;
+        let incarnation = r.incarnation;
         let said = Said {
-            seq: r.seq,
+            seq: r.assigned,
             nick,
             text: text.to_owned(),
         };
+        if self.hold {
+            let op = self.next_op;
+            self.next_op += 1;
+            let epoch = epoch_of(incarnation);
+            (self.last.stores).push((op, room.clone(), epoch, said.clone()));
+            return self.held.push_back(Held {
+                op,
+                room,
+                incarnation,
+                said,
+            });
+        }
+        self.release(&room, said);
+    }
+
+    /// A message from now on: in the room's history and to every member.
+    fn release(&mut self, room: &str, said: Said) {
+        let r = self.room(room);
+        r.seq = said.seq;
         r.history.push_back(said.clone());
         if r.history.len() > HISTORY_MAX {
             r.history.pop_front();
         }
         self.messages_total += 1;
-        self.broadcast(&room.clone(), Event::Message { room, said }, None);
+        let message = Event::Message {
+            room: room.to_owned(),
+            said,
+        };
+        self.broadcast(room, message, None);
+    }
+
+    /// The store committed the oldest held message: released, unless its room was forgotten
+    /// (a room of that name now is another incarnation).
+    fn commit(&mut self) {
+        let held = self.held.pop_front().expect("a held message");
+        let alive = (self.rooms.get(&held.room)).is_some_and(|r| r.incarnation == held.incarnation);
+        if alive {
+            self.release(&held.room, held.said);
+        }
     }
 
     fn typing(&mut self, id: u64) {
@@ -1266,6 +1365,7 @@ impl Model {
             Room {
                 incarnation: self.rooms_created,
                 seq: 0,
+                assigned: 0,
                 history: VecDeque::new(),
                 members: Vec::new(),
                 paused: false,
@@ -1367,17 +1467,17 @@ impl ReferenceStateMachine for ChatModel {
     type Transition = Transition;
 
     fn init_state() -> BoxedStrategy<Model> {
-        Just(Model::new()).boxed()
+        any::<bool>().prop_map(Model::new).boxed()
     }
 
-    fn transitions(_: &Model) -> BoxedStrategy<Transition> {
+    fn transitions(state: &Model) -> BoxedStrategy<Transition> {
         let pick = || 0..CLIENTS_MAX * 2;
         let nick = || prop::sample::select(&NICKS[..]);
         let room = || prop::sample::select(&ROOMS[..]);
         let text = prop::sample::select(TEXTS.map(|(wire, _)| wire).to_vec());
         let since =
             (-2i64..=6, any::<bool>()).prop_map(|(back, same_epoch)| Since { back, same_epoch });
-        prop_oneof![
+        let actions = prop_oneof![
             3 => (prop::option::of(nick()), prop::option::of(room()))
                 .prop_map(|(nick, room)| Transition::Connect { nick, room }),
             2 => (
@@ -1405,6 +1505,14 @@ impl ReferenceStateMachine for ChatModel {
             1 => pick().prop_map(|client| Transition::Disconnect { client }),
             2 => (0..4_000u64, any::<bool>())
                 .prop_map(|(ms, tick)| Transition::AdvanceTime { ms, tick }),
+        ];
+        if !state.hold {
+            return actions.boxed();
+        }
+        prop_oneof![
+            26 => actions,
+            4 => Just(Transition::Commit),
+            1 => any::<u8>().prop_map(|pick| Transition::CommitWrong { pick }),
         ]
         .boxed()
     }
@@ -1431,6 +1539,9 @@ static PAUSES: AtomicUsize = AtomicUsize::new(0);
 static TIMEOUTS: AtomicUsize = AtomicUsize::new(0);
 static RECOVERED: AtomicUsize = AtomicUsize::new(0);
 static STEPS_RUN: AtomicUsize = AtomicUsize::new(0);
+/// Commits accepted, and those whose message reached two or more clients ("sometimes").
+static COMMITS: AtomicUsize = AtomicUsize::new(0);
+static WIDE_COMMITS: AtomicUsize = AtomicUsize::new(0);
 /// Informational: how often each error code and close reason was seen.
 static OUTCOMES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 
@@ -1513,9 +1624,9 @@ impl View {
 }
 
 impl Sut {
-    fn new() -> Self {
+    fn new(hold: bool) -> Self {
         Self {
-            shell: Shell::new(engine_config(), EPOCH),
+            shell: Shell::new(engine_config(hold), EPOCH),
             ids: BTreeMap::new(),
             views: BTreeMap::new(),
         }
@@ -1632,8 +1743,8 @@ impl StateMachineTest for EngineVsModel {
     type SystemUnderTest = Sut;
     type Reference = ChatModel;
 
-    fn init_test(_: &Model) -> Sut {
-        Sut::new()
+    fn init_test(model: &Model) -> Sut {
+        Sut::new(model.hold)
     }
 
     fn apply(mut sut: Sut, model: &Model, transition: Transition) -> Sut {
@@ -1681,7 +1792,34 @@ impl StateMachineTest for EngineVsModel {
             }
             Action::Disconnect { client } => sut.shell.disconnect(sut.id(*client)),
             Action::Tick => sut.shell.tick(),
+            Action::Commit { op } => {
+                let committed = sut.shell.commit_next();
+                assert_eq!(committed.op.get(), *op, "the oldest held op");
+                COMMITS.fetch_add(1, Relaxed);
+            }
+            Action::CommitWrong { op, expected } => {
+                let got = OpId::from_raw(*op);
+                let result = sut.shell.handle(Input::Committed { op: got });
+                let expected = expected.map(OpId::from_raw);
+                assert_eq!(result, Err(Error::CommitOutOfOrder { expected, got }));
+            }
         }
+        let stores: Vec<(u64, String, String, Said)> = (sut.shell.take_stores().into_iter())
+            .map(|store| {
+                let m = store.message();
+                assert_eq!(m.seq, store.seq, "a Store's seq is its frame's");
+                let said = Said {
+                    seq: m.seq,
+                    nick: m.nick,
+                    text: m.text,
+                };
+                (store.op.get(), store.room, store.epoch, said)
+            })
+            .collect();
+        assert_eq!(
+            stores, step.stores,
+            "after {transition:?}: the engine stored (left) what the model did not (right)"
+        );
         flushes.extend(step.auto_flush.iter().copied());
         let reported: Vec<(u64, usize)> = (sut.shell.take_flushes().into_iter())
             .map(|(id, frames)| (id.get(), frames))
@@ -1693,6 +1831,14 @@ impl StateMachineTest for EngineVsModel {
         let got = sut.got();
         assert_same_events(&got, &step.expected, &transition);
         count_sometimes(&got);
+        if matches!(step.action, Action::Commit { .. }) {
+            let reached = (got.values().flatten())
+                .filter(|e| matches!(e, Event::Message { .. }))
+                .count();
+            if reached >= 2 {
+                WIDE_COMMITS.fetch_add(1, Relaxed);
+            }
+        }
         sut
     }
 
@@ -1705,6 +1851,7 @@ impl StateMachineTest for EngineVsModel {
         same_room_members_in_join_order(sut, model);
         nicks_unique_in_each_room(model);
         history_is_the_latest_consecutive_run(model);
+        held_messages_match_the_model(sut, model);
         pause_state_agrees_everywhere(sut, model);
         flow_control_is_settled(model);
         presence_views_converge(sut, model);
@@ -1786,6 +1933,25 @@ fn history_is_the_latest_consecutive_run(model: &Model) {
         let seqs: Vec<u64> = room.history.iter().map(|said| said.seq).collect();
         let want: Vec<u64> = (room.seq.saturating_sub(HISTORY_MAX as u64) + 1..=room.seq).collect();
         assert_eq!(seqs, want, "history of {name}");
+    }
+}
+
+/// The messages waiting for their commit are the model's, in op order; a room's are exactly the
+/// seqs after its last committed one; without the hold nothing ever waits.
+fn held_messages_match_the_model(sut: &Sut, model: &Model) {
+    let ops: Vec<u64> = (sut.shell.outstanding().iter())
+        .map(|s| s.op.get())
+        .collect();
+    let want: Vec<u64> = model.held.iter().map(|held| held.op).collect();
+    assert_eq!(ops, want, "ops waiting for their commit");
+    assert!(model.hold || want.is_empty(), "held without the hold");
+    for (name, room) in &model.rooms {
+        let seqs: Vec<u64> = (model.held.iter())
+            .filter(|h| h.room == *name && h.incarnation == room.incarnation)
+            .map(|h| h.said.seq)
+            .collect();
+        let want: Vec<u64> = (room.seq + 1..=room.assigned).collect();
+        assert_eq!(seqs, want, "held seqs of {name}");
     }
 }
 
@@ -1908,6 +2074,11 @@ fn engine_matches_the_reference_model() {
         count(&PAGED),
     );
     eprintln!(
+        "model: {} commits ({} reaching 2+ clients)",
+        count(&COMMITS),
+        count(&WIDE_COMMITS),
+    );
+    eprintln!(
         "model: outcomes {:?}",
         OUTCOMES.lock().map(|o| o.clone()).unwrap_or_default()
     );
@@ -1925,4 +2096,13 @@ fn engine_matches_the_reference_model() {
         "no presence frame ever left names out"
     );
     assert!(count(&PAGED) > 0, "no who page ever had a next one");
+    assert!(
+        count(&WIDE_COMMITS) > 0,
+        "no committed message ever reached two clients"
+    );
+    let unavailable = OUTCOMES
+        .lock()
+        .map(|o| o.get("unavailable").copied().unwrap_or(0))
+        .unwrap_or(0);
+    assert!(unavailable > 0, "no message was ever refused unavailable");
 }
