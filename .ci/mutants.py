@@ -16,6 +16,7 @@ column, then ` # ` and the reason, e.g.
 """
 
 import json
+import os
 import re
 import sys
 
@@ -50,6 +51,7 @@ def main():
     missed = []
     timed_out = set()
     files = set()
+    ran = set()
     for outcome in outcomes["outcomes"]:
         scenario = outcome["scenario"]
         if not isinstance(scenario, dict) or "Mutant" not in scenario:
@@ -58,6 +60,7 @@ def main():
         mutant = scenario["Mutant"]
         files.add(mutant["file"])
         name = mutant.get("name") or f"{mutant['file']}:{mutant['span']['start']['line']}:{mutant['span']['start']['column']}: {mutant.get('description', '')}"
+        ran.add(unlocated(name))
         if summary == "CaughtMutant":
             counts["caught"] += 1
         elif summary == "MissedMutant":
@@ -75,12 +78,18 @@ def main():
     real_misses = [m for m in missed if unlocated(m) not in equivalents]
     survived = {unlocated(m) for m in missed}
     # Only entries about the files this run mutated can be stale. A listed one that timed out
-    # says the machine was slow, not that a test catches it: reported, not stale.
+    # says the machine was slow, not that a test catches it: reported, not stale. A run of one
+    # shard (MUTANTS_SHARD set) holds only some of a file's mutants, so there an entry is stale
+    # only when it ran and was caught; a whole run also flags entries whose mutant is gone.
+    sharded = bool(os.environ.get("MUTANTS_SHARD"))
     slow = [e for e in equivalents if e in timed_out and e not in survived]
     stale = [
         e
         for e in equivalents
-        if e.split(":", 1)[0] in files and e not in survived and e not in timed_out
+        if e.split(":", 1)[0] in files
+        and e not in survived
+        and e not in timed_out
+        and (e in ran or not sharded)
     ]
     caught = counts["caught"] + counts["timeout"]
     scored = caught + len(real_misses)

@@ -5,8 +5,9 @@
 # (server/src/hub.rs) together, failing under the same floor. Installs cargo-mutants if missing.
 #
 #   .ci/mutants.sh              # what CI runs
-#   .ci/mutants.sh engine       # only the engine (this commit's half of its mutants)
-#   .ci/mutants.sh engine-full  # every engine mutant (about 15 minutes on 2 cores)
+#   .ci/mutants.sh engine       # only the engine (this commit's third of its mutants)
+#   .ci/mutants.sh engine-full  # every engine mutant (about 20 minutes on 2 cores)
+#   .ci/mutants.sh server-full  # every server mutant of the two files (about 18 minutes)
 #
 # Each run's outcomes land in .ci/out/mutants/<part>/mutants.out/ (missed.txt, caught.txt, ...).
 set -uo pipefail
@@ -51,23 +52,34 @@ run() {
     return "$verdict"
 }
 
+run_server() {
+    run server 95 -p chat-server -f server/src/ws_read.rs -f server/src/hub.rs \
+        --re 'ws_read\.rs:|Hub::(flush|flushed|queue_for|feed|replay_held|dispatch)' \
+        --timeout 10 "$@" -C --lib -- -- ws_read:: hub::
+}
+
+hash=$(printf '%d' "0x$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0)")
 failed=0
 for part in "${parts[@]}"; do
     case $part in
         # -C args reach the build as well as the test run: without them every mutant would
         # also build (and link) every integration test and bench of the package.
-        # Half the engine's mutants per commit (which half: the commit's hash), so CI stays
-        # inside its time budget; consecutive commits usually cover both. engine-full: all.
+        # A third of the engine's mutants and half of the server's per commit (which share: the
+        # commit's hash), so CI stays inside its time budget; consecutive commits cover the rest.
+        # engine-full and server-full run all (about 20 and 18 minutes on 2 cores).
         engine)
-            shard=$(($(printf '%d' "0x$(git rev-parse --short=7 HEAD 2>/dev/null || echo 0)") % 2))
-            echo "   engine shard $shard/2"
-            run engine 95 -p chat-engine -j 2 --shard "$shard/2" -C --lib -C --test=model || failed=1 ;;
+            shard=$((hash % 3))
+            echo "   engine shard $shard/3"
+            MUTANTS_SHARD="$shard/3" run engine 95 -p chat-engine -j 2 --shard "$shard/3" \
+                -C --lib -C --test=model || failed=1 ;;
         engine-full) run engine 95 -p chat-engine -j 2 -C --lib -C --test=model || failed=1 ;;
         # The frame reader and the hub's accounting (what it tells the engine was written, held
         # and read), in one run so the server is built from scratch once.
-        server) run server 95 -p chat-server -f server/src/ws_read.rs -f server/src/hub.rs \
-            --re 'ws_read\.rs:|Hub::(flush|flushed|queue_for|feed|replay_held|dispatch)' \
-            --timeout 10 -C --lib -- -- ws_read:: hub:: || failed=1 ;;
+        server)
+            shard=$((hash / 3 % 2))
+            echo "   server shard $shard/2"
+            MUTANTS_SHARD="$shard/2" run_server --shard "$shard/2" || failed=1 ;;
+        server-full) run_server || failed=1 ;;
         *) echo "unknown part $part" >&2; exit 2 ;;
     esac
 done

@@ -477,8 +477,10 @@ fn every_limit_rule_is_checked_on_its_own() {
             },
         ),
     ];
-    // Past a year, any interval or timeout (an instant plus it must not overflow).
-    let past_a_year = crate::config::DURATION_MAX + Duration::from_secs(1);
+    // Past a year, any interval or timeout (an instant plus it must not overflow). Written out
+    // rather than read from `DURATION_MAX`, so the bound itself is pinned: 366 days.
+    let a_year = Duration::from_secs(31_622_400);
+    let past_a_year = a_year + Duration::from_secs(1);
     let long: Vec<(&str, Config)> = vec![
         (
             "ping_interval",
@@ -540,11 +542,11 @@ fn every_limit_rule_is_checked_on_its_own() {
             ..ok.clone()
         },
         Config {
-            ping_interval: crate::config::DURATION_MAX,
-            idle_timeout: crate::config::DURATION_MAX,
-            presence_interval: crate::config::DURATION_MAX,
-            typing_interval: crate::config::DURATION_MAX,
-            membership_rate_interval: crate::config::DURATION_MAX,
+            ping_interval: a_year,
+            idle_timeout: a_year,
+            presence_interval: a_year,
+            typing_interval: a_year,
+            membership_rate_interval: a_year,
             ..ok.clone()
         },
         Config {
