@@ -3,7 +3,7 @@
 //! one when full).
 
 use crate::engine::Engine;
-use crate::names::{nick_likeness, room_likeness, validate_nick, validate_room};
+use crate::names::{checked_nick, nick_likeness, room_likeness, validate_room};
 use crate::protocol::{ErrorCode, JoinRequest, Outgoing};
 use crate::room::Room;
 use crate::time::rfc3339_millis;
@@ -25,16 +25,20 @@ impl Engine {
                 None => self.config.default_room.clone(),
             },
         };
-        let nick = match &join.nick {
-            Some(raw) => match validate_nick(raw) {
-                Ok(nick) => nick.to_owned(),
+        let (nick, likeness) = match &join.nick {
+            Some(raw) => match checked_nick(raw) {
+                Ok((nick, likeness)) => (nick.to_owned(), likeness),
                 Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
             },
-            None => self.clients[slot].nick.clone(),
+            None => {
+                let nick = self.clients[slot].nick.clone();
+                let likeness = nick_likeness(&nick);
+                (nick, likeness)
+            }
         };
         let target = self.room_index.get(&room_likeness(&room_name)).copied();
         if let Some(t) = target {
-            if let Some(holder) = self.rooms[t].holder(&nick) {
+            if let Some(holder) = self.rooms[t].holder(&nick, &likeness) {
                 if holder != slot {
                     return self.nick_taken(slot, now, &nick, t);
                 }
@@ -55,11 +59,11 @@ impl Engine {
         };
         if current == Some(r) {
             if nick != self.clients[slot].nick {
-                self.rename(slot, r, nick, now);
+                self.rename(slot, r, nick, likeness, now);
             }
         } else {
             self.leave_room(slot, now, LeaveReason::Switched);
-            self.enter_room(slot, r, nick, now);
+            self.enter_room(slot, r, nick, likeness, now);
         }
         self.welcome(slot, now, r, join.since, join.epoch.as_deref());
     }
@@ -74,16 +78,16 @@ impl Engine {
                 "join a room first (a join can carry a nick)",
             );
         };
-        let nick = match validate_nick(raw) {
-            Ok(nick) => nick.to_owned(),
+        let (nick, likeness) = match checked_nick(raw) {
+            Ok((nick, likeness)) => (nick.to_owned(), likeness),
             Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
         };
-        if let Some(holder) = self.rooms[r].holder(&nick) {
+        if let Some(holder) = self.rooms[r].holder(&nick, &likeness) {
             if holder != slot {
                 return self.nick_taken(slot, now, &nick, r);
             }
         }
-        self.rename(slot, r, nick, now);
+        self.rename(slot, r, nick, likeness, now);
     }
 
     fn nick_taken(&mut self, slot: usize, now: Now, nick: &str, r: usize) {
@@ -96,12 +100,12 @@ impl Engine {
 
     /// Everyone in a small room, the renamed client included, hears the new name at once; in a
     /// large room only the renamed client does, the others at the next presence tick.
-    fn rename(&mut self, slot: usize, r: usize, nick: String, now: Now) {
+    fn rename(&mut self, slot: usize, r: usize, nick: String, likeness: String, now: Now) {
         let client = &mut self.clients[slot];
         let old = std::mem::replace(&mut client.nick, nick);
         let room = &mut self.rooms[r];
         let list_max = self.config.presence_list_max;
-        let old_likeness = std::mem::replace(&mut client.likeness, nick_likeness(&client.nick));
+        let old_likeness = std::mem::replace(&mut client.likeness, likeness);
         room.unindex_nick(&old, &old_likeness, list_max);
         room.index_nick(&client.nick, &client.likeness, slot, list_max);
         let frame = Outgoing::Nick {
@@ -120,7 +124,7 @@ impl Engine {
         }
     }
 
-    fn enter_room(&mut self, slot: usize, r: usize, nick: String, now: Now) {
+    fn enter_room(&mut self, slot: usize, r: usize, nick: String, likeness: String, now: Now) {
         self.activity += 1;
         let client = &mut self.clients[slot];
         client.nick = nick;
@@ -129,7 +133,7 @@ impl Engine {
         room.last_active = self.activity;
         client.member_pos = room.members.len();
         room.members.push(slot);
-        client.likeness = nick_likeness(&client.nick);
+        client.likeness = likeness;
         room.index_nick(
             &client.nick,
             &client.likeness,

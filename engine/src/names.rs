@@ -19,6 +19,12 @@ pub(crate) const GUEST_PREFIX: &str = "guest-";
 
 /// Returns the trimmed nickname, or why it is refused.
 pub fn validate_nick(raw: &str) -> Result<&str, String> {
+    checked_nick(raw).map(|(nick, _)| nick)
+}
+
+/// [`validate_nick`] and the nickname's likeness (see [`nick_likeness`]), normalizing it once:
+/// a join or rename needs both, and PRECIS and the skeleton are the costly part of a join.
+pub(crate) fn checked_nick(raw: &str) -> Result<(&str, String), String> {
     let nick = raw.trim();
     let chars = nick.chars().count();
     if chars == 0 {
@@ -32,25 +38,33 @@ pub fn validate_nick(raw: &str) -> Result<&str, String> {
     if nick.chars().any(char::is_control) {
         return Err("a nickname cannot contain control characters".to_owned());
     }
+    let profile = UsernameCaseMapped::new();
+    let mut parts = Vec::new();
     for part in nick.split(' ').filter(|part| !part.is_empty()) {
-        if let Err(error) = UsernameCaseMapped::new().enforce(part) {
-            return Err(match error {
-                PrecisError::BadCodepoint(bad) => format!(
+        match profile.enforce(part) {
+            Ok(normalized) => parts.push(normalized.into_owned()),
+            Err(PrecisError::BadCodepoint(bad)) => {
+                return Err(format!(
                     "a nickname cannot contain U+{:04X} (invisible, a direction control, a \
                      symbol or an emoji)",
                     bad.cp
-                ),
-                _ => "a nickname must be letters, digits and ordinary punctuation".to_owned(),
-            });
+                ))
+            }
+            Err(_) => {
+                return Err(
+                    "a nickname must be letters, digits and ordinary punctuation".to_owned(),
+                )
+            }
         }
     }
+    let likeness: String = skeleton(&parts.join(" ")).collect();
     // Checked on the skeleton, so neither width, case nor a look-alike letter gets past it.
-    if nick_likeness(nick).starts_with(GUEST_PREFIX) {
+    if likeness.starts_with(GUEST_PREFIX) {
         return Err(format!(
             "nicknames starting with {GUEST_PREFIX:?} are reserved for guests"
         ));
     }
-    Ok(nick)
+    Ok((nick, likeness))
 }
 
 /// Returns the room name, or why it is refused: 1-64 of letters, digits, `-`, `_`, `.`.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::names::{nick_key, nick_likeness};
+use crate::names::nick_key;
 use crate::ClientId;
 
 /// One message kept for history: its `seq` and its frame exactly as broadcast.
@@ -120,11 +120,11 @@ impl Room {
         self.forget_page_if_changed(&key, list_max);
     }
 
-    /// The member whose nickname is `nick` to a reader: the same ignoring case, or one that
-    /// looks the same (see [`nick_likeness`]).
-    pub(crate) fn holder(&self, nick: &str) -> Option<usize> {
+    /// The member whose nickname is `nick` (of this `likeness`, see `names::nick_likeness`) to a
+    /// reader: the same ignoring case, or one that looks the same.
+    pub(crate) fn holder(&self, nick: &str, likeness: &str) -> Option<usize> {
         (self.nicks.get(&nick_key(nick)))
-            .or_else(|| self.likeness.get(&nick_likeness(nick)))
+            .or_else(|| self.likeness.get(likeness))
             .copied()
     }
 
