@@ -47,8 +47,10 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 
-/// Cases when `PROPTEST_CASES` is not set: keeps `cargo test -p chat-engine` quick.
-const DEFAULT_CASES: u32 = 256;
+/// Cases when `PROPTEST_CASES` is not set: keeps `cargo test -p chat-engine` quick (a few
+/// seconds) while the rarest path the run must show (a `presence` frame that leaves names out,
+/// now in half the cases, the others holding messages) still comes up a dozen times or more.
+const DEFAULT_CASES: u32 = 512;
 /// Transitions per case.
 const STEPS: std::ops::Range<usize> = 1..80;
 
@@ -2082,6 +2084,12 @@ fn engine_matches_the_reference_model() {
         "model: outcomes {:?}",
         OUTCOMES.lock().map(|o| o.clone()).unwrap_or_default()
     );
+    // Whether the run exercised what it is for is judged at the default case count. Fewer (the
+    // mutation stage runs 64 per mutant, to catch what fails, not to measure coverage) may miss
+    // a rare path by chance, which says nothing about the engine.
+    if config.cases < DEFAULT_CASES {
+        return;
+    }
     assert!(count(&EVICTIONS) > 0, "no slow consumer was ever evicted");
     assert!(
         count(&WIDE_BROADCASTS) > 0,
