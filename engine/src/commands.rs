@@ -1,5 +1,6 @@
 //! What a client's frames ask for: each passes the rate limit, is decoded, and becomes a chat
-//! message for the room, a typing notice, a join or a rename, or an `error` frame back.
+//! message for the room, a typing notice, a join or a rename, a page of history, or an `error`
+//! frame back.
 
 use crate::engine::Engine;
 use crate::names::refused_text_char;
@@ -34,16 +35,18 @@ impl Engine {
         }
         client.strikes = 0;
         let command = protocol::decode(text);
-        if matches!(command, Ok(Command::Join(_) | Command::Nick { .. }))
-            && !client.membership_rate.try_acquire_every(
-                now.mono,
-                config.membership_rate_burst,
-                config.membership_rate_interval,
-            )
-        {
+        if matches!(
+            command,
+            Ok(Command::Join(_) | Command::Nick { .. } | Command::History { .. })
+        ) && !client.membership_rate.try_acquire_every(
+            now.mono,
+            config.membership_rate_burst,
+            config.membership_rate_interval,
+        ) {
             self.stats.rate_limited_total += 1;
             let message = format!(
-                "slow down: joins, room switches and renames at most one per {} (bursts of {})",
+                "slow down: joins, room switches, renames and history pages at most one per {} \
+                 (bursts of {})",
                 humantime::format_duration(config.membership_rate_interval),
                 config.membership_rate_burst
             );
@@ -56,6 +59,7 @@ impl Engine {
             Ok(Command::Nick { nick }) => self.change_nick(slot, now, &nick),
             Ok(Command::Typing) => self.typing(slot, now),
             Ok(Command::Who { after }) => self.who(slot, now, after.as_deref()),
+            Ok(Command::History { before, limit }) => self.history(slot, now, before, limit),
         }
     }
 
@@ -130,7 +134,11 @@ impl Engine {
         }
         .to_frame();
         if hold {
-            return self.hold(r, seq, frame);
+            let sender = self.clients[slot].id;
+            return self.hold(r, seq, frame, sender);
+        }
+        if self.config.store_relaxed {
+            self.ask_store(r, seq, frame.clone());
         }
         self.release(r, seq, frame, now);
     }

@@ -21,10 +21,12 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::dormant::DormantRoom;
 use crate::engine::Engine;
 use crate::names::{room_likeness, validate_room};
+use crate::protocol::ErrorCode;
 use crate::room::Room;
-use crate::{Config, Error, Now, OpId, Output, ServerMessage};
+use crate::{ClientId, Config, Error, Now, OpId, Output, ServerMessage};
 
 /// One message waiting for its commit.
 #[derive(Debug)]
@@ -35,6 +37,8 @@ pub(crate) struct Held {
     pub(crate) incarnation: u64,
     pub(crate) seq: u64,
     pub(crate) frame: Bytes,
+    /// Who sent it: told `unavailable` if the store fails it.
+    pub(crate) sender: ClientId,
 }
 
 /// The held messages, oldest first (op order, which is also seq order within each room).
@@ -76,7 +80,21 @@ pub struct RestoredRoom {
 
 impl Engine {
     /// Holds room `r`'s message `seq` for its commit and asks the store for it.
-    pub(crate) fn hold(&mut self, r: usize, seq: u64, frame: Bytes) {
+    pub(crate) fn hold(&mut self, r: usize, seq: u64, frame: Bytes, sender: ClientId) {
+        let op = self.ask_store(r, seq, frame.clone());
+        let room = &self.rooms[r];
+        self.uncommitted.held.push_back(Held {
+            op,
+            room: r,
+            incarnation: room.incarnation,
+            seq,
+            frame,
+            sender,
+        });
+    }
+
+    /// Asks the store to keep room `r`'s message `seq` (held or, relaxed, already released).
+    pub(crate) fn ask_store(&mut self, r: usize, seq: u64, frame: Bytes) -> OpId {
         let op = OpId::from_raw(self.uncommitted.next_op);
         self.uncommitted.next_op += 1;
         let room = &self.rooms[r];
@@ -85,33 +103,58 @@ impl Engine {
             room: room.name.clone(),
             epoch: room.epoch.clone(),
             seq,
-            frame: frame.clone(),
-        });
-        self.uncommitted.held.push_back(Held {
-            op,
-            room: r,
-            incarnation: room.incarnation,
-            seq,
             frame,
         });
+        op
+    }
+
+    /// `Input::StoreFailed`: the store could not write `op`, which must be the oldest held, so
+    /// (one log, written in order) nothing held will be: every held message is dropped, each
+    /// sender still here is told `unavailable`, and each room hands out its next seqs again. A
+    /// report about an op already dropped changes nothing.
+    pub(crate) fn on_store_failed(&mut self, op: OpId, now: Now) -> Result<(), Error> {
+        let front = self.uncommitted.held.front().map(|held| held.op);
+        match front {
+            Some(front) if op == front => {}
+            Some(front) if op < front => return Ok(()),
+            None if op.get() < self.uncommitted.next_op => return Ok(()),
+            expected => return Err(Error::CommitOutOfOrder { expected, got: op }),
+        }
+        let dropped = std::mem::take(&mut self.uncommitted.held);
+        for held in &dropped {
+            if let Some(room) =
+                (self.rooms.get_mut(held.room)).filter(|room| room.incarnation == held.incarnation)
+            {
+                room.assigned = room.seq;
+            }
+        }
+        self.stats.store_failures_total += dropped.len() as u64;
+        for held in dropped {
+            if let Some(&slot) = self.ids.get(&held.sender) {
+                let message = format!(
+                    "unavailable: message {} was not stored (the store cannot write now); \
+                     send it again later",
+                    held.seq
+                );
+                self.reply_error(slot, now, ErrorCode::Unavailable, &message);
+            }
+        }
+        Ok(())
     }
 
     /// `Input::Committed`: releases the oldest held message, which must be `op`.
     ///
     /// A held message is released whatever happened meanwhile: it was accepted, so its sender
-    /// leaving or its room emptying does not undo it (whoever is a member now gets it). A room
-    /// that was forgotten meanwhile (and perhaps recreated, with a new epoch) has nobody who
-    /// could place the message: it is dropped, not broadcast, and its seq died with that epoch.
+    /// leaving or its room emptying does not undo it (whoever is a member now gets it). Its room
+    /// is still there: a room with held messages is never forgotten (`create_room`).
     pub(crate) fn on_committed(&mut self, op: OpId, now: Now) -> Result<(), Error> {
         let expected = self.uncommitted.held.front().map(|held| held.op);
         if expected != Some(op) {
             return Err(Error::CommitOutOfOrder { expected, got: op });
         }
         let held = (self.uncommitted.held.pop_front()).expect("its op was just read");
-        let alive = (self.rooms.get(held.room)).is_some_and(|r| r.incarnation == held.incarnation);
-        if alive {
-            self.release(held.room, held.seq, held.frame, now);
-        }
+        debug_assert_eq!(self.rooms[held.room].incarnation, held.incarnation);
+        self.release(held.room, held.seq, held.frame, now);
         Ok(())
     }
 
@@ -121,7 +164,12 @@ impl Engine {
     /// this start's, as for [`new`](Self::new): rooms created from now on get epochs from it, so
     /// it must differ from every earlier start's.
     ///
-    /// Refused with `Error::InvalidRestore`: more rooms than `rooms_max`, an invalid or duplicate
+    /// With a store (`Config::persists`), more rooms than `rooms_max` may be given: the first ones
+    /// (the least recently active, by the order given) stay dormant (see `dormant`), their
+    /// history left to the store, and get their epoch and seq back when someone joins them.
+    ///
+    /// Refused with `Error::InvalidRestore`: without a store, more rooms than `rooms_max`; an
+    /// invalid or duplicate
     /// room name (ignoring case and look-alikes), an empty epoch or one this start could hand out
     /// itself, a history that is not consecutive or does not end at `seq`, or a frame that is not
     /// that room's `message` frame for that seq.
@@ -132,25 +180,27 @@ impl Engine {
     ) -> Result<Self, Error> {
         let mut engine = Self::new(config, epoch)?;
         let fail = |why: String| Err(Error::InvalidRestore(why));
-        for restored in rooms {
+        let rooms: Vec<RestoredRoom> = rooms.into_iter().collect();
+        let rooms_max = engine.config.rooms_max;
+        if rooms.len() > rooms_max && !engine.config.persists() {
+            return fail(format!("more rooms than rooms_max ({rooms_max})"));
+        }
+        let asleep = rooms.len().saturating_sub(rooms_max);
+        for (at, restored) in rooms.into_iter().enumerate() {
             let RestoredRoom {
                 name,
                 epoch,
                 seq,
                 history,
             } = restored;
-            if engine.rooms.len() >= engine.config.rooms_max {
-                return fail(format!(
-                    "more rooms than rooms_max ({})",
-                    engine.config.rooms_max
-                ));
-            }
             if let Err(why) = validate_room(&name) {
                 return fail(format!("room {name:?}: {why}"));
             }
             let likeness = room_likeness(&name);
-            if let Some(&other) = engine.room_index.get(&likeness) {
-                let other = &engine.rooms[other].name;
+            let other = (engine.room_index.get(&likeness))
+                .map(|&other| engine.rooms[other].name.as_str())
+                .or_else(|| engine.dormant.get(&likeness).map(|d| d.name.as_str()));
+            if let Some(other) = other {
                 return fail(format!("room {name:?} given twice (or like {other:?})"));
             }
             if epoch.is_empty() || engine.could_mint(&epoch) {
@@ -174,6 +224,12 @@ impl Engine {
                         "room {name:?}: the frame of seq {at} is not its message frame"
                     ));
                 }
+            }
+            if at < asleep {
+                engine
+                    .dormant
+                    .insert(likeness, DormantRoom { name, epoch, seq });
+                continue;
             }
             // Numbered as if created now, in the order given: a room created later gets the
             // next incarnation, so a forgotten and recreated room still gets a fresh epoch.

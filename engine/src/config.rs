@@ -72,6 +72,10 @@ pub struct Config {
     /// it with `Input::Committed`. Off (the default), messages are broadcast at once and the
     /// engine emits no `Store`.
     pub hold_until_committed: bool,
+    /// Relaxed durability: every chat message also goes out as `Output::Store`, but is broadcast
+    /// at once; no `Committed` is expected. A store that loses what it was handed must then tell
+    /// clients so (a new epoch). Not together with `hold_until_committed`.
+    pub store_relaxed: bool,
     /// Messages held at most, waiting for their commit (with `hold_until_committed`); past it a
     /// chat message is refused with `unavailable`: the store is not keeping up.
     pub uncommitted_max: usize,
@@ -109,6 +113,7 @@ impl Default for Config {
             membership_rate_interval: Duration::from_secs(2),
             hold_until_committed: false,
             uncommitted_max: 1024,
+            store_relaxed: false,
         }
     }
 }
@@ -149,6 +154,9 @@ impl Config {
         if self.hold_until_committed && self.uncommitted_max == 0 {
             return fail("uncommitted_max must be at least 1 when messages wait for their commit");
         }
+        if self.hold_until_committed && self.store_relaxed {
+            return fail("hold_until_committed and store_relaxed exclude each other");
+        }
         if self.presence_interval.is_zero() {
             return fail("presence_interval must be positive");
         }
@@ -164,5 +172,11 @@ impl Config {
             return fail("intervals and timeouts must be at most a year (366 days)");
         }
         Ok(())
+    }
+
+    /// Whether a store keeps the messages (held or relaxed): rooms then outlive their time in
+    /// memory (see `dormant`) and `history` pages come from the store.
+    pub(crate) fn persists(&self) -> bool {
+        self.hold_until_committed || self.store_relaxed
     }
 }

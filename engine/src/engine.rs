@@ -13,6 +13,7 @@ use slab::Slab;
 use crate::client::Client;
 use crate::commit::Uncommitted;
 use crate::departures::{AddrKey, Departures};
+use crate::dormant::Dormant;
 use crate::history::{Budget, Histories};
 use crate::names::{nick_key, room_likeness};
 use crate::protocol::JoinRequest;
@@ -74,6 +75,8 @@ pub struct Engine {
     pub(crate) uncommitted: Uncommitted,
     /// Rate buckets clients left with, for the next connection from their address.
     pub(crate) departures: Departures,
+    /// Rooms the store keeps that are not in memory (with `Config::persists`).
+    pub(crate) dormant: Dormant,
     pub(crate) stats: Stats,
 }
 
@@ -98,6 +101,12 @@ pub struct Stats {
     pub rate_limited_total: u64,
     /// `error` frames sent.
     pub errors_total: u64,
+    /// Held messages dropped because the store could not write them (`Input::StoreFailed`).
+    pub store_failures_total: u64,
+    /// Messages waiting for their commit now.
+    pub uncommitted: usize,
+    /// Rooms the store keeps that are not in memory now.
+    pub dormant_rooms: usize,
 }
 
 impl Engine {
@@ -123,6 +132,7 @@ impl Engine {
             histories: Histories::default(),
             uncommitted: Uncommitted::default(),
             departures: Departures::default(),
+            dormant: Dormant::default(),
             stats: Stats::default(),
         })
     }
@@ -202,6 +212,16 @@ impl Engine {
                 self.remove(slot, now, LeaveReason::Left);
             }),
             Input::Committed { op } => self.on_committed(op, now),
+            Input::StoreFailed { op } => self.on_store_failed(op, now),
+            Input::Fetched {
+                to,
+                room,
+                messages,
+                complete,
+            } => {
+                self.on_fetched(to, now, room, messages, complete);
+                Ok(())
+            }
             Input::Tick => Ok(()),
         };
         self.finish(now);
@@ -252,6 +272,8 @@ impl Engine {
             clients: self.clients.len(),
             rooms: self.rooms.len(),
             history_bytes: self.histories.bytes,
+            uncommitted: self.uncommitted.len(),
+            dormant_rooms: self.dormant.len(),
             ..self.stats
         }
     }

@@ -1,5 +1,7 @@
 //! Everything the shell tells the engine, besides `connect` and `kick` (which return a value).
 
+use bytes::Bytes;
+
 use crate::{ClientId, OpId};
 
 /// One event from the outside world, handed to `Engine::handle` with the time it happened.
@@ -37,6 +39,26 @@ pub enum Input<'a> {
     Committed {
         /// The op of the `Store` that was committed.
         op: OpId,
+    },
+    /// The store could not make the message of `Output::Store { op, .. }` durable, nor (one
+    /// log) any held after it: every held message is dropped, its sender gets `unavailable`, and
+    /// the rooms' next seqs are handed out again. The shell must make sure the store refuses
+    /// every `Store` emitted before this input was handled (they are dropped here). A report for
+    /// an op already dropped is ignored.
+    StoreFailed {
+        /// The first op that failed.
+        op: OpId,
+    },
+    /// The page an `Output::Fetch` asked for: it goes to client `to` as a `history` frame.
+    Fetched {
+        /// Who asked (if it left meanwhile, nothing is sent).
+        to: ClientId,
+        /// The room, as in the `Fetch`.
+        room: &'a str,
+        /// Message frames exactly as stored, oldest first.
+        messages: &'a [Bytes],
+        /// Nothing older is stored.
+        complete: bool,
     },
     /// Nothing happened but time passed: fires due timers. Calling it early is harmless.
     Tick,

@@ -13,6 +13,7 @@ mod commands;
 mod commit;
 mod config;
 mod departures;
+mod dormant;
 mod engine;
 mod error;
 mod flow;
@@ -28,6 +29,7 @@ mod presence;
 pub mod protocol;
 mod rate;
 mod room;
+mod scrollback;
 mod time;
 mod timer;
 

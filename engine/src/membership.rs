@@ -2,6 +2,7 @@
 //! per room (ignoring case), and creating rooms within `rooms_max` (forgetting the stalest empty
 //! one when full).
 
+use crate::dormant::DormantRoom;
 use crate::engine::Engine;
 use crate::names::{checked_nick, nick_likeness, room_likeness, validate_room};
 use crate::protocol::{ErrorCode, JoinRequest, Outgoing};
@@ -202,33 +203,49 @@ impl Engine {
     }
 
     /// A new room, making space by forgetting the stalest empty one; `None` if every room is
-    /// occupied.
+    /// occupied. A room with messages waiting for their commit is not forgotten: they will be
+    /// released to whoever joins it. With a store, the forgotten room sleeps (`dormant`), and a
+    /// room created under a dormant one's name wakes it: its name, epoch and next seq.
     fn create_room(&mut self, name: String) -> Option<usize> {
         if self.rooms.len() >= self.config.rooms_max {
             let (stale, _) = self
                 .rooms
                 .iter()
-                .filter(|(_, room)| room.members.is_empty())
+                .filter(|(_, room)| room.members.is_empty() && room.assigned == room.seq)
                 .min_by_key(|(_, room)| room.last_active)?;
             self.histories.clear(&mut self.rooms, stale);
             let room = self.rooms.remove(stale);
-            self.room_index.remove(&room_likeness(&room.name));
+            let likeness = room_likeness(&room.name);
+            self.room_index.remove(&likeness);
             // Its changes have nobody left to be told.
             self.presence_due.remove(&room.incarnation);
             if self.presence_due.is_empty() {
                 self.timers.stop(Timer::Presence);
             }
+            if self.config.persists() {
+                let Room {
+                    name, epoch, seq, ..
+                } = room;
+                self.dormant
+                    .insert(likeness, DormantRoom { name, epoch, seq });
+            }
         }
         self.room_incarnations += 1;
+        let likeness = room_likeness(&name);
+        let (name, epoch, seq) = match self.dormant.take(&likeness) {
+            Some(DormantRoom { name, epoch, seq }) => (name, epoch, seq),
+            None => (
+                name,
+                format!("{}-{}", self.epoch, self.room_incarnations),
+                0,
+            ),
+        };
         // Its creator's join (`enter_room`) makes it the most recently active room.
-        let epoch = format!("{}-{}", self.epoch, self.room_incarnations);
-        let r = self.rooms.insert(Room::new(
-            name.clone(),
-            self.room_incarnations,
-            epoch,
-            self.activity,
-        ));
-        self.room_index.insert(room_likeness(&name), r);
+        let mut room = Room::new(name, self.room_incarnations, epoch, self.activity);
+        room.seq = seq;
+        room.assigned = seq;
+        let r = self.rooms.insert(room);
+        self.room_index.insert(likeness, r);
         Some(r)
     }
 }

@@ -41,9 +41,10 @@ pub enum Output {
         /// The client to read from again.
         to: ClientId,
     },
-    /// Make this chat message durable, then report `Input::Committed { op }` (only with
-    /// `Config::hold_until_committed`). Until then no client gets its frame, its sender included:
-    /// acknowledged means durable. Commit in the order the stores come.
+    /// Make this chat message durable (with `Config::hold_until_committed` or
+    /// `Config::store_relaxed`). Held, report `Input::Committed { op }` once it is, or
+    /// `Input::StoreFailed { op }` if it cannot be: until then no client gets its frame, its
+    /// sender included (acknowledged means durable). Commit in the order the stores come.
     Store {
         /// Names this store in the `Committed` report.
         op: OpId,
@@ -55,6 +56,19 @@ pub enum Output {
         seq: u64,
         /// The frame exactly as it will be broadcast and kept in history.
         frame: Bytes,
+    },
+    /// Read a page of room `room`'s stored messages for client `to` (its `history` command, when
+    /// a store keeps them): the newest `limit` with a seq below `before`, then report them with
+    /// `Input::Fetched`. Every `Store` emitted before it must be readable by then.
+    Fetch {
+        /// Who asked.
+        to: ClientId,
+        /// The room, named as in `Store`.
+        room: String,
+        /// Messages with a seq below this one (never above the room's committed `seq` + 1).
+        before: u64,
+        /// At most this many (at most `HISTORY_PAGE_MAX`).
+        limit: usize,
     },
 }
 

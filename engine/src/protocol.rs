@@ -32,7 +32,19 @@ pub enum Command {
         /// The last nickname of the previous page (`next` of the `users` answer).
         after: Option<String>,
     },
+    /// A page of the current room's older messages (scrollback).
+    History {
+        /// Messages with a seq below this one; the newest when absent.
+        before: Option<u64>,
+        /// How many at most, from 1 to [`HISTORY_PAGE_MAX`]; [`HISTORY_PAGE_DEFAULT`] when absent.
+        limit: Option<u64>,
+    },
 }
+
+/// The most messages one `history` page holds.
+pub const HISTORY_PAGE_MAX: usize = 100;
+/// A `history` page's size when the request names none.
+pub const HISTORY_PAGE_DEFAULT: usize = 50;
 
 /// The optional fields of a join; also what `/ws?nick=&room=&since=&epoch=` carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,9 +191,13 @@ pub fn decode(text: &str) -> Result<Command, ProtocolError> {
         "who" => Ok(Command::Who {
             after: take(&mut object, "after", "a string")?,
         }),
+        "history" => Ok(Command::History {
+            before: take(&mut object, "before", "a non-negative integer")?,
+            limit: take(&mut object, "limit", "a non-negative integer")?,
+        }),
         other => Err(ProtocolError::new(
             ErrorCode::UnknownType,
-            format!("unknown type {other:?}: expected message, join, nick, typing or who"),
+            format!("unknown type {other:?}: expected message, join, nick, typing, who or history"),
         )),
     }
 }
@@ -245,6 +261,16 @@ impl Command {
             Command::Who { after: None } => serde_json::json!({"type": "who"}),
             Command::Who { after: Some(after) } => {
                 serde_json::json!({"type": "who", "after": after})
+            }
+            Command::History { before, limit } => {
+                let mut value = serde_json::json!({"type": "history"});
+                if let Some(before) = before {
+                    value["before"] = (*before).into();
+                }
+                if let Some(limit) = limit {
+                    value["limit"] = (*limit).into();
+                }
+                value
             }
         };
         value.to_string()
@@ -362,6 +388,15 @@ pub enum ServerMessage {
         /// Renames beyond those listed.
         renamed_more: usize,
     },
+    /// A page of older messages (the answer to `history`).
+    History {
+        /// The room.
+        room: String,
+        /// The messages, oldest first, exactly as they were broadcast.
+        messages: Vec<ChatMessage>,
+        /// Nothing older exists.
+        complete: bool,
+    },
     /// A frame was refused; nothing else changed.
     Error {
         /// An [`ErrorCode`] spelling.
@@ -438,6 +473,11 @@ pub(crate) enum Outgoing<'a> {
         joined_more: usize,
         left_more: usize,
         renamed_more: usize,
+    },
+    History {
+        room: &'a str,
+        messages: &'a [&'a serde_json::value::RawValue],
+        complete: bool,
     },
     Error {
         code: &'a str,

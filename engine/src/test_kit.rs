@@ -108,6 +108,23 @@ pub struct Shell {
     stores: Vec<StoreRequest>,
     /// The highest op seen in a `Store`.
     last_op: Option<OpId>,
+    /// What a store would keep: committed (or, relaxed, stored) frames by room and seq.
+    kept: BTreeMap<String, BTreeMap<u64, bytes::Bytes>>,
+    /// `Fetch`es not yet answered, oldest first.
+    fetches: VecDeque<FetchRequest>,
+}
+
+/// One `Output::Fetch` the shell was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// Who asked.
+    pub to: ClientId,
+    /// The room.
+    pub room: String,
+    /// Messages below this seq.
+    pub before: u64,
+    /// At most this many.
+    pub limit: usize,
 }
 
 /// The wall clock every shell starts at (2027-01-15T08:00:00Z): fixed, so `ts` is predictable.
@@ -149,6 +166,8 @@ impl Shell {
             outstanding: VecDeque::new(),
             stores: Vec::new(),
             last_op: None,
+            kept: BTreeMap::new(),
+            fetches: VecDeque::new(),
         }
     }
 
@@ -253,8 +272,21 @@ impl Shell {
     pub fn handle(&mut self, input: Input<'_>) -> Result<(), Error> {
         let result = self.engine.handle(self.at(), input);
         if let (Ok(()), Input::Committed { op }) = (&result, input) {
-            let front = self.outstanding.pop_front().map(|store| store.op);
-            assert_eq!(front, Some(op), "the engine accepted a commit out of order");
+            let front = self.outstanding.pop_front();
+            assert_eq!(
+                front.as_ref().map(|store| store.op),
+                Some(op),
+                "the engine accepted a commit out of order"
+            );
+            if let Some(store) = front {
+                self.keep(&store);
+            }
+        }
+        if let (Ok(()), Input::StoreFailed { op }) = (&result, input) {
+            // The engine dropped every held message; a stale report changes nothing.
+            if self.outstanding.front().is_some_and(|store| store.op == op) {
+                self.outstanding.clear();
+            }
         }
         if let (Ok(()), Input::Disconnect { client }) = (&result, input) {
             self.carry_out(Some(client));
@@ -272,6 +304,53 @@ impl Shell {
         self.handle(Input::Committed { op: store.op })
             .expect("the oldest store commits");
         store
+    }
+
+    /// The store fails the oldest outstanding `Store` (and so every one after it).
+    pub fn fail_next(&mut self) -> Result<(), Error> {
+        let store = (self.outstanding.front().cloned()).expect("a store is outstanding");
+        self.handle(Input::StoreFailed { op: store.op })
+    }
+
+    /// `Fetch`es not yet answered, oldest first.
+    pub fn fetches(&self) -> &VecDeque<FetchRequest> {
+        &self.fetches
+    }
+
+    /// Answers every pending `Fetch` from what the shell's store keeps, as a store would: the
+    /// newest `limit` below `before`, oldest first, and whether nothing older is kept.
+    pub fn answer_fetches(&mut self) {
+        while let Some(fetch) = self.fetches.pop_front() {
+            let kept = self.kept.get(&fetch.room);
+            let below: Vec<(u64, bytes::Bytes)> = kept
+                .map(|kept| {
+                    (kept.range(..fetch.before).rev())
+                        .take(fetch.limit)
+                        .map(|(&seq, frame)| (seq, frame.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let oldest = kept.and_then(|kept| kept.keys().next().copied());
+            let complete = below.last().is_none_or(|&(seq, _)| Some(seq) == oldest);
+            let messages: Vec<bytes::Bytes> = below.into_iter().rev().map(|(_, f)| f).collect();
+            let input = Input::Fetched {
+                to: fetch.to,
+                room: &fetch.room,
+                messages: &messages,
+                complete,
+            };
+            self.handle(input)
+                .expect("a page for a client is always taken");
+        }
+    }
+
+    /// What the shell's store keeps of `room`, by seq.
+    pub fn kept(&self, room: &str) -> Vec<u64> {
+        (self.kept.get(room)).map_or_else(Vec::new, |kept| kept.keys().copied().collect())
+    }
+
+    fn keep(&mut self, store: &StoreRequest) {
+        (self.kept.entry(store.room.clone()).or_default()).insert(store.seq, store.frame.clone());
     }
 
     /// Commits every outstanding store, oldest first.
@@ -350,7 +429,8 @@ impl Shell {
                     Output::Send { .. }
                     | Output::Ping { .. }
                     | Output::Pause { .. }
-                    | Output::Store { .. } => false,
+                    | Output::Store { .. }
+                    | Output::Fetch { .. } => false,
                 };
                 assert!(!about_it, "{output:?} for {gone}, which disconnected");
             }
@@ -400,8 +480,32 @@ impl Shell {
                     };
                     let message = store.message();
                     assert_eq!((&message.room, message.seq), (&store.room, store.seq));
-                    self.outstanding.push_back(store.clone());
+                    if self.engine.config().hold_until_committed {
+                        self.outstanding.push_back(store.clone());
+                    } else {
+                        assert!(
+                            self.engine.config().store_relaxed,
+                            "a Store without a store"
+                        );
+                        self.keep(&store);
+                    }
                     self.stores.push(store);
+                }
+                Output::Fetch {
+                    to,
+                    room,
+                    before,
+                    limit,
+                } => {
+                    self.live(to, "Fetch");
+                    assert!(self.engine.config().persists(), "a Fetch without a store");
+                    assert!((1..=crate::protocol::HISTORY_PAGE_MAX).contains(&limit));
+                    (self.fetches).push_back(FetchRequest {
+                        to,
+                        room,
+                        before,
+                        limit,
+                    });
                 }
             }
         }

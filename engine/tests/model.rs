@@ -32,7 +32,10 @@
 //!   but reaches nobody, its sender included, until its `Commit` (oldest first), when it enters
 //!   history and goes to the room's members of that moment (a forgotten room's is dropped);
 //!   `welcome` shows only committed messages and seqs, and past `UNCOMMITTED_MAX` held messages
-//!   a message is refused `unavailable`.
+//!   a message is refused `unavailable`. A store failure (`StoreFailed` for the oldest held op)
+//!   drops every held message, tells each sender still here `unavailable`, and the rooms hand
+//!   those seqs out again. A room with held messages is never forgotten, and with a store a
+//!   forgotten room sleeps: created again, it has its old epoch and seq.
 //!
 //! `PROPTEST_CASES=5000 cargo test -p chat-engine --test model` searches longer.
 
@@ -257,6 +260,8 @@ enum Transition {
     },
     /// The store commits the oldest held message (only generated with the hold).
     Commit,
+    /// The store fails the oldest held message (only generated with the hold).
+    StoreFail,
     /// The store reports an op that is not the oldest held: the next held one, one never handed
     /// out, or one already committed (`pick` chooses; only generated with the hold).
     CommitWrong {
@@ -415,6 +420,7 @@ impl From<ServerMessage> for Event {
                 more: (joined_more, left_more, renamed_more),
             },
             ServerMessage::Error { code, .. } => Event::Error { code },
+            ServerMessage::History { .. } => panic!("the model never asks for history"),
         }
     }
 }
@@ -446,8 +452,10 @@ struct Client {
 
 #[derive(Clone, Debug)]
 struct Room {
-    /// Which room creation this is (rooms are forgotten and recreated): gives the epoch.
+    /// Which room creation this is (rooms are forgotten and recreated).
     incarnation: u64,
+    /// The incarnation its epoch was minted for (an older one for a room woken from sleep).
+    epoch: u64,
     /// The last seq released (committed, with the hold): what clients are told.
     seq: u64,
     /// The last seq handed out (ahead of `seq` by the messages held).
@@ -481,6 +489,7 @@ struct Step {
 #[derive(Clone, Debug)]
 struct Held {
     op: u64,
+    sender: u64,
     room: String,
     incarnation: u64,
     said: Said,
@@ -527,6 +536,10 @@ enum Action {
     Commit {
         op: u64,
     },
+    /// `Input::StoreFailed` for the oldest held op.
+    StoreFailed {
+        op: u64,
+    },
     /// `Input::Committed` for `op`, refused: `expected` is the oldest held.
     CommitWrong {
         op: u64,
@@ -565,8 +578,10 @@ struct Model {
     /// Room names, least recently active first (a post or a join makes a room active).
     recency: Vec<String>,
     rooms_created: u64,
-    /// The incarnation a forgotten room had, by name (for stale `since`s).
+    /// The epoch (as an incarnation) a forgotten room had, by name (for old `since`s).
     forgotten: BTreeMap<String, u64>,
+    /// With the hold (a store): forgotten rooms' epochs (as incarnations) and seqs, by name.
+    dormant: BTreeMap<String, (u64, u64)>,
     ping_at_ms: Option<u64>,
     sweep_at_ms: Option<u64>,
     presence_at_ms: Option<u64>,
@@ -595,6 +610,7 @@ impl Model {
             recency: Vec::new(),
             rooms_created: 0,
             forgotten: BTreeMap::new(),
+            dormant: BTreeMap::new(),
             ping_at_ms: None,
             sweep_at_ms: None,
             presence_at_ms: None,
@@ -734,6 +750,11 @@ impl Model {
             Transition::Commit => {
                 if let Some(op) = self.held.front().map(|held| held.op) {
                     self.call(Action::Commit { op }, |m| m.commit());
+                }
+            }
+            Transition::StoreFail => {
+                if let Some(op) = self.held.front().map(|held| held.op) {
+                    self.call(Action::StoreFailed { op }, |m| m.store_failed());
                 }
             }
             Transition::CommitWrong { pick } => {
@@ -1161,6 +1182,7 @@ impl Model {
         let r = self.room(&room);
         r.assigned += 1;
         let incarnation = r.incarnation;
+        let epoch = r.epoch;
         let said = Said {
             seq: r.assigned,
             nick,
@@ -1169,10 +1191,11 @@ impl Model {
         if self.hold {
             let op = self.next_op;
             self.next_op += 1;
-            let epoch = epoch_of(incarnation);
+            let epoch = epoch_of(epoch);
             (self.last.stores).push((op, room.clone(), epoch, said.clone()));
             return self.held.push_back(Held {
                 op,
+                sender: id,
                 room,
                 incarnation,
                 said,
@@ -1204,6 +1227,21 @@ impl Model {
         let alive = (self.rooms.get(&held.room)).is_some_and(|r| r.incarnation == held.incarnation);
         if alive {
             self.release(&held.room, held.said);
+        }
+    }
+
+    /// The store failed the oldest held message, so every held one: dropped, their seqs
+    /// handed out again, and each sender still here told `unavailable`, in op order.
+    fn store_failed(&mut self) {
+        for held in std::mem::take(&mut self.held) {
+            if let Some(r) =
+                (self.rooms.get_mut(&held.room)).filter(|r| r.incarnation == held.incarnation)
+            {
+                r.assigned = r.seq;
+            }
+            if self.clients.contains_key(&held.sender) {
+                self.error(held.sender, "unavailable");
+            }
         }
     }
 
@@ -1300,7 +1338,7 @@ impl Model {
         let seq = current.map_or(0, |r| r.seq);
         let since_seq = seq.saturating_add_signed(-since.back);
         let epoch = match (current, self.forgotten.get(&name)) {
-            (Some(r), _) if since.same_epoch => epoch_of(r.incarnation),
+            (Some(r), _) if since.same_epoch => epoch_of(r.epoch),
             (_, Some(&old)) => epoch_of(old),
             _ => "elsewhere-1".to_owned(),
         };
@@ -1348,7 +1386,10 @@ impl Model {
     fn create_room(&mut self, name: &str) -> bool {
         if self.rooms.len() >= ROOMS_MAX {
             let Some(stale) = (self.recency.iter())
-                .find(|r| self.rooms[*r].members.is_empty())
+                .find(|r| {
+                    self.rooms[*r].members.is_empty()
+                        && self.rooms[*r].assigned == self.rooms[*r].seq
+                })
                 .cloned()
             else {
                 return false;
@@ -1359,15 +1400,20 @@ impl Model {
                 self.presence_at_ms = None;
             }
             self.recency.retain(|r| *r != stale);
-            self.forgotten.insert(stale, old.incarnation);
+            if self.hold {
+                self.dormant.insert(stale.clone(), (old.epoch, old.seq));
+            }
+            self.forgotten.insert(stale, old.epoch);
         }
         self.rooms_created += 1;
+        let (epoch, seq) = (self.dormant.remove(name)).unwrap_or((self.rooms_created, 0));
         self.rooms.insert(
             name.to_owned(),
             Room {
                 incarnation: self.rooms_created,
-                seq: 0,
-                assigned: 0,
+                epoch,
+                seq,
+                assigned: seq,
                 history: VecDeque::new(),
                 members: Vec::new(),
                 paused: false,
@@ -1433,7 +1479,7 @@ impl Model {
         let client = &self.clients[&id];
         let name = client.room.clone().expect("welcomed into a room");
         let room = &self.rooms[&name];
-        let epoch = epoch_of(room.incarnation);
+        let epoch = epoch_of(room.epoch);
         let held = |seq: u64| room.history.iter().any(|said| said.seq == seq);
         let recovered = since.as_ref().is_some_and(|(since, their_epoch)| {
             *their_epoch == epoch && *since <= room.seq && (since + 1..=room.seq).all(held)
@@ -1514,6 +1560,7 @@ impl ReferenceStateMachine for ChatModel {
         prop_oneof![
             26 => actions,
             4 => Just(Transition::Commit),
+            1 => Just(Transition::StoreFail),
             1 => any::<u8>().prop_map(|pick| Transition::CommitWrong { pick }),
         ]
         .boxed()
@@ -1799,6 +1846,15 @@ impl StateMachineTest for EngineVsModel {
                 assert_eq!(committed.op.get(), *op, "the oldest held op");
                 COMMITS.fetch_add(1, Relaxed);
             }
+            Action::StoreFailed { op } => {
+                let front = sut.shell.outstanding().front().map(|store| store.op.get());
+                assert_eq!(front, Some(*op), "the oldest held op");
+                sut.shell.fail_next().expect("the oldest store fails");
+                assert!(
+                    sut.shell.outstanding().is_empty(),
+                    "every held message dropped"
+                );
+            }
             Action::CommitWrong { op, expected } => {
                 let got = OpId::from_raw(*op);
                 let result = sut.shell.handle(Input::Committed { op: got });
@@ -1929,12 +1985,17 @@ fn nicks_unique_in_each_room(model: &Model) {
     }
 }
 
-/// A room's history is at most `history_max` consecutive messages ending at the room's seq.
+/// A room's history is at most `history_max` consecutive messages ending at the room's seq: the
+/// latest ones, but in a room woken from sleep only those said since (the rest is the store's).
 fn history_is_the_latest_consecutive_run(model: &Model) {
     for (name, room) in &model.rooms {
         let seqs: Vec<u64> = room.history.iter().map(|said| said.seq).collect();
         let want: Vec<u64> = (room.seq.saturating_sub(HISTORY_MAX as u64) + 1..=room.seq).collect();
-        assert_eq!(seqs, want, "history of {name}");
+        if room.epoch == room.incarnation {
+            assert_eq!(seqs, want, "history of {name}");
+        } else {
+            assert!(want.ends_with(&seqs), "history of woken {name}: {seqs:?}");
+        }
     }
 }
 

@@ -209,6 +209,7 @@ impl Limits {
             // The fuzzed engine broadcasts at once, as the server does: no store to commit.
             hold_until_committed: false,
             uncommitted_max: Config::default().uncommitted_max,
+            store_relaxed: false,
         };
         match config.validate() {
             Ok(()) => config,

@@ -281,6 +281,7 @@ impl Args {
                 // No store yet: messages are broadcast at once, as before.
                 hold_until_committed: false,
                 uncommitted_max: Config::default().uncommitted_max,
+                store_relaxed: false,
             },
             epoch: None,
             static_source: self

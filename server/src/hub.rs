@@ -323,6 +323,9 @@ impl Hub {
                 Output::Store { op, .. } => {
                     tracing::error!(%op, "the engine asked for a store, but none is running");
                 }
+                Output::Fetch { to, .. } => {
+                    tracing::error!(client = %to, "the engine asked for a fetch, but no store is running");
+                }
             }
         }
     }

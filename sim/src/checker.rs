@@ -270,6 +270,7 @@ pub fn nothing_after_leaving(record: &Record) -> Vec<String> {
                     ServerMessage::Join { room, .. }
                     | ServerMessage::Typing { room, .. }
                     | ServerMessage::Users { room, .. }
+                    | ServerMessage::History { room, .. }
                     | ServerMessage::Presence { room, .. } => room,
                     ServerMessage::Leave {
                         room: r, nick: n, ..

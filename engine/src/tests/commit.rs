@@ -239,34 +239,83 @@ fn a_held_message_is_released_after_its_sender_left() {
     );
 }
 
-/// A held message whose room was forgotten (and its name reused, with a new epoch) is dropped at
-/// its commit: nobody can place it, and the new room's seqs start afresh.
+/// A room with a message waiting for its commit is not forgotten to make space: the message
+/// will be released to whoever joins it, so its room must still be there.
 #[test]
-fn a_held_message_of_a_forgotten_room_is_dropped_at_its_commit() {
+fn a_room_with_a_held_message_is_not_forgotten() {
     let mut h = shell(Config {
         rooms_max: 1,
         ..holding()
     });
     let ann = member(&mut h, "old", "ann");
-    h.send(ann, "lost");
+    h.send(ann, "kept");
+    h.disconnect(ann);
+    let carl = h.connect_with(join("new", "carl", None));
+    assert_eq!(h.errors(carl), ["too_many_rooms"], "'old' holds a message");
+    h.commit_next();
+    let dan = h.connect_with(join("new", "dan", None));
+    let (history, _, seq, _) = greeted(&mut h, dan);
+    assert_eq!(
+        (history, seq),
+        (vec![], 0),
+        "once committed, 'old' made way"
+    );
+    assert_eq!(h.engine.stats().dormant_rooms, 1);
+}
+
+/// With a store, a room forgotten to make space sleeps: created again, it has its old epoch and
+/// continues its seqs (the store keeps its messages under them), so an old `since` recovers.
+#[test]
+fn a_forgotten_room_sleeps_and_wakes_with_its_epoch_and_seq() {
+    let mut h = shell(Config {
+        rooms_max: 1,
+        ..holding()
+    });
+    let ann = member(&mut h, "old", "ann");
+    h.send(ann, "one");
+    h.send(ann, "two");
+    h.commit_all();
+    let epoch = h.take_stores()[0].epoch.clone();
     h.disconnect(ann);
     let bob = member(&mut h, "new", "bob");
-    let carl = h.connect_with(join("old", "carl", None));
-    assert_eq!(h.errors(carl), ["too_many_rooms"], "bob keeps 'new' alive");
+    assert_eq!(h.engine.stats().dormant_rooms, 1);
     h.disconnect(bob);
-    let carl2 = h.connect_with(join("old", "carl2", None));
-    let (history, _, seq, epoch) = greeted(&mut h, carl2);
-    assert_eq!((history, seq), (vec![], 0));
-    assert_ne!(epoch, h.outstanding()[0].epoch, "a new incarnation");
-    h.all_events();
-    h.commit_next();
-    assert!(
-        h.all_events().is_empty(),
-        "the forgotten room's message went out"
+    let carl = h.connect_with(join("old", "carl", Some((2, &epoch))));
+    let (history, recovered, seq, woken) = greeted(&mut h, carl);
+    assert_eq!((woken, seq), (epoch, 2), "its epoch and seq");
+    assert_eq!(
+        (history, recovered),
+        (vec![], true),
+        "nothing missed since 2"
     );
-    assert_eq!(h.engine.stats().messages_total, 0);
-    h.send(carl2, "first");
-    assert_eq!(h.take_stores().last().map(|s| s.seq), Some(1));
+    h.send(carl, "three");
+    let stores = h.take_stores();
+    assert_eq!(
+        (stores[0].room.as_str(), stores[0].seq),
+        ("old", 3),
+        "its own name"
+    );
+    assert_eq!(h.engine.stats().dormant_rooms, 1, "'new' sleeps now");
+}
+
+/// Without a store a forgotten room is gone: created again, it starts a new epoch at seq 1.
+#[test]
+fn without_a_store_a_forgotten_room_starts_afresh() {
+    let mut h = shell(Config {
+        rooms_max: 1,
+        ..unlimited()
+    });
+    let ann = h.connect_with(join("old", "ann", None));
+    let (_, _, _, first) = greeted(&mut h, ann);
+    h.send(ann, "one");
+    h.disconnect(ann);
+    let bob = member(&mut h, "new", "bob");
+    h.disconnect(bob);
+    let carl = h.connect_with(join("old", "carl", None));
+    let (_, _, seq, epoch) = greeted(&mut h, carl);
+    assert_eq!(seq, 0);
+    assert_ne!(epoch, first);
+    assert_eq!(h.engine.stats().dormant_rooms, 0);
 }
 
 /// What the first start's store kept: the commits of `room`, as the store would hand them back.
@@ -430,7 +479,7 @@ fn invalid_restores_are_refused() {
             ],
             Config {
                 rooms_max: 1,
-                ..holding()
+                ..unlimited()
             },
         ),
     ];
@@ -465,4 +514,137 @@ fn holding_needs_room_for_one_message() {
         Engine::new(off, "e").is_ok(),
         "the bound is unused without the hold"
     );
+}
+
+/// With a store, more rooms than `rooms_max` restore: the least recently active (given first)
+/// sleep, and wake with their epoch and seq when joined.
+#[test]
+fn a_restore_past_rooms_max_puts_the_least_recent_rooms_to_sleep() {
+    let mut first = shell(holding());
+    let ann = member(&mut first, "general", "ann");
+    let bob = member(&mut first, "rust", "bob");
+    first.send(ann, "one");
+    first.send(bob, "two");
+    first.send(bob, "three");
+    first.commit_all();
+    let stores = first.take_stores();
+    let rooms = [kept(&stores, "general"), kept(&stores, "rust")];
+    let config = Config {
+        rooms_max: 1,
+        ..holding()
+    };
+    let mut h = Shell::restored(config, "second-start", rooms).expect("a valid restore");
+    assert_eq!(
+        (h.engine.stats().rooms, h.engine.stats().dormant_rooms),
+        (1, 1)
+    );
+    let carl = h.connect_with(join("rust", "carl", None));
+    let (history, _, seq, _) = greeted(&mut h, carl);
+    assert_eq!(
+        (history, seq),
+        (vec![1, 2], 2),
+        "the awake room has its history"
+    );
+    h.disconnect(carl);
+    let dan = h.connect_with(join("general", "dan", None));
+    let (history, _, seq, epoch) = greeted(&mut h, dan);
+    assert_eq!(
+        (history, seq),
+        (vec![], 1),
+        "woken: its seq, its history left to the store"
+    );
+    assert_eq!(epoch, stores[0].epoch);
+}
+
+/// A store failure drops every held message: each sender is told `unavailable`, nobody gets a
+/// frame of them, and the rooms hand the same seqs out again.
+#[test]
+fn a_store_failure_refuses_every_held_message_and_reuses_their_seqs() {
+    let mut h = shell(holding());
+    let ann = member(&mut h, "general", "ann");
+    let bob = member(&mut h, "general", "bob");
+    h.send(ann, "one");
+    h.send(bob, "two");
+    let failed: Vec<u64> = h.take_stores().iter().map(|s| s.seq).collect();
+    assert_eq!(failed, [1, 2]);
+    h.fail_next().expect("the oldest op fails");
+    assert_eq!(h.errors(ann), ["unavailable"]);
+    assert_eq!(h.errors(bob), ["unavailable"]);
+    assert_eq!(h.engine.stats().uncommitted, 0);
+    assert_eq!(h.engine.stats().store_failures_total, 2);
+    h.send(ann, "again");
+    let stores = h.take_stores();
+    assert_eq!(stores[0].seq, 1, "the seq is handed out again");
+    h.commit_next();
+    assert_eq!(seqs(&mut h, bob), [1]);
+    assert_eq!(h.engine.stats().messages_total, 1);
+}
+
+/// A failure report for an op already dropped is stale and changes nothing; one for an op
+/// that is not the oldest held is refused.
+#[test]
+fn stale_store_failures_are_ignored_and_out_of_order_ones_refused() {
+    let mut h = shell(holding());
+    let ann = member(&mut h, "general", "ann");
+    h.send(ann, "one");
+    h.send(ann, "two");
+    let ops: Vec<OpId> = h.take_stores().iter().map(|s| s.op).collect();
+    let wrong = h.handle(Input::StoreFailed { op: ops[1] });
+    assert_eq!(
+        wrong,
+        Err(Error::CommitOutOfOrder {
+            expected: Some(ops[0]),
+            got: ops[1]
+        })
+    );
+    assert_eq!(h.engine.stats().uncommitted, 2, "nothing dropped");
+    h.fail_next().expect("the oldest fails");
+    h.all_events();
+    for op in ops {
+        assert_eq!(h.handle(Input::StoreFailed { op }), Ok(()), "stale");
+    }
+    assert!(h.all_events().is_empty());
+    let never = OpId::from_raw(99);
+    assert!(h.handle(Input::StoreFailed { op: never }).is_err());
+    h.send(ann, "three");
+    h.commit_next();
+    assert_eq!(seqs(&mut h, ann), [1]);
+}
+
+/// A sender that left before its message failed is told nothing (it is gone); the others still
+/// get nothing of the message.
+#[test]
+fn a_failed_message_of_a_sender_who_left_goes_nowhere() {
+    let mut h = shell(holding());
+    let ann = member(&mut h, "general", "ann");
+    let bob = member(&mut h, "general", "bob");
+    h.send(ann, "bye");
+    h.disconnect(ann);
+    h.all_events();
+    h.fail_next().expect("fails");
+    assert!(h.all_events().is_empty(), "{:?}", h.take(bob));
+}
+
+/// Relaxed durability: messages go out at once and are handed to the store too; nothing is held.
+#[test]
+fn relaxed_durability_broadcasts_at_once_and_stores_too() {
+    let mut h = shell(Config {
+        store_relaxed: true,
+        ..unlimited()
+    });
+    let ann = member(&mut h, "general", "ann");
+    h.send(ann, "hi");
+    assert_eq!(seqs(&mut h, ann), [1], "at once");
+    let stores = h.take_stores();
+    assert_eq!(stores.iter().map(|s| s.seq).collect::<Vec<_>>(), [1]);
+    assert_eq!(h.engine.stats().uncommitted, 0);
+    assert!(h.outstanding().is_empty());
+    let both = Config {
+        store_relaxed: true,
+        ..holding()
+    };
+    assert!(matches!(
+        Engine::new(both, "e"),
+        Err(Error::InvalidConfig(_))
+    ));
 }

@@ -5,6 +5,7 @@ mod history;
 mod limits;
 mod presence;
 mod reconnect;
+mod scrollback;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
