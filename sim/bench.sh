@@ -42,7 +42,8 @@ trap stop_server EXIT
 # start_server [extra flags...]: a fresh server with the rate limit off and room for 20,000.
 start_server() {
     stop_server
-    RUST_LOG=warn ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$SERVER" --addr "127.0.0.1:$PORT" --rate-limit-per-second 0 \
+    rm -rf "$OUT/data"
+    RUST_LOG=warn ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$SERVER" --addr "127.0.0.1:$PORT" --rate-limit-per-second 0 --data-dir "$OUT/data" \
         --max-connections 20000 "$@" >"$OUT/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do

@@ -84,6 +84,13 @@ case $scenario in
 esac
 # shellcheck disable=SC2206
 ours_args+=(${OURS_FLAGS:-})
+# Ours keeps its messages as people run it (the store on, strict): in a fresh directory per run,
+# so runs do not grow one file. OURS_FLAGS=--in-memory measures it without the store.
+store_args=()
+case " ${OURS_FLAGS:-} " in
+    *" --in-memory "*) ;;
+    *) store_args=(--data-dir "$OUT/data") ;;
+esac
 
 PID=""
 stop() {
@@ -99,7 +106,8 @@ trap stop EXIT
 
 start() {
     case $1 in
-        ours) RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" "${ours_args[@]}" >"$OUT/server.log" 2>&1 & ;;
+        ours) rm -rf "$OUT/data"
+              RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" "${ours_args[@]}" "${store_args[@]}" >"$OUT/server.log" 2>&1 & ;;
         base) RUST_LOG=warn "$BASE_SERVER" --addr "127.0.0.1:$PORT" "${ours_args[@]}" >"$OUT/server.log" 2>&1 & ;;
         go) "$GO_SERVER" -port "$PORT" >"$OUT/server.log" 2>&1 & ;;
     esac

@@ -11,7 +11,7 @@ use chat_engine::Config;
 use clap::{Parser, ValueEnum};
 use humantime::Duration;
 
-use crate::settings::{Settings, StaticSource, WallClock};
+use crate::settings::{Durability, Settings, StaticSource, StoreAt, StoreSettings, WallClock};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -226,6 +226,42 @@ pub struct Args {
     /// argv nor the environment; an unreadable or empty file stops the start.
     #[arg(long, env = "CHAT_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     pub admin_token_file: Option<PathBuf>,
+    /// Directory of the message store (created if missing): history survives restarts and
+    /// crashes, and clients scroll back through it. Relative to the working directory.
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Keep messages in memory only, as before the store: a restart loses history.
+    #[arg(long, env = "CHAT_IN_MEMORY", conflicts_with = "data_dir")]
+    pub in_memory: bool,
+    /// strict: no frame of a message, its sender's acknowledgement included, leaves before it
+    /// is synced to disk. relaxed: delivered at once and synced within --sync-interval; after
+    /// an unclean stop every room gets a new epoch (clients are told they were not recovered).
+    #[arg(long, env = "CHAT_DURABILITY", value_enum, default_value = "strict")]
+    pub durability: DurabilityArg,
+    /// With --durability relaxed, the longest a delivered message stays unsynced.
+    #[arg(long, env = "CHAT_SYNC_INTERVAL", default_value_t = defaults().store.sync_interval.into())]
+    pub sync_interval: Duration,
+    /// Messages kept on disk per room (how far scrollback reaches); older ones are deleted.
+    #[arg(long, env = "CHAT_RETENTION_MESSAGES", default_value_t = defaults().store.retention_messages,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_messages: u64,
+    /// Delete stored messages older than this (for example 30d); unset: kept by count only.
+    #[arg(long, env = "CHAT_RETENTION_AGE")]
+    pub retention_age: Option<Duration>,
+    /// Messages waiting to be stored at most; past it readers are paused, and a message that
+    /// still arrives is refused with unavailable.
+    #[arg(long, env = "CHAT_MAX_UNCOMMITTED", default_value_t = defaults().engine.uncommitted_max,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_uncommitted: usize,
+}
+
+/// The binary's default data directory.
+pub const DATA_DIR: &str = "chat-data";
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DurabilityArg {
+    Strict,
+    Relaxed,
 }
 
 /// The token in `path`, without its trailing line break.
@@ -278,9 +314,9 @@ impl Args {
                 membership_rate_burst: self.membership_rate_burst,
                 membership_rate_interval: self.membership_rate_interval.into(),
                 presence_changes_max: self.presence_changes_max,
-                // No store yet: messages are broadcast at once, as before.
+                // Set from `store` when the server starts (`Server::start`).
                 hold_until_committed: false,
-                uncommitted_max: Config::default().uncommitted_max,
+                uncommitted_max: self.max_uncommitted,
                 store_relaxed: false,
             },
             epoch: None,
@@ -310,6 +346,21 @@ impl Args {
             hub_turn: self.hub_turn,
             fanout_threads: self.fanout_threads,
             wall_clock: WallClock::System,
+            store: StoreSettings {
+                at: if self.in_memory {
+                    StoreAt::InMemory
+                } else {
+                    StoreAt::Dir(self.data_dir.clone())
+                },
+                durability: match self.durability {
+                    DurabilityArg::Strict => Durability::Strict,
+                    DurabilityArg::Relaxed => Durability::Relaxed,
+                },
+                sync_interval: self.sync_interval.into(),
+                retention_messages: self.retention_messages,
+                retention_age: self.retention_age.map(Into::into),
+                commit_delay: std::time::Duration::ZERO,
+            },
         })
     }
 }

@@ -48,6 +48,8 @@ pub(crate) struct AppState {
     /// WebSockets and upgrade rates per address (`--max-connections-per-ip`,
     /// `--connect-rate-per-ip`).
     pub(crate) per_ip: Arc<Mutex<PerIp>>,
+    /// The message store's figures; `None` without a store (`--in-memory`).
+    pub(crate) store: Option<crate::keeping::StoreFigures>,
 }
 
 /// Answers one request from `peer` (the TCP peer's address, for the per-address limits).
@@ -98,12 +100,18 @@ async fn dispatch(req: Request<Incoming>, peer: IpAddr, state: Arc<AppState>) ->
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/ws") => upgrade(req, peer, &state),
         (&Method::GET, "/status") => status(&state),
-        (&Method::GET, "/metrics") => respond(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            state.metrics.encode(),
-        ),
+        (&Method::GET, "/metrics") => {
+            if let Some(store) = &state.store {
+                state.metrics.observe_store(store);
+            }
+            respond(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                state.metrics.encode(),
+            )
+        }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => readyz(&state),
         (&Method::GET | &Method::HEAD, "/config.json") => {
             let body = crate::client_config::body(&state.settings);
             let mut response = respond(StatusCode::OK, "application/json", body);
@@ -114,7 +122,7 @@ async fn dispatch(req: Request<Incoming>, peer: IpAddr, state: Arc<AppState>) ->
             response
         }
         (&Method::POST, "/admin/kick") => kick(&req, &state).await,
-        (_, "/ws" | "/status" | "/metrics" | "/healthz" | "/admin/kick") => {
+        (_, "/ws" | "/status" | "/metrics" | "/healthz" | "/readyz" | "/admin/kick") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         (&Method::GET | &Method::HEAD, path) => match state.statics.get(path).await {
@@ -265,9 +273,45 @@ fn join_request(query: Option<&str>) -> Result<JoinRequest, String> {
     Ok(join)
 }
 
+/// Readiness, unlike `/healthz` (liveness): `503` while the store cannot write, since new
+/// messages are refused meanwhile; a load balancer sends people elsewhere until it can.
+fn readyz(state: &AppState) -> Response<Body> {
+    let writable = (state.store.as_ref()).is_none_or(|store| store.healthy.load(Ordering::Relaxed));
+    if writable {
+        text(StatusCode::OK, "ready\n")
+    } else {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the message store cannot write (new messages are refused with unavailable)\n",
+        )
+    }
+}
+
+/// The store's part of `/status`: `null` without one.
+fn store_status(state: &AppState) -> serde_json::Value {
+    use crate::store::StoreStats as S;
+    let Some(store) = &state.store else {
+        return serde_json::Value::Null;
+    };
+    let commits = S::get(&store.commits);
+    let total = S::get(&store.commit_micros_total);
+    serde_json::json!({
+        "healthy": store.healthy.load(Ordering::Relaxed),
+        "commits": commits,
+        "messages_written": S::get(&store.messages_written),
+        "commit_last_ms": S::get(&store.commit_micros_last) as f64 / 1000.0,
+        "commit_mean_ms": if commits == 0 { 0.0 } else { total as f64 / commits as f64 / 1000.0 },
+        "batch_last": S::get(&store.batch_last),
+        "write_errors": S::get(&store.write_errors),
+        "bytes_on_disk": S::get(&store.bytes_on_disk),
+    })
+}
+
 fn status(state: &AppState) -> Response<Body> {
     let stats = *state.stats.borrow();
     let body = serde_json::json!({
+        "store": store_status(state),
+        "uncommitted": stats.uncommitted,
         "connected_users": stats.clients,
         "timestamp": humantime::format_rfc3339_millis(state.clock.now().wall).to_string(),
         "rooms": stats.rooms,

@@ -27,7 +27,21 @@ use crate::clock::Clock;
 use crate::fanout::Fanout;
 use crate::link::{Link, ReadControl};
 use crate::metrics::Metrics;
+use crate::store::{Report, StoreHandle};
+use crate::store_link::{Followup, StoreLink};
 use crate::ws_write::{Tally, WriterCmd, CLOSE_GOING_AWAY, SCRATCH_KEPT};
+
+/// How long a stopping hub waits for the store to commit what it holds, so those messages are
+/// delivered (and acknowledged) before everyone is told goodbye.
+const COMMIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How the hub ended: the store to shut down cleanly, and why the server must stop if the hub
+/// decided that itself.
+#[derive(Debug, Default)]
+pub(crate) struct HubEnd {
+    pub(crate) store: Option<StoreHandle>,
+    pub(crate) fatal: Option<String>,
+}
 
 pub(crate) enum ToHub {
     Connect {
@@ -131,6 +145,10 @@ pub(crate) struct Hub {
     turn: usize,
     /// Helper threads that write a share of a wide fan-out (`--fanout-threads`).
     fanout: Fanout,
+    /// The message store, when messages are kept (`--data-dir`).
+    store: Option<StoreLink>,
+    /// Cancelled when the hub must stop the server (a failed sync); the reason is in `HubEnd`.
+    fatal: CancellationToken,
 }
 
 impl Hub {
@@ -159,8 +177,18 @@ impl Hub {
             scratch: Vec::new(),
             turn: turn.max(1),
             fanout: Fanout::new(0),
+            store: None,
+            fatal: CancellationToken::new(),
         };
         (hub, stats_rx)
+    }
+
+    /// Keeps messages in `store`: the engine's `Store` and `Fetch` go to it, its reports come
+    /// back as inputs. `fatal` is cancelled if the store fails in a way that must stop the server.
+    pub(crate) fn keep_in(&mut self, store: StoreHandle, fatal: CancellationToken) {
+        let hold = self.engine.config().hold_until_committed;
+        self.store = Some(StoreLink::new(store, hold));
+        self.fatal = fatal;
     }
 
     /// Hands a share of every wide fan-out to `threads` helper threads (see `fanout.rs`).
@@ -175,15 +203,18 @@ impl Hub {
         (HubHandle { tx }, rx)
     }
 
-    /// Runs until `stop` is cancelled, then closes every connection with 1001.
-    pub(crate) async fn run(self, inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) {
+    /// Runs until `stop` is cancelled (or the store fails for good), then closes every
+    /// connection with 1001.
+    pub(crate) async fn run(self, inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) -> HubEnd {
         // Unconstrained: one turn writes into hundreds of sockets (`flush`), and past Tokio's
         // per-task budget those writes would fail as if the sockets were full, waking a writer
         // task for each. The hub yields on its own after every turn that filled up.
-        tokio::task::coop::unconstrained(self.serve(inbox, stop)).await;
+        tokio::task::coop::unconstrained(self.serve(inbox, stop)).await
     }
 
-    async fn serve(mut self, mut inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) {
+    async fn serve(mut self, mut inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) -> HubEnd {
+        let mut reports = self.store.as_mut().map(StoreLink::take_reports);
+        let mut fatal = None;
         let mut batch = Vec::with_capacity(self.turn);
         let mut timer = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
         let mut armed: Option<std::time::Instant> = None;
@@ -196,10 +227,26 @@ impl Hub {
                     timer.as_mut().reset(tokio::time::Instant::from_std(at));
                 }
             }
+            // With the store behind, stop taking frames: connections then wait on the inbox and
+            // stop reading their sockets (the inbox's bound is the flow control), rather than
+            // every message beyond `uncommitted_max` being refused.
+            let accepting = self.store.as_ref().is_none_or(|store| {
+                store.awaiting() + self.turn <= self.engine.config().uncommitted_max
+            });
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                received = inbox.recv_many(&mut batch, self.turn) => {
+                report = next_report(&mut reports) => {
+                    let Some(report) = report else {
+                        fatal = Some("the message store stopped unexpectedly".to_owned());
+                        break;
+                    };
+                    if let Some(why) = self.on_report(report) {
+                        fatal = Some(why);
+                        break;
+                    }
+                }
+                received = inbox.recv_many(&mut batch, self.turn), if accepting => {
                     if received == 0 {
                         break;
                     }
@@ -225,8 +272,55 @@ impl Hub {
             }
             self.publish();
         }
+        if fatal.is_none() {
+            self.await_commits(&mut reports).await;
+        } else {
+            self.fatal.cancel();
+        }
         self.close_all();
         self.publish();
+        let store = self.store.take().map(StoreLink::into_handle);
+        HubEnd { store, fatal }
+    }
+
+    /// One store report, and everything the engine asked for because of it; `Some` if the
+    /// server must stop.
+    fn on_report(&mut self, report: Report) -> Option<String> {
+        let now = self.clock.now();
+        let store = self.store.as_mut()?;
+        let followup = store.apply(report, &mut self.engine, now);
+        self.dispatch();
+        self.replay_held();
+        self.flush();
+        match followup {
+            Followup::None => None,
+            Followup::Fatal(why) => Some(why),
+        }
+    }
+
+    /// Stopping: lets the store commit what is held (at most `COMMIT_GRACE`), so those messages
+    /// reach their room before the goodbye.
+    async fn await_commits(&mut self, reports: &mut Option<mpsc::UnboundedReceiver<Report>>) {
+        let settled = tokio::time::timeout(COMMIT_GRACE, async {
+            while self
+                .store
+                .as_ref()
+                .is_some_and(|store| store.awaiting() > 0)
+            {
+                match next_report(reports).await {
+                    Some(report) => {
+                        if self.on_report(report).is_some() {
+                            return;
+                        }
+                    }
+                    None => return,
+                }
+            }
+        })
+        .await;
+        if settled.is_err() {
+            tracing::warn!("stopping with messages the store has not committed: their senders were not acknowledged");
+        }
     }
 
     /// One inbox message, and everything the engine asked for because of it.
@@ -291,6 +385,13 @@ impl Hub {
     /// Carries out everything the engine asked for.
     fn dispatch(&mut self) {
         while let Some(output) = self.engine.poll_output() {
+            let output = match self.store.as_mut() {
+                Some(store) => match store.take(output) {
+                    Some(output) => output,
+                    None => continue,
+                },
+                None => output,
+            };
             match output {
                 Output::Send { to, frame } => self.queue_for(to, WriterCmd::Text(frame)),
                 Output::Ping { to } => self.queue_for(to, WriterCmd::Ping),
@@ -318,8 +419,8 @@ impl Hub {
                         }
                     }
                 }
-                // The server runs without `hold_until_committed` (it has no store yet), so the
-                // engine never asks for one; if it did, nothing could commit it.
+                // Taken by the store link above; without a store the engine is configured never
+                // to ask (`Config::persists` is off).
                 Output::Store { op, .. } => {
                     tracing::error!(%op, "the engine asked for a store, but none is running");
                 }
@@ -442,6 +543,14 @@ impl Hub {
                 }));
             }
         }
+    }
+}
+
+/// The store's next report; never, without a store.
+async fn next_report(reports: &mut Option<mpsc::UnboundedReceiver<Report>>) -> Option<Report> {
+    match reports {
+        Some(reports) => reports.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,6 +12,7 @@ mod connection;
 mod fanout;
 mod http;
 mod hub;
+mod keeping;
 mod link;
 pub mod listener;
 mod metrics;
@@ -21,9 +22,8 @@ mod security_headers;
 mod server;
 pub mod settings;
 mod static_files;
-// Only its tests use it until the hub drives it (the hub's wiring lands separately).
-#[allow(dead_code)]
 mod store;
+mod store_link;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod test_kit;
 mod untrusted;
@@ -35,4 +35,9 @@ mod ws_write;
 pub use connection::serve_echo;
 pub use listener::Listener;
 pub use server::{display_url, run};
-pub use settings::{ConnLimits, Settings, StaticSource, WallClock};
+pub use settings::{
+    ConnLimits, Durability, Settings, StaticSource, StoreAt, StoreSettings, WallClock,
+};
+/// The simulated disk a store can sit on (simulations and tests).
+#[doc(hidden)]
+pub use store::Disk;

@@ -30,6 +30,22 @@ pub(crate) struct Metrics {
     /// Plain HTTP connections open now; the `--max-http-connections` cap reads it.
     pub(crate) http_connections: Gauge,
     pub(crate) admin_auth_failures: Counter,
+    uncommitted: Gauge,
+    store_failures: Counter,
+    store: StoreMetrics,
+}
+
+/// The message store's figures, copied from its atomics when `/metrics` is read.
+#[derive(Default)]
+struct StoreMetrics {
+    commits: Counter,
+    messages_written: Counter,
+    commit_microseconds: Counter,
+    commit_last_microseconds: Gauge,
+    batch_last: Gauge,
+    write_errors: Counter,
+    bytes: Gauge,
+    healthy: Gauge,
 }
 
 impl Metrics {
@@ -49,7 +65,63 @@ impl Metrics {
             refused: Family::default(),
             http_connections: Gauge::default(),
             admin_auth_failures: Counter::default(),
+            uncommitted: Gauge::default(),
+            store_failures: Counter::default(),
+            store: StoreMetrics::default(),
         };
+        metrics.store.healthy.set(1);
+        let store = &metrics.store;
+        let registry = &mut metrics.registry;
+        registry.register(
+            "uncommitted",
+            "Messages waiting for the store's commit now",
+            metrics.uncommitted.clone(),
+        );
+        registry.register(
+            "store_refused_messages",
+            "Messages refused with unavailable because the store could not write them",
+            metrics.store_failures.clone(),
+        );
+        registry.register(
+            "store_commits",
+            "Store transactions committed",
+            store.commits.clone(),
+        );
+        registry.register(
+            "store_messages_written",
+            "Messages the store wrote",
+            store.messages_written.clone(),
+        );
+        registry.register(
+            "store_commit_microseconds",
+            "Time spent committing (and syncing), in microseconds",
+            store.commit_microseconds.clone(),
+        );
+        registry.register(
+            "store_commit_last_microseconds",
+            "The last commit's duration, in microseconds",
+            store.commit_last_microseconds.clone(),
+        );
+        registry.register(
+            "store_batch_last",
+            "Requests in the store's last batch",
+            store.batch_last.clone(),
+        );
+        registry.register(
+            "store_write_errors",
+            "Store commits that failed",
+            store.write_errors.clone(),
+        );
+        registry.register(
+            "store_bytes",
+            "Size of the store's file on disk",
+            store.bytes.clone(),
+        );
+        registry.register(
+            "store_healthy",
+            "1 while the store can write (and without a store), 0 while it cannot",
+            store.healthy.clone(),
+        );
         metrics.registry.register(
             "connected_users",
             "Clients connected now",
@@ -132,6 +204,32 @@ impl Metrics {
         self.rate_limited
             .inc_by(after.rate_limited_total - before.rate_limited_total);
         self.errors.inc_by(after.errors_total - before.errors_total);
+        self.uncommitted.set(after.uncommitted as i64);
+        self.store_failures
+            .inc_by(after.store_failures_total - before.store_failures_total);
+    }
+
+    /// Copies the store's figures (read when `/metrics` is asked for).
+    pub(crate) fn observe_store(&self, stats: &crate::store::StoreStats) {
+        use crate::store::StoreStats as S;
+        let counter = |c: &Counter, now: u64| {
+            c.inc_by(now.saturating_sub(c.get()));
+        };
+        let store = &self.store;
+        counter(&store.commits, S::get(&stats.commits));
+        counter(&store.messages_written, S::get(&stats.messages_written));
+        counter(
+            &store.commit_microseconds,
+            S::get(&stats.commit_micros_total),
+        );
+        counter(&store.write_errors, S::get(&stats.write_errors));
+        store
+            .commit_last_microseconds
+            .set(S::get(&stats.commit_micros_last) as i64);
+        store.batch_last.set(S::get(&stats.batch_last) as i64);
+        store.bytes.set(S::get(&stats.bytes_on_disk) as i64);
+        let healthy = stats.healthy.load(std::sync::atomic::Ordering::Relaxed);
+        store.healthy.set(i64::from(healthy));
     }
 
     pub(crate) fn refuse(&self, reason: &'static str) {

@@ -23,7 +23,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::{new_epoch, Clock};
 use crate::http::{self, AppState};
-use crate::hub::Hub;
+use crate::hub::{Hub, HubEnd};
+use crate::keeping;
 use crate::listener::Listener;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
@@ -57,16 +58,21 @@ pub async fn run<L: Listener>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let server = Server::start(listener.local_addr()?, settings)?;
-    // The accept loop never ends on its own: it runs until `shutdown` resolves and drops it.
+    let fatal = server.fatal.clone();
+    // The accept loop never ends on its own: it runs until `shutdown` resolves (or the store
+    // fails for good) and drops it.
     tokio::select! {
         biased;
         () = shutdown => {}
+        () = fatal.cancelled() => {}
         () = server.accept_loop(&mut listener) => {}
     }
     // Stop accepting first, so nobody new arrives while we say goodbye.
     drop(listener);
-    server.shut_down().await;
-    Ok(())
+    match server.shut_down().await {
+        Some(why) => Err(io::Error::other(why)),
+        None => Ok(()),
+    }
 }
 
 /// The URL people should open, for the startup line: an unspecified address means "this host".
@@ -82,23 +88,29 @@ pub fn display_url(addr: SocketAddr) -> String {
 struct Server {
     state: Arc<AppState>,
     /// The hub's task, which owns the engine.
-    hub_task: JoinHandle<()>,
+    hub_task: JoinHandle<HubEnd>,
     /// Tells the hub to close every WebSocket with 1001 and end.
     stop_hub: CancellationToken,
     /// HTTP connections: keep-alive ones, and those still sending their request.
     http_tasks: TaskTracker,
     /// Tells HTTP connections to finish what they are serving and close.
     stop_http: CancellationToken,
+    /// Cancelled by the hub when the server must stop (the store failed a sync).
+    fatal: CancellationToken,
 }
 
 impl Server {
     /// Builds the engine from `settings` (a fresh epoch unless one is given), spawns the hub
     /// that owns it, and opens the web client's files. Fails on settings the engine refuses and
     /// on a `--static-dir` that cannot be read, before anything is served.
-    fn start(addr: SocketAddr, settings: Settings) -> io::Result<Self> {
+    fn start(addr: SocketAddr, mut settings: Settings) -> io::Result<Self> {
         let epoch = settings.epoch.clone().unwrap_or_else(new_epoch);
-        let engine = Engine::new(settings.engine.clone(), epoch)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let kept = keeping::open(&mut settings, &epoch)?;
+        let engine = match &kept {
+            Some(kept) => Engine::restore(settings.engine.clone(), epoch, kept.rooms.clone()),
+            None => Engine::new(settings.engine.clone(), epoch),
+        }
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let statics = StaticFiles::open(&settings.static_source)?;
         let origins = OriginPolicy::new(&settings.allowed_origins, settings.public_url.as_deref())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -107,6 +119,15 @@ impl Server {
         let (mut hub, stats) = Hub::new(engine, clock, metrics.clone(), settings.hub_turn);
         let (hub_handle, inbox) = Hub::channel(settings.hub_inbox);
         hub.spread_writes(settings.fanout_threads);
+        let fatal = CancellationToken::new();
+        let store_stats = match kept {
+            Some(kept) => {
+                let stats = kept.store.stats();
+                hub.keep_in(keeping::spawn(kept.store, &settings)?, fatal.clone());
+                Some(stats)
+            }
+            None => None,
+        };
         let stop_hub = CancellationToken::new();
         let hub_task = tokio::spawn(hub.run(inbox, stop_hub.clone()));
         let per_ip = Arc::new(Mutex::new(PerIp::new(
@@ -128,6 +149,7 @@ impl Server {
             connections: Arc::new(AtomicUsize::new(0)),
             tracker: TaskTracker::new(),
             per_ip,
+            store: store_stats,
         });
         tracing::info!("Server started on {}", display_url(addr));
         Ok(Self {
@@ -136,6 +158,7 @@ impl Server {
             stop_hub,
             http_tasks: TaskTracker::new(),
             stop_http: CancellationToken::new(),
+            fatal,
         })
     }
 
@@ -170,8 +193,9 @@ impl Server {
         }
     }
 
-    /// Says goodbye to every connection and waits for them, at most `shutdown_grace`.
-    async fn shut_down(self) {
+    /// Says goodbye to every connection and waits for them, at most `shutdown_grace`, then
+    /// closes the store cleanly. `Some`: why the hub stopped the server.
+    async fn shut_down(self) -> Option<String> {
         let grace = self.state.settings.shutdown_grace;
         tracing::info!("shutting down: closing every connection with {CLOSE_GOING_AWAY}");
         // The hub queues a close frame after whatever each client was already sent, so nobody
@@ -186,8 +210,11 @@ impl Server {
         self.state.tracker.close();
         self.http_tasks.close();
         // Bounded: a client that never reads must not keep the process alive.
+        let mut end = HubEnd::default();
         let drained = tokio::time::timeout(grace, async {
-            let _ = self.hub_task.await;
+            if let Ok(ended) = self.hub_task.await {
+                end = ended;
+            }
             self.http_tasks.wait().await;
             self.state.tracker.wait().await;
         })
@@ -195,6 +222,13 @@ impl Server {
         if drained.is_err() {
             tracing::warn!(grace = ?grace, "some connections did not finish within the shutdown grace period");
         }
+        if let Some(store) = end.store {
+            match store.shutdown().await {
+                Ok(()) => tracing::info!("the message store was closed cleanly"),
+                Err(e) => tracing::error!(error = %e, "the message store was not closed cleanly"),
+            }
+        }
+        end.fatal
     }
 }
 

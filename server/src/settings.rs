@@ -30,6 +30,59 @@ pub enum WallClock {
     Anchored(SystemTime),
 }
 
+/// Where chat messages are kept.
+#[derive(Clone, Debug)]
+pub enum StoreAt {
+    /// Nowhere but memory: a restart loses history (`--in-memory`; the default of
+    /// `Settings::default()`, which tests and simulations start from).
+    InMemory,
+    /// A redb file in this directory, created if missing (`--data-dir`, the binary's default).
+    Dir(PathBuf),
+    /// A simulated disk (simulations and tests: a crash loses what was not synced).
+    #[doc(hidden)]
+    Disk(crate::store::Disk),
+}
+
+/// How much an acknowledgement promises (`--durability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Nothing of a message, its sender's acknowledgement included, leaves before it is
+    /// committed and synced.
+    Strict,
+    /// Delivered at once, synced within `sync_interval`; after an unclean stop every room gets a
+    /// new epoch, so clients are told they were not recovered.
+    Relaxed,
+}
+
+/// The message store's settings.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    pub at: StoreAt,
+    pub durability: Durability,
+    /// With relaxed durability, the longest a delivered message stays unsynced.
+    pub sync_interval: Duration,
+    /// Messages kept per room on disk (scrollback reaches this far).
+    pub retention_messages: u64,
+    /// Messages older than this are deleted in the background; `None`: kept by count only.
+    pub retention_age: Option<Duration>,
+    /// Simulations only: how long each batch waits before its commit (a slow disk).
+    #[doc(hidden)]
+    pub commit_delay: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            at: StoreAt::InMemory,
+            durability: Durability::Strict,
+            sync_interval: Duration::from_millis(100),
+            retention_messages: 10_000,
+            retention_age: None,
+            commit_delay: Duration::ZERO,
+        }
+    }
+}
+
 /// The server's configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -93,6 +146,8 @@ pub struct Settings {
     /// live on the simulation's thread).
     pub fanout_threads: usize,
     pub wall_clock: WallClock,
+    /// Where messages are kept, and how durably.
+    pub store: StoreSettings,
 }
 
 impl Default for Settings {
@@ -128,6 +183,7 @@ impl Default for Settings {
             hub_turn: 32,
             fanout_threads: 1,
             wall_clock: WallClock::System,
+            store: StoreSettings::default(),
         }
     }
 }

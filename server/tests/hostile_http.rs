@@ -251,7 +251,7 @@ async fn past_connect_rate_per_ip_the_upgrade_gets_503() {
 async fn the_binary_raises_its_open_files_limit_and_serves_past_reset_connections() {
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--addr", "127.0.0.1:0"])
+        .args(["--addr", "127.0.0.1:0", "--in-memory"])
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -359,8 +359,13 @@ async fn the_admin_token_comes_from_a_file_and_failures_are_counted_and_logged_s
     std::fs::create_dir_all(&dir).expect("mkdir");
     let file = dir.join("token");
     std::fs::write(&file, "tok-from-file\n").expect("write");
-    let args = Args::try_parse_from(["chat-server", "--admin-token-file", file.to_str().unwrap()])
-        .expect("flags parse");
+    let args = Args::try_parse_from([
+        "chat-server",
+        "--in-memory",
+        "--admin-token-file",
+        file.to_str().unwrap(),
+    ])
+    .expect("flags parse");
     let mut settings = args.settings().expect("the token file is read");
     assert_eq!(settings.admin_token.as_deref(), Some("tok-from-file"));
     settings.epoch = Some("test".into());
@@ -421,6 +426,7 @@ async fn the_admin_token_comes_from_a_file_and_failures_are_counted_and_logged_s
 fn run_binary(args: &[&str]) -> (bool, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
         .args(args)
+        .arg("--in-memory")
         .env_remove("CHAT_ADMIN_TOKEN")
         .env_remove("CHAT_ADMIN_TOKEN_FILE")
         .stdin(Stdio::null())

@@ -290,6 +290,11 @@ impl Client {
         &self.name
     }
 
+    /// The trace this client records into.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
     /// This client's own random source, derived from the run's seed and its name.
     pub fn rng(&mut self) -> &mut SmallRng {
         &mut self.rng

@@ -83,6 +83,8 @@ pub struct ServerSpec {
     pub write_timeout: Duration,
     /// When (simulated time since the run started) the server shuts down gracefully, if ever.
     pub shutdown_at: Option<Duration>,
+    /// The message store's simulated disk (strict durability); `None`: in memory only.
+    pub disk: Option<chat_server::Disk>,
 }
 
 impl Default for ServerSpec {
@@ -91,6 +93,7 @@ impl Default for ServerSpec {
             engine: engine_config(),
             write_timeout: Settings::default().write_timeout,
             shutdown_at: None,
+            disk: None,
         }
     }
 }
@@ -107,6 +110,15 @@ pub fn settings(spec: &ServerSpec, start: u64) -> Settings {
         wall_clock: WallClock::Anchored(UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
         // Simulated sockets live on the simulation's thread, and a run must repeat exactly.
         fanout_threads: 0,
+        store: chat_server::StoreSettings {
+            at: spec
+                .disk
+                .clone()
+                .map_or(chat_server::StoreAt::InMemory, chat_server::StoreAt::Disk),
+            // A disk that takes its time, so a crash can land between acceptance and commit.
+            commit_delay: Duration::from_millis(15),
+            ..chat_server::StoreSettings::default()
+        },
         // Everything else (connection and hub bounds, message size) as the binary's defaults.
         ..Settings::default()
     }

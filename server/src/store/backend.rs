@@ -242,8 +242,9 @@ impl StorageBackend for Overlay {
 }
 
 /// A crashable, fillable in-memory disk holding one database file. Cloning shares the disk.
+/// For simulations and tests (`StoreAt::Disk`): not a production backend.
 #[derive(Clone, Default)]
-pub(crate) struct Disk(Arc<Mutex<Image>>);
+pub struct Disk(Arc<Mutex<Image>>);
 
 #[derive(Default)]
 struct Image {
@@ -272,7 +273,7 @@ impl fmt::Debug for Disk {
 }
 
 impl Disk {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::default()
     }
 
@@ -296,28 +297,29 @@ impl Disk {
 
     /// Power loss: everything not synced is gone, and every backend handed out so far fails
     /// from now on (the process that held them is dead).
-    pub(crate) fn crash(&self) {
+    pub fn crash(&self) {
         let mut image = self.image();
         image.boot += 1;
         image.live = image.durable.clone();
     }
 
     /// A full disk (`true`) or one with room again (`false`).
-    pub(crate) fn set_full(&self, full: bool) {
+    pub fn set_full(&self, full: bool) {
         self.image().full = full;
     }
 
     /// An fsync that reports an I/O error (`true`), as when the kernel dropped dirty pages.
-    pub(crate) fn set_sync_broken(&self, broken: bool) {
+    pub fn set_sync_broken(&self, broken: bool) {
         self.image().sync_broken = broken;
     }
 
     /// How many syncs reached the disk.
-    pub(crate) fn syncs(&self) -> u64 {
+    pub fn syncs(&self) -> u64 {
         self.image().syncs
     }
 
     /// The file's bytes, to corrupt them.
+    #[cfg(test)]
     pub(crate) fn edit(&self, change: impl FnOnce(&mut Vec<u8>)) {
         let mut image = self.image();
         change(&mut image.live);

@@ -36,6 +36,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::settings::WallClock;
 
+pub use backend::Disk;
+
 /// How much a reported commit promises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Durability {
@@ -64,6 +66,9 @@ pub(crate) struct StoreOptions {
     pub(crate) rooms_max: usize,
     /// The clock stamping each stored message (what `retention_age` counts from).
     pub(crate) wall_clock: WallClock,
+    /// How long a batch waits before it is committed: zero, but for simulations of a slow disk,
+    /// so that a crash can land between a message's acceptance and its commit.
+    pub(crate) commit_delay: Duration,
 }
 
 impl Default for StoreOptions {
@@ -76,6 +81,7 @@ impl Default for StoreOptions {
             history_max: 100,
             rooms_max: 10_000,
             wall_clock: WallClock::System,
+            commit_delay: Duration::ZERO,
         }
     }
 }
@@ -172,6 +178,9 @@ pub(crate) enum Request {
         seq: u64,
         frame: Bytes,
     },
+    /// After a `Report::Failed`: the writes sent before this were dropped by the engine, so
+    /// refuse them unwritten (the store does from the failure on); write the ones after it.
+    Resume,
     /// A client scrolls back: up to `limit` messages of `room` before `before`.
     Fetch {
         client: ClientId,
@@ -276,6 +285,7 @@ pub(crate) struct StoreHandle {
     requests: Option<mpsc::UnboundedSender<Request>>,
     reports: mpsc::UnboundedReceiver<Report>,
     done: oneshot::Receiver<Result<(), String>>,
+    #[cfg_attr(not(test), allow(dead_code))]
     stats: Arc<StoreStats>,
 }
 
@@ -286,15 +296,19 @@ impl StoreHandle {
     }
 
     /// The next report; `None` once the store has stopped and every report was taken.
+    #[cfg(test)]
     pub(crate) async fn recv(&mut self) -> Option<Report> {
         self.reports.recv().await
     }
 
-    /// A report if one is waiting.
-    pub(crate) fn try_recv(&mut self) -> Option<Report> {
-        self.reports.try_recv().ok()
+    /// The reports, for a caller that waits on them beside other things (the hub's `select!`);
+    /// `recv` and `try_recv` see nothing after this.
+    pub(crate) fn take_reports(&mut self) -> mpsc::UnboundedReceiver<Report> {
+        let (_, empty) = mpsc::unbounded_channel();
+        std::mem::replace(&mut self.reports, empty)
     }
 
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> &Arc<StoreStats> {
         &self.stats
     }

@@ -73,6 +73,11 @@ async fn run(
         let Some(first) = next else {
             return worker.shutdown();
         };
+        let delay = worker.commit_delay();
+        if !delay.is_zero() {
+            // A slow disk, simulated: requests keep arriving while this batch waits.
+            tokio::time::sleep(delay).await;
+        }
         let mut batch = vec![first];
         while let Ok(more) = inbox.try_recv() {
             batch.push(more);

@@ -362,6 +362,8 @@ async fn full_disk_fails_the_batch_and_the_probe_finds_it_healthy_again() {
     }
     assert_eq!(next(&mut store).await, Report::Healthy(false));
     assert!(StoreStats::get(&store.stats().write_errors) >= 1);
+    // The hub dropped op 2 with everything held; from here on, writes are new.
+    assert!(store.send(Request::Resume));
     // Reads still answer, from the last good state.
     assert_eq!(page(&mut store, "lobby", 10, 10).await, (vec![1], true));
 
@@ -383,6 +385,7 @@ async fn full_disk_retried_by_a_new_batch_recovers_without_waiting_for_the_probe
     assert!(matches!(next(&mut store).await, Report::Failed { .. }));
     assert_eq!(next(&mut store).await, Report::Healthy(false));
     disk.set_full(false);
+    assert!(store.send(Request::Resume));
     assert!(store.send(ops.write("lobby", "e1-1", 1)));
     assert_eq!(
         next(&mut store).await,
@@ -621,4 +624,34 @@ fn the_thread_runner_commits_and_stops_cleanly() {
     });
     let (opened, _) = open(disk.location(), strict(), "e2").unwrap();
     assert_eq!(opened.rooms[0].seq, 1);
+}
+
+/// After a failed write, the store refuses every write until the hub's `Resume` (the engine
+/// dropped them all with the failed one, so none may be stored), and writes the ones after it.
+#[tokio::test(start_paused = true)]
+async fn after_a_failure_writes_are_refused_unwritten_until_resume() {
+    let disk = Disk::new();
+    let (_, mut store) = start(disk.location(), strict(), "e1");
+    let mut ops = Ops::new();
+    disk.set_full(true);
+    assert!(store.send(ops.write("lobby", "e1-1", 1)));
+    assert!(matches!(next(&mut store).await, Report::Failed { .. }));
+    assert_eq!(next(&mut store).await, Report::Healthy(false));
+    disk.set_full(false);
+    // Sent before the hub heard of the failure: the engine dropped it.
+    assert!(store.send(ops.write("lobby", "e1-1", 2)));
+    let dropped = ops.last();
+    match next(&mut store).await {
+        Report::Failed { from, through, .. } => assert_eq!((from, through), (dropped, dropped)),
+        other => panic!("expected the dropped write refused, got {other:?}"),
+    }
+    assert!(store.send(Request::Resume));
+    commit(&mut store, &mut ops, "lobby", "e1-1", &[1]).await;
+    assert_eq!(next(&mut store).await, Report::Healthy(true));
+    assert_eq!(
+        page(&mut store, "lobby", 10, 10).await,
+        (vec![1], true),
+        "op 2's seq never stored"
+    );
+    store.shutdown().await.unwrap();
 }

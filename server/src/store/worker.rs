@@ -115,6 +115,10 @@ pub(super) struct Worker {
     next_sweep: Option<Instant>,
     /// Where the next sweep starts: the sweeps walk the rooms in name order and wrap around.
     sweep_from: Option<String>,
+    /// A write failed and the hub has not yet said where the writes it dropped end
+    /// ([`Request::Resume`]): every write until then is refused unwritten, so nothing the engine
+    /// told its sender was refused is ever stored.
+    refusing: bool,
 }
 
 impl Worker {
@@ -165,8 +169,13 @@ impl Worker {
             unsynced: false,
             next_probe: None,
             sweep_from: None,
+            refusing: false,
         };
         Ok((opened, worker))
+    }
+
+    pub(super) fn commit_delay(&self) -> std::time::Duration {
+        self.options.commit_delay
     }
 
     pub(super) fn stats(&self) -> Arc<StoreStats> {
@@ -177,9 +186,12 @@ impl Worker {
     pub(super) fn batch(&mut self, batch: Vec<Request>, reports: &Reports) -> Flow {
         (self.stats.batch_last).store(batch.len() as u64, Ordering::Relaxed);
         let mut writes = Vec::new();
+        let mut refused: Vec<OpId> = Vec::new();
         let mut fetches = Vec::new();
         for request in batch {
             match request {
+                Request::Write { op, .. } if self.refusing => refused.push(op),
+                Request::Resume => self.refusing = false,
                 Request::Write {
                     op,
                     room,
@@ -206,6 +218,13 @@ impl Worker {
                 }),
             }
         }
+        if let (Some(&from), Some(&through)) = (refused.first(), refused.last()) {
+            let _ = reports.send(Report::Failed {
+                from,
+                through,
+                error: "not written: an earlier write failed".to_owned(),
+            });
+        }
         if let (Some(first), Some(last)) = (writes.first(), writes.last()) {
             let (from, through) = (first.op, last.op);
             match self.write(&writes) {
@@ -215,6 +234,7 @@ impl Worker {
                     self.set_healthy(true, reports);
                 }
                 Err(fault) => {
+                    self.refusing = true;
                     let error = match &fault {
                         Fault::Unavailable(error) | Fault::Fatal(error) => error.clone(),
                     };

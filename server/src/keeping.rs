@@ -1,0 +1,77 @@
+//! Where the server keeps its messages, decided once at start: no store (`--in-memory`), or the
+//! redb store in `--data-dir` (or a simulated disk), opened before anything is served so that a
+//! bad data directory stops the start with one clear line instead of a server that starts empty.
+
+use std::io;
+use std::sync::Arc;
+
+use crate::settings::{Durability, Settings, StoreAt};
+use crate::store::{self, Location, Opened, Store, StoreHandle, StoreOptions};
+
+/// An opened store and what it kept.
+pub(crate) struct Kept {
+    pub(crate) rooms: Vec<chat_engine::RestoredRoom>,
+    pub(crate) store: Store,
+}
+
+/// Opens the store `settings` name, if any, and sets the engine to hold (strict) or just store
+/// (relaxed) every message. Fails with the store's own one-line reason.
+pub(crate) fn open(settings: &mut Settings, start_epoch: &str) -> io::Result<Option<Kept>> {
+    let engine = &mut settings.engine;
+    engine.hold_until_committed = false;
+    engine.store_relaxed = false;
+    let location = match &settings.store.at {
+        StoreAt::InMemory => return Ok(None),
+        StoreAt::Dir(dir) => Location::Dir(dir.clone()),
+        StoreAt::Disk(disk) => disk.location(),
+    };
+    match settings.store.durability {
+        Durability::Strict => engine.hold_until_committed = true,
+        Durability::Relaxed => engine.store_relaxed = true,
+    }
+    let options = StoreOptions {
+        durability: match settings.store.durability {
+            Durability::Strict => store::Durability::Strict,
+            Durability::Relaxed => store::Durability::Relaxed,
+        },
+        sync_interval: settings.store.sync_interval,
+        retention_messages: settings.store.retention_messages,
+        retention_age: settings.store.retention_age,
+        history_max: engine.history_max,
+        rooms_max: engine.rooms_max,
+        wall_clock: settings.wall_clock,
+        commit_delay: settings.store.commit_delay,
+    };
+    let started = std::time::Instant::now();
+    let (opened, store) =
+        store::open(location, options, start_epoch).map_err(|e| io::Error::other(e.to_string()))?;
+    let Opened {
+        rooms,
+        rotated,
+        messages,
+        bytes_on_disk,
+    } = opened;
+    tracing::info!(
+        rooms = rooms.len(),
+        messages,
+        bytes_on_disk,
+        rotated,
+        took_ms = started.elapsed().as_millis() as u64,
+        "opened the message store"
+    );
+    if rotated {
+        tracing::warn!("the last run may have lost acknowledged messages (an unclean stop with relaxed durability, or a failed sync): every room has a new epoch, so reconnecting clients are told they were not recovered");
+    }
+    Ok(Some(Kept { rooms, store }))
+}
+
+/// Starts the store's runner: its own thread, or for a simulated disk a task of the simulation.
+pub(crate) fn spawn(store: Store, settings: &Settings) -> io::Result<StoreHandle> {
+    match settings.store.at {
+        StoreAt::Disk(_) => Ok(store.spawn_task()),
+        _ => store.spawn_thread(),
+    }
+}
+
+/// The store's figures, shared with `/status`, `/metrics` and `/readyz`.
+pub(crate) type StoreFigures = Arc<store::StoreStats>;

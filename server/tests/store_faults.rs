@@ -1,0 +1,73 @@
+//! A store that cannot write (a full disk): messages are refused with `unavailable` and nobody
+//! gets them, `/readyz` answers 503, the connection, reading and scrollback keep working, and
+//! everything recovers by itself once the disk has room again.
+
+mod common;
+
+use std::time::Duration;
+
+use chat_server::{Disk, StoreAt, StoreSettings};
+use common::{http_get, settings, Client, TestServer, WAIT};
+use serde_json::json;
+
+async fn ready(server: &TestServer) -> u16 {
+    http_get(server, "/readyz", &[]).await.0
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_messages_and_recovers_by_itself() {
+    let disk = Disk::new();
+    let mut settings = settings();
+    settings.store = StoreSettings {
+        at: StoreAt::Disk(disk.clone()),
+        ..StoreSettings::default()
+    };
+    let server = TestServer::start(settings).await;
+    let (mut ann, _) = Client::join(&server, "?nick=ann&room=r").await;
+    let (mut bob, _) = Client::join(&server, "?nick=bob&room=r").await;
+    let _ = ann.recv_type("join").await;
+    ann.send("one").await;
+    assert_eq!(ann.recv_type("message").await["seq"], 1);
+    assert_eq!(bob.recv_type("message").await["text"], "one");
+    assert_eq!(ready(&server).await, 200);
+
+    disk.set_full(true);
+    ann.send("two").await;
+    let refused = ann.recv_type("error").await;
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    assert_eq!(ready(&server).await, 503);
+    // Nobody got it; the connection and scrollback still work.
+    ann.send_json(json!({"type": "history", "limit": 10})).await;
+    let page = ann.recv_type("history").await;
+    let seqs: Vec<u64> = (page["messages"].as_array().expect("messages").iter())
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, [1], "{page}");
+    bob.assert_silent(Duration::from_millis(200)).await;
+
+    disk.set_full(false);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ready(&server).await != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ann.send("three").await;
+    let acked = ann.recv_type("message").await;
+    assert_eq!(
+        (acked["seq"].as_u64(), acked["text"].as_str()),
+        (Some(2), Some("three"))
+    );
+    assert_eq!(bob.recv_type("message").await["text"], "three");
+    let response = http_get(&server, "/status", &[]).await.1;
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    let status: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(status["store"]["healthy"], true, "{status}");
+    assert!(
+        status["store"]["write_errors"].as_u64() >= Some(1),
+        "{status}"
+    );
+    server.shutdown().await;
+}
