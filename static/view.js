@@ -320,7 +320,8 @@ export function createView(doc) {
 
     historyState({ loading, complete }) {
       el.historyLoading.hidden = !loading;
-      el.historyStart.hidden = !complete;
+      // The marker takes a line above everything: keep the reader's place when it comes or goes.
+      keepingPlace(el.logHead.nextElementSibling, () => { el.historyStart.hidden = !complete; });
     },
 
     /** A page of older messages, oldest first, put right above the message keyed `anchor` (the
