@@ -16,6 +16,7 @@ const pending = []; // events not handled yet: from before the session existed, 
 let handling = false;
 let ws = null;
 const timers = new Map(); // timer name -> setTimeout id
+let logTopSaid = null; // the last logTop sent from a scroll event
 
 /** Hands an event to the session and carries out its effects; events raised meanwhile wait. */
 function dispatch(event) {
@@ -65,6 +66,7 @@ function perform(effect) {
       break;
     }
     case 'navigate': location.hash = encodeURIComponent(effect.room); break;
+    case 'measureLog': sayLogTop(true); break;
     case 'render': {
       const draw = view[effect.view];
       if (!draw) throw new Error(`no view for ${JSON.stringify(effect.view)}`);
@@ -73,6 +75,15 @@ function perform(effect) {
     }
     default: throw new Error(`unknown effect ${JSON.stringify(effect.type)}`);
   }
+}
+
+/** Tells the session whether the top of the log is in view: on request (`always`), and from
+ *  scroll events only when that changes, so scrolling costs no work in the session. */
+function sayLogTop(always) {
+  const near = view.logNearTop();
+  if (!always && near === logTopSaid) return;
+  logTopSaid = near;
+  dispatch({ type: 'logTop', near });
 }
 
 /** Quietly: the session already knows this socket is gone, so its close must not report. */
@@ -122,6 +133,7 @@ $('retry').addEventListener('click', () => dispatch({ type: 'retry' }));
 $('users-more').addEventListener('click', () => dispatch({ type: 'moreUsers' }));
 $('users-refresh').addEventListener('click', () => dispatch({ type: 'refreshUsers' }));
 $('chat-error-close').addEventListener('click', () => view.clearChatError());
+$('log').addEventListener('scroll', () => sayLogTop(false), { passive: true });
 window.addEventListener('hashchange', () => dispatch({ type: 'hashchange', hash: location.hash }));
 window.addEventListener('online', () => dispatch({ type: 'online' }));
 window.addEventListener('offline', () => dispatch({ type: 'offline' }));
@@ -177,4 +189,9 @@ window.chat = Object.freeze({
   get epoch() { return session && session.epoch; },
   get users() { return session ? session.roster.list() : []; },
   get userCount() { return session ? session.roster.count : 0; },
+  get scrollback() {
+    if (!session) return null;
+    const { complete, request, supported, oldestSeq } = session.scrollback;
+    return { complete, loading: !!request, supported, oldestSeq };
+  },
 });

@@ -47,6 +47,12 @@ export function whoFrame(after) {
   return JSON.stringify(after == null ? { type: 'who' } : { type: 'who', after });
 }
 
+/** Asks for up to `limit` messages of the current room older than seq `before`, oldest first;
+ *  the answer is a `history` frame, whose `complete` says nothing older exists. */
+export function historyFrame(before, limit) {
+  return JSON.stringify({ type: 'history', before, limit });
+}
+
 /** The query of `/ws`: the same fields as a join, given at connect time. */
 export function connectQuery({ room, nick, resume }) {
   const params = new URLSearchParams();

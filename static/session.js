@@ -1,6 +1,7 @@
 // The chat session as a sans-IO state machine: connecting and reconnecting with backoff, joining
 // and switching rooms, nicknames, `since`/`epoch` bookkeeping, showing each message exactly once
-// across reconnects, who is online (the bookkeeping is roster.js's) and who is typing.
+// across reconnects, paging older messages in when the log is scrolled to its top (the
+// bookkeeping is scrollback.js's), who is online (roster.js's) and who is typing.
 // `session.handle(event)` returns the effects to carry out, in order; it never touches the DOM, a
 // socket, a timer, the clock or Math.random (time comes in on events, randomness from a seed), so
 // tests drive it with plain objects.
@@ -10,6 +11,7 @@
 //   connectFailed {conn}          timer {name}        online / offline
 //   submitNick {nick}  cancelLogin  rename  submitMessage {text}  typed {text}
 //   submitRoom {room}  hashchange {hash}  retry  moreUsers  refreshUsers
+//   logTop {near}                 whether the top of the log is in view (or near it)
 // Effects:
 //   {type:'connect', conn, url}   replace any socket with a new one; tag its events with `conn`
 //   {type:'disconnect'}           close the socket quietly (no close event comes back)
@@ -19,6 +21,8 @@
 //   {type:'storeNick', nick}      remember the nickname on this device
 //   {type:'replaceHash', room}    show #room in the address bar without a history entry
 //   {type:'navigate', room}       go to #room (a hashchange event follows)
+//   {type:'measureLog'}           answer with a logTop event, measured now (after the renders
+//                                 before it); scroll events send logTop only when it changes
 //   {type:'render', view, ...}    update one part of the page (see view.js, which has one
 //                                 function per `view`)
 
@@ -27,6 +31,7 @@ import {
   leaveText, messageFrame, nickFrame, parseServerFrame, typingFrame, utf8Bytes, whoFrame,
 } from './protocol.js';
 import { Roster } from './roster.js';
+import { Scrollback } from './scrollback.js';
 
 export const BACKOFF_BASE_MS = 500;
 export const BACKOFF_CAP_MS = 20000;
@@ -35,10 +40,16 @@ export const TYPING_SHOW_MS = 4000;
 /** Quiet reconnects while the server may still hold our previous connection's nickname. */
 export const GHOST_RETRIES_MAX = 4;
 export const RENAME_COOLDOWN_MS = 1500;
+/** A `history` request unanswered this long is given up, so a lost reply cannot stop paging. */
+export const HISTORY_TIMEOUT_MS = 10000;
+/** The wait after a `history` refused for rate (such requests are metered like joins). */
+export const HISTORY_RETRY_MS = 3000;
 
 const RECONNECT_TIMER = 'reconnect';
 const RENAME_TIMER = 'rename-cooldown';
 const TYPING_TIMER = 'typing:'; // + nick
+const HISTORY_TIMEOUT_TIMER = 'history-timeout';
+const HISTORY_RETRY_TIMER = 'history-retry';
 
 const NOT_CONNECTED = 'You are not connected right now. Your message was not sent; it is still in the box.';
 /** Said once per conversation, at its room's first `presence` frame: why joins and leaves stop
@@ -99,7 +110,9 @@ export class Session {
     this.inRoom = false;
     this.epoch = null; // epoch of shownRoom's seq numbers
     this.lastSeq = null; // last seq seen in shownRoom
-    this.seen = new Set(); // "epoch:seq" of every message in the log
+    this.scrollback = new Scrollback(); // what the log holds, and paging back in it
+    this.nearTop = false; // the top of the log is in view, as the page last said
+    this.historyShown = ''; // the scrollback state last rendered
     this.roster = new Roster(); // who is in shownRoom
     this.busyNoticed = false; // the log shows BUSY_ROOM_NOTICE
     this.typers = new Set(); // nicks shown as typing, each with a timer
@@ -141,6 +154,7 @@ export class Session {
       case 'hashchange': this.onHashChange(event.hash); break;
       case 'moreUsers': this.askWho(() => this.roster.requestMore()); break;
       case 'refreshUsers': this.askWho(() => this.roster.requestRefresh()); break;
+      case 'logTop': this.nearTop = !!event.near; this.loadOlder(); break;
       default: throw new Error(`session: unknown event ${JSON.stringify(event.type)}`);
     }
     return this.out;
@@ -180,10 +194,14 @@ export class Session {
   showChat() {
     this.screen = 'chat';
     this.render('chat');
+    // The log was hidden, or its contents changed: is its top in view now?
+    this.emit({ type: 'measureLog' });
   }
 
   notice(text, kind = 'info') {
+    this.scrollback.notice();
     this.render('notice', { text, kind });
+    this.trimLog();
   }
 
   /** The member list's changes since it was last drawn (single rows, never the whole list). */
@@ -198,28 +216,85 @@ export class Session {
   // ------------------------------------------------------------ the log
 
   clearLog() {
-    this.seen.clear();
+    this.scrollback.reset();
+    this.stopHistoryTimers();
     this.busyNoticed = false;
     this.render('clearLog');
+    this.renderHistory();
   }
 
-  /** Shows a message unless the log already has it: history after a reconnect repeats what was
-   *  seen before the drop, and only `epoch:seq` tells them apart. */
-  addMessage(m) {
-    if (typeof m.seq === 'number' && this.epoch != null) {
-      const key = `${this.epoch}:${m.seq}`;
-      if (this.seen.has(key)) return;
-      this.seen.add(key);
-      if (this.lastSeq == null || m.seq > this.lastSeq) this.lastSeq = m.seq;
-    }
+  /** What view.js draws for a message; `key` ("epoch:seq", '' without a seq) finds its row. */
+  messageFields(m, key) {
     const nick = String(m.nick ?? '');
-    this.render('message', {
+    return {
       nick,
       text: String(m.text ?? ''),
       ts: m.ts,
       seq: typeof m.seq === 'number' ? m.seq : null,
+      key,
       mine: this.nick != null && nick === this.nick,
-    });
+    };
+  }
+
+  /** Shows a message at the bottom unless the log already has it: history after a reconnect
+   *  repeats what was seen before the drop, and only `epoch:seq` tells them apart. */
+  addMessage(m) {
+    const key = this.scrollback.append(m);
+    if (key == null) return;
+    if (key && (this.lastSeq == null || m.seq > this.lastSeq)) this.lastSeq = m.seq;
+    this.render('message', this.messageFields(m, key));
+    this.trimLog();
+  }
+
+  /** Keeps the log within its bound: the oldest items go (then paging back can bring them). */
+  trimLog() {
+    const count = this.scrollback.trim();
+    if (!count) return;
+    this.render('dropOldest', { count });
+    this.renderHistory();
+  }
+
+  // ------------------------------------------------------------ scrollback
+
+  /** The loading indicator and the beginning-of-the-conversation marker, when they change. */
+  renderHistory() {
+    const state = this.scrollback.state();
+    const shown = JSON.stringify(state);
+    if (shown === this.historyShown) return;
+    this.historyShown = shown;
+    this.render('historyState', state);
+  }
+
+  stopHistoryTimers() {
+    this.emit({ type: 'cancel', name: HISTORY_TIMEOUT_TIMER });
+    this.emit({ type: 'cancel', name: HISTORY_RETRY_TIMER });
+    this.scrollback.cooled();
+  }
+
+  /** Asks for the page before the top of the log if the person is looking at the top, and one
+   *  can be asked for now (scrollback.js decides: one at a time, none past the beginning). */
+  loadOlder() {
+    if (!this.nearTop || this.phase !== 'connected' || !this.inRoom || this.pendingJoin) return;
+    if (!this.socketOpen || this.screen !== 'chat') return;
+    const frame = this.scrollback.begin(this.shownRoom, this.lastSeq);
+    if (frame) {
+      this.send(frame);
+      this.emit({ type: 'schedule', name: HISTORY_TIMEOUT_TIMER, ms: HISTORY_TIMEOUT_MS });
+    }
+    this.renderHistory();
+  }
+
+  onHistory(h) {
+    const page = this.scrollback.reply(h);
+    if (!page) return;
+    this.emit({ type: 'cancel', name: HISTORY_TIMEOUT_TIMER });
+    if (page.messages.length) {
+      const messages = page.messages.map((m) => this.messageFields(m, `${this.epoch}:${m.seq}`));
+      this.render('olderMessages', { messages, anchor: page.anchor });
+    }
+    this.renderHistory();
+    // Still at the top after a short page? The answer asks for the next one.
+    this.emit({ type: 'measureLog' });
   }
 
   // ------------------------------------------------------------ typing
@@ -287,6 +362,9 @@ export class Session {
     this.clearTypers();
     this.roster.abandonRequest();
     this.renderRoster();
+    this.scrollback.connectionLost();
+    this.stopHistoryTimers();
+    this.renderHistory();
     if (this.phase === 'need-nick') {
       // Waiting for the person to pick another nickname: reconnect when they do.
       this.pendingJoin = null;
@@ -338,6 +416,13 @@ export class Session {
       this.render('loginBusy', { busy: false });
     } else if (name.startsWith(TYPING_TIMER)) {
       if (this.typers.delete(name.slice(TYPING_TIMER.length))) this.renderTyping();
+    } else if (name === HISTORY_TIMEOUT_TIMER) {
+      this.scrollback.abandon();
+      this.renderHistory();
+      this.emit({ type: 'measureLog' });
+    } else if (name === HISTORY_RETRY_TIMER) {
+      this.scrollback.cooled();
+      this.emit({ type: 'measureLog' });
     }
   }
 
@@ -384,6 +469,9 @@ export class Session {
         break;
       case 'typing':
         if (forShownRoom) this.someoneTyping(msg.nick);
+        break;
+      case 'history':
+        this.onHistory(msg);
         break;
       case 'error':
         this.onServerError(msg);
@@ -453,8 +541,11 @@ export class Session {
     // Another epoch numbers its messages afresh: the old lastSeq means nothing there.
     if (epochChanged) this.lastSeq = null;
     this.epoch = w.epoch;
+    this.scrollback.setEpoch(w.epoch);
     for (const m of Array.isArray(w.history) ? w.history : []) this.addMessage(m);
     if (typeof w.seq === 'number') this.lastSeq = w.seq;
+    this.scrollback.welcomed(this.lastSeq);
+    this.renderHistory();
 
     this.roster.reset({ users: w.users, count: w.user_count, me: w.nick });
     this.clearTypers();
@@ -489,6 +580,19 @@ export class Session {
     const code = err.code;
     const text = describeError(err, this.limits);
     const nickProblem = code === 'nick_taken' || code === 'invalid_nick';
+
+    // An error frame does not say which request it answers. While a `history` is in flight, an
+    // unknown type can only be that one (an older server), and `rate_limited` is that one unless
+    // a message is waiting for its echo too; either is settled quietly, as the person asked for
+    // nothing. A rate_limited that may be the message's is shown as always, and the request
+    // waits for its reply or its timeout.
+    const historyVerdict = code === 'rate_limited' && this.lastSentText ? null : this.scrollback.refused(code);
+    if (historyVerdict) {
+      this.emit({ type: 'cancel', name: HISTORY_TIMEOUT_TIMER });
+      if (historyVerdict === 'cooling') this.emit({ type: 'schedule', name: HISTORY_RETRY_TIMER, ms: HISTORY_RETRY_MS });
+      this.renderHistory();
+      return;
+    }
 
     if (this.pendingJoin) {
       const pending = this.pendingJoin;
@@ -553,6 +657,10 @@ export class Session {
       const resume = this.resumePoint(this.room);
       this.pendingJoin = { kind: 'join', resume: !!resume, room: this.room };
       this.send(joinFrame({ room: this.room, nick: this.wantedNick, resume }));
+      // The server's current room is about to change; the reply to a request is of no use.
+      this.scrollback.abandon();
+      this.emit({ type: 'cancel', name: HISTORY_TIMEOUT_TIMER });
+      this.renderHistory();
       if (!this.inRoom) this.setPhase('connecting');
     } else {
       this.attempt = 0;

@@ -3,10 +3,14 @@
 // cannot start. Text from users and the server only ever goes in through textContent (or an
 // input's value), never innerHTML, so it cannot become markup. Layout details that only the page
 // knows live here too: day dividers, grouping of consecutive messages, scrolling, focus.
+// Older messages paged in above the top keep what the person is reading where it is. How many
+// items the log keeps is session.js's (scrollback.js) to decide, since it must know what is shown.
 // The member list is keyed: one row per name in a Map, each roster op (roster.js) adds or removes
 // one row, so no event costs work in proportion to the room.
 
-const MAX_LOG_ITEMS = 600;
+/** The top of the log counts as in view this close to it, so the next page is asked for a little
+ *  before the person reaches the end of what is loaded. */
+const NEAR_TOP_PX = 200;
 /** Consecutive messages of one person this close together form a group (name shown once). */
 const GROUP_MS = 5 * 60 * 1000;
 const COUNTDOWN_EVERY_MS = 250;
@@ -76,6 +80,9 @@ export function createView(doc) {
     nickInput: $('nick-input'),
     chat: $('chat'),
     log: $('log'),
+    logHead: $('log-head'),
+    historyStart: $('history-start'),
+    historyLoading: $('history-loading'),
     typing: $('typing'),
     chatError: $('chat-error'),
     chatErrorText: $('chat-error-text'),
@@ -91,6 +98,8 @@ export function createView(doc) {
     usersRefresh: $('users-refresh'),
   };
   const userRows = new Map(); // roster key -> the <li> of that name
+  const messageRows = new Map(); // "epoch:seq" -> the <li> of that message
+  const messageInfo = new WeakMap(); // message <li> -> {nick, at}, for grouping across a seam
 
   let countdown = 0; // interval id while the status counts down to a reconnect
   let lastDay = ''; // day of the last message, for day dividers
@@ -120,19 +129,78 @@ export function createView(doc) {
     if (!li.classList.contains('msg')) lastMsg = null;
     const stick = forceScroll || nearBottom();
     el.log.appendChild(li);
-    while (el.log.childElementCount > MAX_LOG_ITEMS) el.log.firstElementChild.remove();
     if (stick) el.log.scrollTop = el.log.scrollHeight;
+  }
+
+  /** Runs `change` (which adds or removes items above `keep`) and scrolls by however far `keep`
+   *  moved, so the message on screen stays put. Browsers' own scroll anchoring is off for the log
+   *  (style.css): it would do this only sometimes (never at scrollTop 0, the usual case here). */
+  function keepingPlace(keep, change) {
+    const before = keep ? keep.getBoundingClientRect().top : 0;
+    change();
+    if (keep && keep.isConnected) el.log.scrollTop += keep.getBoundingClientRect().top - before;
+  }
+
+  function dayDivider(d) {
+    const li = doc.createElement('li');
+    li.className = 'day';
+    li.setAttribute('aria-hidden', 'true');
+    li.dataset.day = d.toDateString();
+    li.textContent = formatDay(d);
+    return li;
   }
 
   function maybeDayDivider(d) {
     const day = d.toDateString();
     if (day === lastDay) return;
     lastDay = day;
+    appendItem(dayDivider(d));
+  }
+
+  function continues(prev, nick, when) {
+    return !!prev && prev.nick === nick && when - prev.at >= 0 && when - prev.at < GROUP_MS;
+  }
+
+  /** The <li> of a message; `prev` is {nick, at} of the message right above it, if any. */
+  function messageItem({ nick, text, seq, key, mine }, when, prev) {
     const li = doc.createElement('li');
-    li.className = 'day';
-    li.setAttribute('aria-hidden', 'true');
-    li.textContent = formatDay(d);
-    appendItem(li);
+    li.className = mine ? 'msg mine' : 'msg';
+    if (continues(prev, nick, when)) li.classList.add('cont');
+    if (seq != null) li.dataset.seq = String(seq);
+
+    const avatar = doc.createElement('span');
+    avatar.className = 'avatar';
+    avatar.setAttribute('aria-hidden', 'true');
+    paintAvatar(avatar, nick);
+
+    const bubble = doc.createElement('div');
+    bubble.className = 'bubble';
+    const meta = doc.createElement('div');
+    meta.className = 'meta';
+    const who = doc.createElement('span');
+    who.className = 'nick';
+    who.textContent = nick;
+    who.style.setProperty('--hue', String(hueOf(nick)));
+    const time = doc.createElement('time');
+    time.dateTime = when.toISOString();
+    time.title = when.toLocaleString();
+    time.textContent = formatTime(when);
+    meta.append(who, time);
+    const body = doc.createElement('p');
+    body.className = 'text';
+    body.textContent = text;
+    bubble.append(meta, body);
+    li.append(avatar, bubble);
+    if (key) {
+      li.dataset.key = key;
+      messageRows.set(key, li);
+    }
+    messageInfo.set(li, { nick, at: when });
+    return li;
+  }
+
+  function forgetItem(li) {
+    if (li.dataset.key) messageRows.delete(li.dataset.key);
   }
 
   function userRow(nick, me) {
@@ -239,9 +307,98 @@ export function createView(doc) {
     clearChatError,
 
     clearLog() {
-      el.log.replaceChildren();
+      el.log.replaceChildren(el.logHead);
+      messageRows.clear();
       lastDay = '';
       lastMsg = null;
+    },
+
+    /** Whether the top of the log is in view, or close; never while the log is not shown. */
+    logNearTop() {
+      return !el.chat.hidden && el.log.scrollTop < NEAR_TOP_PX;
+    },
+
+    historyState({ loading, complete }) {
+      el.historyLoading.hidden = !loading;
+      // The marker takes a line above everything: keep the reader's place when it comes or goes.
+      keepingPlace(el.logHead.nextElementSibling, () => { el.historyStart.hidden = !complete; });
+    },
+
+    /** A page of older messages, oldest first, put right above the message keyed `anchor` (the
+     *  oldest of the current epoch shown) or at the top of the log. */
+    olderMessages({ messages, anchor }) {
+      const ref = (anchor && messageRows.get(anchor)) || el.logHead.nextElementSibling;
+      // The day divider above `ref` heads the day, so the page goes above it.
+      const divider = ref && ref.previousElementSibling;
+      const refDivider = divider && divider.classList.contains('day') ? divider : null;
+      const page = doc.createDocumentFragment();
+      let day = '';
+      let prev = null;
+      for (const m of messages) {
+        const when = parseTime(m.ts);
+        if (when.toDateString() !== day) {
+          day = when.toDateString();
+          page.append(dayDivider(when));
+          prev = null;
+        }
+        const li = messageItem(m, when, prev);
+        li.classList.add('earlier');
+        page.append(li);
+        prev = { nick: m.nick, at: when };
+      }
+      keepingPlace(ref, () => {
+        el.log.insertBefore(page, refDivider || ref || null);
+        if (refDivider && refDivider.dataset.day === day) {
+          // The page ends on the day the old top begins: one divider, and one group across.
+          refDivider.remove();
+          const info = ref.classList.contains('msg') && messageInfo.get(ref);
+          if (info && continues(prev, info.nick, info.at)) ref.classList.add('cont');
+        }
+      });
+      if (!ref) {
+        // The log had no items: appending continues from the page.
+        lastDay = day;
+        lastMsg = prev;
+      }
+    },
+
+    /** Drops the `count` oldest items (messages and notices; day dividers go along with their
+     *  day), keeping what is on screen in place. */
+    dropOldest({ count }) {
+      let left = count;
+      let node = el.logHead.nextElementSibling;
+      const doomed = [];
+      while (node && left > 0) {
+        if (!node.classList.contains('day')) {
+          doomed.push(node);
+          left -= 1;
+        }
+        node = node.nextElementSibling;
+      }
+      let keep = node;
+      while (keep && keep.classList.contains('day')) keep = keep.nextElementSibling;
+      keepingPlace(keep, () => {
+        for (const li of doomed) {
+          forgetItem(li);
+          li.remove();
+        }
+        // A divider whose day has no item left is followed by the next divider (or nothing).
+        let first = el.logHead.nextElementSibling;
+        while (first && first.classList.contains('day')) {
+          const next = first.nextElementSibling;
+          if (next && !next.classList.contains('day')) break;
+          first.remove();
+          first = next;
+        }
+        if (!first) {
+          lastDay = '';
+          lastMsg = null;
+        }
+        // The group's first message went: the next one shows the name and avatar again.
+        if (keep && keep.classList.contains('cont') && !keep.previousElementSibling.classList.contains('msg')) {
+          keep.classList.remove('cont');
+        }
+      });
     },
 
     notice({ text, kind }) {
@@ -253,42 +410,12 @@ export function createView(doc) {
       appendItem(li, kind === 'warn');
     },
 
-    message({ nick, text, ts, seq, mine }) {
-      const when = parseTime(ts);
+    message(m) {
+      const when = parseTime(m.ts);
       maybeDayDivider(when);
-      const li = doc.createElement('li');
-      li.className = mine ? 'msg mine' : 'msg';
-      const prev = lastMsg;
-      if (prev && prev.nick === nick && when - prev.at >= 0 && when - prev.at < GROUP_MS) {
-        li.classList.add('cont');
-      }
-      if (seq != null) li.dataset.seq = String(seq);
-
-      const avatar = doc.createElement('span');
-      avatar.className = 'avatar';
-      avatar.setAttribute('aria-hidden', 'true');
-      paintAvatar(avatar, nick);
-
-      const bubble = doc.createElement('div');
-      bubble.className = 'bubble';
-      const meta = doc.createElement('div');
-      meta.className = 'meta';
-      const who = doc.createElement('span');
-      who.className = 'nick';
-      who.textContent = nick;
-      who.style.setProperty('--hue', String(hueOf(nick)));
-      const time = doc.createElement('time');
-      time.dateTime = when.toISOString();
-      time.title = when.toLocaleString();
-      time.textContent = formatTime(when);
-      meta.append(who, time);
-      const body = doc.createElement('p');
-      body.className = 'text';
-      body.textContent = text;
-      bubble.append(meta, body);
-      li.append(avatar, bubble);
-      appendItem(li, mine);
-      lastMsg = { nick, at: when };
+      const li = messageItem(m, when, lastMsg);
+      appendItem(li, m.mine);
+      lastMsg = { nick: m.nick, at: when };
     },
 
     roster({ ops, count, more, stale, loading }) {

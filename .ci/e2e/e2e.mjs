@@ -7,6 +7,8 @@
 //   CHROMIUM_PATH     browser (default: /usr/bin/chromium)
 //   E2E_STATIC_DIR    pass --static-dir to the server (serve static/ from disk instead of the embedded copy)
 //   E2E_OUT           where screenshots and the server log go (default: <repo>/.ci/out)
+//   E2E_SERVER_HISTORY=1  also run testScrollbackWithServerHistory(): scrollback against the
+//                     server's own answers to {"type":"history"} (see that function)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -242,7 +244,7 @@ process.on('exit', () => {
 // ------------------------------------------------------------------ tests
 test('the page is served and offers a nickname form', async () => {
   const files = [['/', 'text/html'], ['/style.css', 'text/css'], ['/config.json', 'application/json']];
-  for (const module of ['main', 'session', 'protocol', 'config', 'view', 'roster']) files.push([`/${module}.js`, 'javascript']);
+  for (const module of ['main', 'session', 'protocol', 'config', 'view', 'roster', 'scrollback']) files.push([`/${module}.js`, 'javascript']);
   for (const [url, type] of files) {
     const res = await fetch(base + url);
     assert.equal(res.status, 200, `GET ${url}`);
@@ -678,6 +680,228 @@ test('a large room: the count, "and N more", paging, presence within seconds, ca
     largeServer = null;
   }
 });
+
+// ------------------------------------------------------------------ scrollback
+
+const SCROLL_ROOM = `scroll_${RUN}`;
+/** More than a welcome carries (--history, default 100), so the real server must page too. */
+const SCROLL_MESSAGES = 130;
+/** A welcome cut to this many messages by the test's socket route, so the fake pages. */
+const FAKE_WELCOME_KEEP = 10;
+
+let written = null; // the promise of writeScrollRoom(): every message of SCROLL_ROOM, oldest first
+
+/** Fills SCROLL_ROOM once with SCROLL_MESSAGES messages from a plain WebSocket (its own page,
+ *  paced under the server's 10 a second), and resolves with the message frames it got back. */
+function writeScrollRoom() {
+  written ??= (async () => {
+    const ctx = await browser.newContext();
+    try {
+      const page = await ctx.newPage();
+      await page.goto(`${base}/healthz`);
+      return await page.evaluate(([room, count]) => new Promise((resolve, reject) => {
+        const ws = new WebSocket(`ws://${location.host}/ws?nick=writer&room=${encodeURIComponent(room)}`);
+        const got = [];
+        ws.onmessage = async (ev) => {
+          const frame = JSON.parse(ev.data);
+          if (frame.type === 'error') reject(new Error(`writer: ${frame.code}`));
+          if (frame.type === 'message') got.push(frame);
+          if (got.length === count) {
+            ws.onclose = null;
+            ws.close(1000);
+            resolve(got);
+          }
+          if (frame.type !== 'welcome') return;
+          for (let i = 1; i <= count; i++) {
+            ws.send(JSON.stringify({ type: 'message', text: `scroll ${i}` }));
+            if (i > 15) await new Promise((r) => setTimeout(r, 115));
+          }
+        };
+        ws.onclose = (ev) => reject(new Error(`writer: closed ${ev.code}`));
+      }), [SCROLL_ROOM, SCROLL_MESSAGES]);
+    } finally {
+      await ctx.close();
+    }
+  })();
+  return written;
+}
+
+/**
+ * Routes the page's chat socket through the test: every frame passes, and `history` requests
+ * are counted (with how many were ever in flight at once). `answer(request)`, if given, answers
+ * a request in place of the server (after `delayMs`); `keepWelcome` cuts a welcome's history to
+ * its last so many messages. Returns the live record.
+ */
+async function routeChat(page, { answer = null, keepWelcome = null, delayMs = 0 } = {}) {
+  const record = { requests: [], replies: 0, inFlight: 0, maxInFlight: 0 };
+  await page.routeWebSocket(/\/ws\?/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((data) => {
+      const frame = typeof data === 'string' ? JSON.parse(data) : null;
+      if (frame && frame.type === 'history') {
+        record.requests.push(frame);
+        record.inFlight += 1;
+        record.maxInFlight = Math.max(record.maxInFlight, record.inFlight);
+        if (answer) {
+          setTimeout(() => {
+            record.inFlight -= 1;
+            record.replies += 1;
+            ws.send(JSON.stringify(answer(frame)));
+          }, delayMs);
+          return;
+        }
+      }
+      server.send(data);
+    });
+    server.onMessage((data) => {
+      let out = data;
+      const frame = typeof data === 'string' ? JSON.parse(data) : null;
+      if (frame && (frame.type === 'history' || (frame.type === 'error' && record.inFlight > 0))) {
+        record.inFlight = Math.max(0, record.inFlight - 1);
+        record.replies += 1;
+      }
+      if (frame && frame.type === 'welcome' && keepWelcome != null) {
+        out = JSON.stringify({ ...frame, history: frame.history.slice(-keepWelcome) });
+      }
+      ws.send(out);
+    });
+  });
+  return record;
+}
+
+/** The page answering `history` as the protocol says, from `all` (oldest first). */
+function historyFrom(all, room) {
+  return ({ before, limit }) => {
+    const older = all.filter((m) => m.seq < before);
+    const messages = older.slice(-Math.min(limit, 100));
+    return { type: 'history', room, messages, complete: messages.length === older.length };
+  };
+}
+
+/** The seqs the log shows, top to bottom. */
+async function shownSeqs(page) {
+  return page.locator('#log li[data-seq]').evaluateAll((items) => items.map((li) => Number(li.dataset.seq)));
+}
+
+/** A new tab in SCROLL_ROOM whose chat socket goes through routeChat(route), signed in. */
+async function openScrollTab(name, route) {
+  const page = await context.newPage();
+  await watchPage(name, page);
+  const record = await routeChat(page, route);
+  await page.goto(`${base}/#${SCROLL_ROOM}`);
+  pages[name] = page;
+  await signIn(page, `${name}_${RUN}`);
+  return { page, record };
+}
+
+/** Scrolls the log to its top as a person would; returns the seq of the message that was the
+ *  top one and where it was in the log's view then. (Layout offsets, not client rects: a new
+ *  message's slide-in transform would move its rect by a few pixels.) */
+async function scrollLogToTop(page) {
+  return page.locator('#log').evaluate((logEl) => {
+    const first = logEl.querySelector('li[data-seq]');
+    logEl.scrollTop = 0;
+    return { seq: Number(first.dataset.seq), top: first.offsetTop - logEl.scrollTop };
+  });
+}
+
+async function topOfSeq(page, seq) {
+  return page.locator(`#log li[data-seq="${seq}"]`).evaluate((li) => li.offsetTop - li.parentElement.scrollTop);
+}
+
+/**
+ * The scrollback scenario, against whatever answers `history` for `page`: scrolled to the top
+ * again and again, the log gains the older pages above, the message that was on top stays where
+ * it was, one request at a time, until the beginning marker shows; then every message of
+ * SCROLL_ROOM is shown once, in order, and no more requests go out.
+ */
+async function checkScrollback(page, record, all, { expectLoading = false } = {}) {
+  const want = all.map((m) => m.seq);
+  const start = page.getByTestId('history-start');
+  const loading = page.getByTestId('history-loading');
+  assert.ok(!(await start.isVisible()), 'no beginning marker while older messages exist');
+  for (let step = 0; !(await start.isVisible()); step++) {
+    assert.ok(step < 10, `the beginning reached within 10 scrolls (shown: ${(await shownSeqs(page)).length})`);
+    const before = (await shownSeqs(page)).length;
+    const anchor = await scrollLogToTop(page);
+    if (expectLoading && step === 0) await loading.waitFor({ state: 'visible', timeout: 5000 });
+    await eventually(async () => (await shownSeqs(page)).length > before || (await start.isVisible()), { what: `an older page (step ${step})` });
+    await sleep(100); // let a short page's follow-up settle before measuring
+    const moved = (await topOfSeq(page, anchor.seq)) - anchor.top;
+    assert.ok(Math.abs(moved) <= 1, `the message on top (seq ${anchor.seq}) stayed in place (moved ${moved} px)`);
+  }
+  await eventually(async () => !(await loading.isVisible()), { what: 'the loading line gone' });
+  assert.deepEqual(await shownSeqs(page), want, 'every message once, in order');
+  assert.equal(await countMessage(page, 'scroll 1'), 1);
+  assert.ok(record.maxInFlight <= 1, `one request at a time (at most ${record.maxInFlight} were in flight)`);
+  for (const r of record.requests) {
+    assert.equal(r.limit, 50, 'pages of 50');
+    assert.ok(Number.isInteger(r.before), `before is a seq: ${JSON.stringify(r)}`);
+  }
+  // Complete: scrolling down and up again asks for nothing more.
+  const asked = record.requests.length;
+  await page.locator('#log').evaluate((logEl) => { logEl.scrollTop = logEl.scrollHeight; });
+  await sleep(200);
+  await scrollLogToTop(page);
+  await sleep(1000);
+  assert.equal(record.requests.length, asked, 'no request after the beginning is shown');
+  assert.ok(!(await page.locator('#chat-error').isVisible()), 'no error shown');
+}
+
+test('scrollback: older pages come in above, in place, each message once, down to the beginning (the test answers history)', { timeout: 90000 }, async () => {
+  const all = await writeScrollRoom();
+  assert.equal(all.length, SCROLL_MESSAGES);
+  const { page, record } = await openScrollTab('scroller', {
+    answer: historyFrom(all, SCROLL_ROOM), keepWelcome: FAKE_WELCOME_KEEP, delayMs: 400,
+  });
+  await eventually(async () => (await shownSeqs(page)).length >= FAKE_WELCOME_KEEP, { what: 'the welcome\'s messages' });
+  await checkScrollback(page, record, all, { expectLoading: true });
+  await page.screenshot({ path: path.join(OUT, 'desktop-scrollback-start.png'), animations: 'disabled' });
+  assert.ok(record.requests.length >= 2, `paged more than once (${record.requests.length} requests)`);
+  // Live messages still land at the bottom, once.
+  await sendMessage(page, `after scrolling back ${RUN}`);
+  await waitForMessage(page, `after scrolling back ${RUN}`);
+  await page.screenshot({ path: path.join(OUT, 'desktop-scrollback-live.png'), animations: 'disabled' });
+  await page.close();
+});
+
+test('scrollback against a server without history: one quiet request, then none on that connection', { timeout: 60000 }, async () => {
+  await writeScrollRoom();
+  const { page, record } = await openScrollTab('oldserver', {
+    answer: () => ({ type: 'error', code: 'unknown_type', message: 'unknown type "history"' }),
+  });
+  await scrollLogToTop(page);
+  await eventually(async () => record.replies >= 1, { what: 'the history request refused' });
+  await page.locator('#log').evaluate((logEl) => { logEl.scrollTop = logEl.scrollHeight; });
+  await sleep(200);
+  await scrollLogToTop(page);
+  await sleep(1000);
+  assert.equal(record.requests.length, 1, 'asked once');
+  assert.equal(await page.evaluate(() => window.chat.scrollback.supported), false);
+  assert.ok(!(await page.locator('#chat-error').isVisible()), 'the refusal is not shown to the person');
+  assert.ok(!(await page.getByTestId('history-loading').isVisible()), 'not loading');
+  assert.ok(!(await page.getByTestId('history-start').isVisible()), 'no beginning marker: it is not known');
+  await page.close();
+});
+
+/**
+ * The scrollback scenario against the server's own `history` (README, once it documents it):
+ * call this at the top level, next to the other tests, once the server answers
+ * {"type":"history"}; until then E2E_SERVER_HISTORY=1 runs it. The welcome carries the latest
+ * 100 of SCROLL_MESSAGES, so the client must page the rest from the server.
+ */
+function testScrollbackWithServerHistory() {
+  test('scrollback against the server\'s history: older pages above, in place, once each, to the beginning', { timeout: 90000 }, async () => {
+    const all = await writeScrollRoom();
+    const { page, record } = await openScrollTab('scroller_real', {});
+    await eventually(async () => (await shownSeqs(page)).length >= 100, { what: 'the welcome\'s 100 messages' });
+    await checkScrollback(page, record, all);
+    assert.equal(await page.evaluate(() => window.chat.scrollback.supported), true);
+    await page.close();
+  });
+}
+
+if (process.env.E2E_SERVER_HISTORY === '1') testScrollbackWithServerHistory();
 
 test('no script errors in any tab', () => {
   assert.deepEqual(pageErrors, []);
