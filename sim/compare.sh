@@ -8,7 +8,9 @@
 #   sim/compare.sh 3c 3 base ours     # before/after: base is BASE_SERVER (an older build)
 #
 # Servers:
-#   ours  this tree's release build ($CARGO_TARGET_DIR/release/chat-server)
+#   ours  this tree's release build ($CARGO_TARGET_DIR/release/chat-server), as people run it:
+#         the message store on (strict), in a fresh $OUT/data per run
+#   mem   the same build with --in-memory (no store), for the store's cost side by side
 #   base  BASE_SERVER (default /work/baseline-bin/chat-server), e.g. a build of an older commit
 #   go    the classic Go hub, ../shared/peers/go-seed (built into /tmp/go-seed if missing; needs
 #         Debian's golang-go and golang-github-gorilla-websocket-dev, see its README)
@@ -53,7 +55,7 @@ for s in "${servers[@]}"; do
     case $s in
         go) [ -x "$GO_SERVER" ] || bash ../shared/peers/go-seed/build.sh >&2 ;;
         base) [ -x "$BASE_SERVER" ] || { echo "no $BASE_SERVER" >&2; exit 1; } ;;
-        ours) ;;
+        ours|mem) ;;
         *) echo "unknown server $s" >&2; exit 2 ;;
     esac
 done
@@ -108,6 +110,7 @@ start() {
     case $1 in
         ours) rm -rf "$OUT/data"
               RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" "${ours_args[@]}" "${store_args[@]}" >"$OUT/server.log" 2>&1 & ;;
+        mem) RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" "${ours_args[@]}" --in-memory >"$OUT/server.log" 2>&1 & ;;
         base) RUST_LOG=warn "$BASE_SERVER" --addr "127.0.0.1:$PORT" "${ours_args[@]}" >"$OUT/server.log" 2>&1 & ;;
         go) "$GO_SERVER" -port "$PORT" >"$OUT/server.log" 2>&1 & ;;
     esac

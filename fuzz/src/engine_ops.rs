@@ -81,6 +81,7 @@ enum Body {
     Nick(Name),
     Typing,
     Who(Option<Name>),
+    History { before: Option<u8>, limit: u8 },
     Raw(String),
 }
 
@@ -94,6 +95,11 @@ impl Body {
             Body::Typing => Command::Typing.encode(),
             Body::Who(after) => Command::Who {
                 after: after.as_ref().map(Name::get),
+            }
+            .encode(),
+            Body::History { before, limit } => Command::History {
+                before: before.map(u64::from),
+                limit: Some(u64::from(*limit % 110)),
             }
             .encode(),
             Body::Raw(text) => text.clone(),
@@ -145,6 +151,12 @@ enum Op {
     Advance(u16),
     AdvanceSecs(u8),
     Tick,
+    /// The store commits the oldest held message (with a store that holds).
+    Commit,
+    /// The store fails the oldest held message, and so every one held.
+    StoreFail,
+    /// The store answers every `Fetch` asked so far.
+    AnswerFetches,
 }
 
 const EPOCH: &str = "fz";
@@ -175,6 +187,9 @@ struct Limits {
     membership_rate_interval_ms: u16,
     history_bytes_max: u16,
     history_total_bytes_max: u16,
+    /// 0: no store (the server's `--in-memory`); 1: held until committed (strict); 2: relaxed.
+    store: u8,
+    uncommitted_max: u8,
 }
 
 impl Limits {
@@ -206,10 +221,9 @@ impl Limits {
             membership_rate_interval: Duration::from_millis(u64::from(
                 self.membership_rate_interval_ms,
             )),
-            // The fuzzed engine broadcasts at once, as the server does: no store to commit.
-            hold_until_committed: false,
-            uncommitted_max: Config::default().uncommitted_max,
-            store_relaxed: false,
+            hold_until_committed: self.store % 3 == 1,
+            uncommitted_max: usize::from(self.uncommitted_max % 8),
+            store_relaxed: self.store % 3 == 2,
         };
         match config.validate() {
             Ok(()) => config,
@@ -345,6 +359,17 @@ fn step(shell: &mut Shell, op: &Op) {
         Op::Advance(ms) => shell.pass(Duration::from_millis(u64::from(*ms))),
         Op::AdvanceSecs(s) => shell.pass(Duration::from_secs(u64::from(*s))),
         Op::Tick => shell.tick(),
+        Op::Commit => {
+            if !shell.outstanding().is_empty() {
+                shell.commit_next();
+            }
+        }
+        Op::StoreFail => {
+            if !shell.outstanding().is_empty() {
+                assert_eq!(shell.fail_next(), Ok(()));
+            }
+        }
+        Op::AnswerFetches => shell.answer_fetches(),
     }
 }
 

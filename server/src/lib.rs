@@ -38,6 +38,9 @@ pub use server::{display_url, run};
 pub use settings::{
     ConnLimits, Durability, Settings, StaticSource, StoreAt, StoreSettings, WallClock,
 };
+/// Fills a data directory for the restart benchmark (`examples/fill_store.rs`).
+#[doc(hidden)]
+pub use store::fill_store;
 /// The simulated disk a store can sit on (simulations and tests).
 #[doc(hidden)]
 pub use store::Disk;

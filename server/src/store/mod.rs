@@ -16,6 +16,7 @@
 //! (the loop and its timers), `backend` (what the file sits on, and the test disk).
 
 pub(crate) mod backend;
+mod fill;
 mod runner;
 mod schema;
 mod worker;
@@ -37,6 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::settings::WallClock;
 
 pub use backend::Disk;
+pub use fill::fill_store;
 
 /// How much a reported commit promises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The restart benchmark (BENCHMARKS.md, "Restart with a full store"): fills a data directory with
+# ROOMS rooms of PER_ROOM messages (once; kept in DIR), then starts the release binary on it
+# RUNS times, each time measuring from the spawn to the first `200` of /readyz (serving), and
+# stops it with SIGTERM.
+#
+#   ROOMS=10000 PER_ROOM=10000 DIR=/tmp/chat-restart RUNS=3 sim/restart_bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-load}"
+ROOMS="${ROOMS:-10000}"
+PER_ROOM="${PER_ROOM:-10000}"
+DIR="${DIR:-/tmp/chat-restart-$ROOMS-$PER_ROOM}"
+RUNS="${RUNS:-3}"
+PORT="${PORT:-18490}"
+cargo build --release -p chat-server --bin chat-server --example fill_store >&2
+if [ ! -f "$DIR/chat.redb" ]; then
+    "$CARGO_TARGET_DIR/release/examples/fill_store" --data-dir "$DIR" --rooms "$ROOMS" --per-room "$PER_ROOM"
+fi
+echo "store: $(du -sh "$DIR/chat.redb" | cut -f1) for $ROOMS rooms x $PER_ROOM messages"
+for run in $(seq "$RUNS"); do
+    start=$(date +%s.%N)
+    RUST_LOG=info "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" --data-dir "$DIR" \
+        --retention-messages "$PER_ROOM" >/tmp/chat-restart-server.log 2>&1 &
+    pid=$!
+    for _ in $(seq 600); do
+        if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz" || true)" = 200 ]; then break; fi
+        sleep 0.01
+    done
+    end=$(date +%s.%N)
+    opened=$(grep -o 'opened the message store.*' /tmp/chat-restart-server.log | head -1)
+    printf 'run %s: serving after %.2f s (%s)\n' "$run" "$(echo "$end - $start" | bc)" "$opened"
+    kill -TERM "$pid"; wait "$pid" || true
+done
