@@ -146,7 +146,13 @@ impl StoreLink {
                     tracing::warn!("the store cannot write: new messages are refused with unavailable until it can");
                 }
             }
-            Report::SyncFailed(error) => return Followup::Fatal(error),
+            Report::SyncFailed(error) => {
+                return Followup::Fatal(format!(
+                    "the message store could not sync its writes to disk ({error}); the kernel \
+                     may have dropped them, so the server stops rather than acknowledge more; \
+                     the next start gives every room a new epoch"
+                ))
+            }
         }
         Followup::None
     }

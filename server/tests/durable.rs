@@ -26,9 +26,14 @@ struct Binary {
 
 impl Binary {
     fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
             .args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -223,6 +228,56 @@ fn refused_start(data_dir: &Path) -> (std::process::ExitStatus, String) {
     (status, stderr)
 }
 
+/// Relaxed durability acknowledges before the sync, so after a `kill -9` the next start cannot
+/// know what was lost: every room gets a new epoch, and a resume is told `recovered: false`
+/// rather than handed a silent gap. A clean stop keeps the epochs.
+#[tokio::test]
+async fn relaxed_durability_after_a_kill_9_changes_every_epoch() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let relaxed = ["--durability", "relaxed"];
+    let first = Binary::start_with(dir.path(), &relaxed);
+    let (mut ann, welcome) = first.join("nick=ann&room=loose").await;
+    let epoch = welcome["epoch"].as_str().expect("epoch").to_owned();
+    for (seq, text) in texts("fast", 3) {
+        assert_eq!(say(&mut ann, &text).await, seq);
+    }
+    // A clean stop syncs: same epoch after it.
+    let status = first.terminate();
+    assert!(status.success());
+    let second = Binary::start_with(dir.path(), &relaxed);
+    let (mut bob, welcome) = second
+        .join(&format!("nick=bob&room=loose&since=3&epoch={epoch}"))
+        .await;
+    assert_eq!(
+        (welcome["epoch"].as_str(), welcome["recovered"].as_bool()),
+        (Some(epoch.as_str()), Some(true))
+    );
+    assert_eq!(say(&mut bob, "then a crash").await, 4);
+    second.kill();
+    let third = Binary::start_with(dir.path(), &relaxed);
+    let (_carl, welcome) = third
+        .join(&format!("nick=carl&room=loose&since=4&epoch={epoch}"))
+        .await;
+    assert_ne!(
+        welcome["epoch"], epoch,
+        "a new epoch after the unclean stop"
+    );
+    assert_eq!(welcome["recovered"], false, "{welcome}");
+    third.kill();
+}
+
+#[tokio::test]
+async fn a_data_directory_that_is_a_file_stops_the_start() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"x").expect("write");
+    let (status, stderr) = refused_start(&file);
+    assert!(!status.success());
+    let line = stderr.lines().last().unwrap_or_default();
+    assert!(line.contains(&file.display().to_string()), "{stderr}");
+    assert!(line.contains("data directory"), "{stderr}");
+}
+
 #[tokio::test]
 async fn a_data_directory_in_use_by_another_server_stops_the_start() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -253,4 +308,100 @@ async fn a_damaged_store_stops_the_start_rather_than_start_empty() {
         vec![0x5a; 64 << 10],
         "the damaged file is left as it was"
     );
+}
+
+/// A real full disk: the data directory on a 16 MiB tmpfs that a filler file fills up. New
+/// messages are refused with `unavailable` and `/readyz` says 503 while connections stay; once
+/// the filler is gone, writes succeed again by themselves. Needs root (it mounts), so it is
+/// ignored by `cargo test` and run by `.ci/run` (its "store on a full disk" stage).
+#[tokio::test]
+#[ignore = "mounts a tmpfs: needs root; .ci/run runs it"]
+async fn a_full_tmpfs_refuses_messages_then_recovers() {
+    let mount = tempfile::tempdir().expect("a mount point");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mount a tmpfs (this test needs root)");
+    let unmount = scopeguard(mount.path().to_owned());
+    let data = mount.path().join("data");
+    let server = Binary::start_with(&data, &["--rate-limit-per-second", "0"]);
+    let (mut ann, _) = server.join("nick=ann&room=full").await;
+    assert_eq!(say(&mut ann, "before").await, 1);
+    // Fill the rest of the disk.
+    let filler = mount.path().join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 64 << 10];
+        while file.write_all(&block).is_ok() {}
+    }
+    let text = "x".repeat(4000);
+    let mut refused = false;
+    for _ in 0..2_000 {
+        ws_send(&mut ann, &text).await;
+        let frame = loop {
+            let frame = recv(&mut ann).await;
+            if frame["type"] == "message" || frame["type"] == "error" {
+                break frame;
+            }
+        };
+        if frame["type"] == "error" {
+            assert_eq!(frame["code"], "unavailable", "{frame}");
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "a full disk refused nothing");
+    assert_eq!(http_status(&server.addr, "/readyz").await, 503);
+    std::fs::remove_file(&filler).expect("free the disk");
+    let deadline = std::time::Instant::now() + WAIT;
+    while http_status(&server.addr, "/readyz").await != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ws_send(&mut ann, "after").await;
+    loop {
+        let frame = recv(&mut ann).await;
+        if frame["type"] == "message" && frame["text"] == "after" {
+            break;
+        }
+        assert_ne!(frame["type"], "error", "{frame}");
+    }
+    server.kill();
+    drop(unmount);
+}
+
+async fn ws_send(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text)).await.expect("send");
+}
+
+/// The status code of a plain GET.
+async fn http_status(addr: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: chat\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("read");
+    let head = String::from_utf8_lossy(&response);
+    head.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("a status line")
+}
+
+/// Unmounts `path` when dropped, so a failing test leaves no mount behind.
+fn scopeguard(path: std::path::PathBuf) -> impl Drop {
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    Unmount(path)
 }

@@ -1,6 +1,7 @@
 //! A store that cannot write (a full disk): messages are refused with `unavailable` and nobody
 //! gets them, `/readyz` answers 503, the connection, reading and scrollback keep working, and
-//! everything recovers by itself once the disk has room again.
+//! everything recovers by itself once the disk has room again. A failed sync stops the server
+//! with an error, since acknowledged data may be gone.
 
 mod common;
 
@@ -70,4 +71,34 @@ async fn a_full_disk_refuses_messages_and_recovers_by_itself() {
         "{status}"
     );
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_sync_stops_the_server_with_an_error_and_acknowledges_nothing() {
+    let disk = Disk::new();
+    let mut settings = settings();
+    settings.store = StoreSettings {
+        at: StoreAt::Disk(disk.clone()),
+        ..StoreSettings::default()
+    };
+    let server = TestServer::start(settings).await;
+    let (mut ann, _) = Client::join(&server, "?nick=ann&room=r").await;
+    disk.set_sync_broken(true);
+    ann.send("lost?").await;
+    let error = server
+        .exited()
+        .await
+        .expect_err("the server stops with an error");
+    assert!(error.to_string().contains("sync"), "{error}");
+    // Whatever it sent before going: never the message, whose sync failed.
+    while let Ok(Some(Ok(frame))) =
+        tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut ann.ws)).await
+    {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            assert!(
+                !text.contains("lost?"),
+                "acknowledged after a failed sync: {text}"
+            );
+        }
+    }
 }

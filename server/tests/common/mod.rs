@@ -57,6 +57,14 @@ impl TestServer {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// Waits for `run` to return by itself (the server stopped on its own), with its result.
+    pub async fn exited(self) -> std::io::Result<()> {
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("the server stops in time")
+            .expect("join")
+    }
+
     /// Triggers graceful shutdown and waits for `run` to return.
     pub async fn shutdown(mut self) {
         let _ = self.stop.take().expect("once").send(());
