@@ -21,6 +21,7 @@ mod per_ip;
 mod security_headers;
 mod server;
 pub mod settings;
+mod sim_disk;
 mod static_files;
 mod store;
 mod store_link;
@@ -38,9 +39,9 @@ pub use server::{display_url, run};
 pub use settings::{
     ConnLimits, Durability, Settings, StaticSource, StoreAt, StoreSettings, WallClock,
 };
+/// The simulated disk a store can sit on (simulations and tests).
+#[doc(hidden)]
+pub use sim_disk::Disk;
 /// Fills a data directory for the restart benchmark (`examples/fill_store.rs`).
 #[doc(hidden)]
 pub use store::fill_store;
-/// The simulated disk a store can sit on (simulations and tests).
-#[doc(hidden)]
-pub use store::Disk;

@@ -40,7 +40,7 @@ pub enum StoreAt {
     Dir(PathBuf),
     /// A simulated disk (simulations and tests: a crash loses what was not synced).
     #[doc(hidden)]
-    Disk(crate::store::Disk),
+    Disk(crate::sim_disk::Disk),
 }
 
 /// How much an acknowledgement promises (`--durability`).

@@ -37,7 +37,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::settings::WallClock;
 
-pub use backend::Disk;
 pub use fill::fill_store;
 
 /// How much a reported commit promises.
