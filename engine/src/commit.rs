@@ -115,11 +115,21 @@ impl Engine {
     /// report about an op already dropped changes nothing.
     pub(crate) fn on_store_failed(&mut self, op: OpId, now: Now) -> Result<(), Error> {
         let front = self.uncommitted.held.front().map(|held| held.op);
-        match front {
-            Some(front) if op == front => {}
-            Some(front) if op < front => return Ok(()),
-            None if op.get() < self.uncommitted.next_op => return Ok(()),
-            expected => return Err(Error::CommitOutOfOrder { expected, got: op }),
+        let refused = Err(Error::CommitOutOfOrder {
+            expected: front,
+            got: op,
+        });
+        let stale = match front {
+            Some(front) => match op.cmp(&front) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Equal => false,
+                std::cmp::Ordering::Greater => return refused,
+            },
+            None if op.get() < self.uncommitted.next_op => true,
+            None => return refused,
+        };
+        if stale {
+            return Ok(());
         }
         let dropped = std::mem::take(&mut self.uncommitted.held);
         for held in &dropped {

@@ -41,10 +41,6 @@ impl Dormant {
     pub(crate) fn len(&self) -> usize {
         self.rooms.len()
     }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &DormantRoom)> {
-        self.rooms.iter()
-    }
 }
 
 impl crate::engine::Engine {
@@ -53,7 +49,7 @@ impl crate::engine::Engine {
         if !self.config.persists() {
             assert_eq!(self.dormant.len(), 0, "dormant rooms without a store");
         }
-        for (likeness, room) in self.dormant.iter() {
+        for (likeness, room) in &self.dormant.rooms {
             assert_eq!(
                 &crate::names::room_likeness(&room.name),
                 likeness,

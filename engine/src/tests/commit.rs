@@ -648,3 +648,62 @@ fn relaxed_durability_broadcasts_at_once_and_stores_too() {
         Err(Error::InvalidConfig(_))
     ));
 }
+
+/// A failure report for an op dropped earlier, arriving while newer messages are held, is stale:
+/// it drops none of them. One for the op the engine would hand out next, never handed out yet,
+/// is refused.
+#[test]
+fn a_stale_failure_spares_messages_held_since() {
+    let mut h = shell(holding());
+    let ann = member(&mut h, "general", "ann");
+    h.send(ann, "one");
+    let first = h.take_stores()[0].op;
+    h.fail_next().expect("fails");
+    h.all_events();
+    h.send(ann, "two");
+    assert_eq!(h.handle(Input::StoreFailed { op: first }), Ok(()), "stale");
+    assert_eq!(
+        h.engine.stats().uncommitted,
+        1,
+        "the newer message is still held"
+    );
+    h.commit_next();
+    assert_eq!(seqs(&mut h, ann), [1]);
+    let next = OpId::from_raw(h.take_stores().last().expect("a store").op.get() + 1);
+    assert!(matches!(
+        h.handle(Input::StoreFailed { op: next }),
+        Err(Error::CommitOutOfOrder { expected: None, .. })
+    ));
+}
+
+/// Without a store, exactly `rooms_max` rooms restore; with one, a duplicate name among the
+/// rooms put to sleep is refused like any duplicate.
+#[test]
+fn restore_limits_hold_at_their_edges() {
+    let mut first = shell(holding());
+    let ann = member(&mut first, "general", "ann");
+    let bob = member(&mut first, "rust", "bob");
+    first.send(ann, "one");
+    first.send(bob, "two");
+    first.commit_all();
+    let stores = first.take_stores();
+    let rooms = [kept(&stores, "general"), kept(&stores, "rust")];
+    let two = Config {
+        rooms_max: 2,
+        ..unlimited()
+    };
+    assert!(Engine::restore(two, "second-start", rooms.clone()).is_ok());
+    let twice = [
+        kept(&stores, "general"),
+        kept(&stores, "general"),
+        kept(&stores, "rust"),
+    ];
+    let one = Config {
+        rooms_max: 1,
+        ..holding()
+    };
+    assert!(matches!(
+        Engine::restore(one, "second-start", twice),
+        Err(Error::InvalidRestore(_))
+    ));
+}
