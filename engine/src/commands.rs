@@ -119,6 +119,17 @@ impl Engine {
             );
             return self.reply_error(slot, now, ErrorCode::Unavailable, &message);
         }
+        if self.config.ordered_by_broker {
+            let frame = Outgoing::Message {
+                room: &self.rooms[r].name,
+                seq: 0,
+                nick: &self.clients[slot].nick,
+                text,
+                ts: &rfc3339_millis(now.wall),
+            }
+            .to_frame();
+            return self.publish(slot, r, frame, now);
+        }
         self.activity += 1;
         let room = &mut self.rooms[r];
         room.assigned += 1;

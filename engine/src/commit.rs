@@ -320,7 +320,7 @@ impl Engine {
 /// A restart checks every message it loads (a million for 10,000 rooms), so this reads the frame
 /// into borrowed fields rather than building a `ServerMessage`; it accepts exactly the frames
 /// that parse as `ServerMessage::Message` (see the test).
-fn is_message_frame(frame: &[u8], room: &str, seq: u64) -> bool {
+pub(crate) fn is_message_frame(frame: &[u8], room: &str, seq: u64) -> bool {
     /// The fields of a `message` frame; the unused ones are read to prove they are strings.
     #[derive(serde::Deserialize)]
     struct Probe<'a> {

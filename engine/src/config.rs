@@ -76,9 +76,15 @@ pub struct Config {
     /// at once; no `Committed` is expected. A store that loses what it was handed must then tell
     /// clients so (a new epoch). Not together with `hold_until_committed`.
     pub store_relaxed: bool,
-    /// Messages held at most, waiting for their commit (with `hold_until_committed`); past it a
-    /// chat message is refused with `unavailable`: the store is not keeping up.
+    /// Messages held at most, waiting for their commit (with `hold_until_committed`), or for the
+    /// broker's answer (with `ordered_by_broker`); past it a chat message is refused with
+    /// `unavailable`: the store or the broker is not keeping up.
     pub uncommitted_max: usize,
+    /// Cluster mode: a broker shared by several nodes orders every chat message (see
+    /// `Output::Publish`); this engine delivers what the broker ordered (`Input::Ordered`), its
+    /// senders' own copies included, and keeps no store of its own. Not together with
+    /// `hold_until_committed` or `store_relaxed`.
+    pub ordered_by_broker: bool,
 }
 
 /// The longest interval or timeout a config may hold.
@@ -114,6 +120,7 @@ impl Default for Config {
             hold_until_committed: false,
             uncommitted_max: 1024,
             store_relaxed: false,
+            ordered_by_broker: false,
         }
     }
 }
@@ -151,8 +158,11 @@ impl Config {
         if self.presence_list_max == 0 || self.presence_changes_max == 0 {
             return fail("presence_list_max and presence_changes_max must be at least 1");
         }
-        if self.hold_until_committed && self.uncommitted_max == 0 {
+        if (self.hold_until_committed || self.ordered_by_broker) && self.uncommitted_max == 0 {
             return fail("uncommitted_max must be at least 1 when messages wait for their commit");
+        }
+        if self.ordered_by_broker && (self.hold_until_committed || self.store_relaxed) {
+            return fail("ordered_by_broker excludes a store of the node's own");
         }
         if self.hold_until_committed && self.store_relaxed {
             return fail("hold_until_committed and store_relaxed exclude each other");
@@ -174,9 +184,9 @@ impl Config {
         Ok(())
     }
 
-    /// Whether a store keeps the messages (held or relaxed): rooms then outlive their time in
+    /// Whether a store or a broker keeps the messages (held, relaxed or ordered): rooms then outlive their time in
     /// memory (see `dormant`) and `history` pages come from the store.
     pub(crate) fn persists(&self) -> bool {
-        self.hold_until_committed || self.store_relaxed
+        self.hold_until_committed || self.store_relaxed || self.ordered_by_broker
     }
 }

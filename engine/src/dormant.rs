@@ -33,6 +33,10 @@ impl Dormant {
         self.rooms.get(likeness)
     }
 
+    pub(crate) fn get_mut(&mut self, likeness: &str) -> Option<&mut DormantRoom> {
+        self.rooms.get_mut(likeness)
+    }
+
     /// Wakes the room of this likeness, if one sleeps.
     pub(crate) fn take(&mut self, likeness: &str) -> Option<DormantRoom> {
         self.rooms.remove(likeness)

@@ -77,6 +77,8 @@ pub struct Engine {
     pub(crate) departures: Departures,
     /// Rooms the store keeps that are not in memory (with `Config::persists`).
     pub(crate) dormant: Dormant,
+    /// Publishes the broker has not answered yet (with `ordered_by_broker`).
+    pub(crate) publishing: crate::ordering::Publishing,
     pub(crate) stats: Stats,
 }
 
@@ -107,6 +109,13 @@ pub struct Stats {
     pub uncommitted: usize,
     /// Rooms the store keeps that are not in memory now.
     pub dormant_rooms: usize,
+    /// Ordered messages refused: not the message frame of their room and seq (cluster mode).
+    pub broker_refused_total: u64,
+    /// Ordered messages dropped as already delivered (cluster mode).
+    pub broker_duplicates_total: u64,
+    /// Times a room went on from another epoch or past a gap the broker no longer kept, its
+    /// members welcomed again with `recovered: false` (cluster mode).
+    pub broker_resets_total: u64,
 }
 
 impl Engine {
@@ -131,6 +140,7 @@ impl Engine {
             presence_due: BTreeMap::new(),
             histories: Histories::default(),
             uncommitted: Uncommitted::default(),
+            publishing: Default::default(),
             departures: Departures::default(),
             dormant: Dormant::default(),
             stats: Stats::default(),
@@ -222,6 +232,45 @@ impl Engine {
                 self.on_fetched(to, now, room, messages, complete);
                 Ok(())
             }
+            Input::Published { .. }
+            | Input::PublishFailed { .. }
+            | Input::Ordered { .. }
+            | Input::Refilled { .. }
+            | Input::BrokerResumed
+                if !self.config.ordered_by_broker =>
+            {
+                Err(Error::NotClustered)
+            }
+            Input::Published { op } => {
+                self.on_published(op);
+                Ok(())
+            }
+            Input::PublishFailed { op } => {
+                self.on_publish_failed(op, now);
+                Ok(())
+            }
+            Input::Ordered {
+                room,
+                epoch,
+                seq,
+                frame,
+            } => {
+                self.on_ordered(room, epoch, seq, frame, now);
+                Ok(())
+            }
+            Input::Refilled {
+                room,
+                epoch,
+                messages,
+                complete,
+            } => {
+                self.on_refilled(room, epoch, messages, complete, now);
+                Ok(())
+            }
+            Input::BrokerResumed => {
+                self.on_broker_resumed();
+                Ok(())
+            }
             Input::Tick => Ok(()),
         };
         self.finish(now);
@@ -272,7 +321,7 @@ impl Engine {
             clients: self.clients.len(),
             rooms: self.rooms.len(),
             history_bytes: self.histories.bytes,
-            uncommitted: self.uncommitted.len(),
+            uncommitted: self.uncommitted.len() + self.publishing.pending.len(),
             dormant_rooms: self.dormant.len(),
             ..self.stats
         }

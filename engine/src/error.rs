@@ -50,6 +50,10 @@ pub enum Error {
         /// The op the commit named.
         got: OpId,
     },
+    /// A cluster-mode input (`Published`, `PublishFailed`, `Ordered`, `Refilled`,
+    /// `BrokerResumed`) to an engine without `Config::ordered_by_broker`. Nothing was changed.
+    #[error("a broker's input, but this engine is not in cluster mode")]
+    NotClustered,
     /// `Engine::restore` was given rooms it cannot start from (the reason says which and why).
     #[error("invalid restore: {0}")]
     InvalidRestore(String),

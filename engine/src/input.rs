@@ -60,6 +60,46 @@ pub enum Input<'a> {
         /// Nothing older is stored.
         complete: bool,
     },
+    /// Cluster mode: the broker ordered the message of `Output::Publish { op, .. }` (its copy
+    /// arrives as `Input::Ordered`, like everyone's). An op not pending is ignored.
+    Published {
+        /// The op of the `Publish`.
+        op: OpId,
+    },
+    /// Cluster mode: the broker could not order the message of `Output::Publish { op, .. }`; its
+    /// sender is told `unavailable`. An op not pending is ignored.
+    PublishFailed {
+        /// The op of the `Publish`.
+        op: OpId,
+    },
+    /// Cluster mode: message `seq` of `room`, as the broker ordered it in `epoch`, from any node.
+    /// Delivered in seq order; a duplicate is dropped and one past a gap waits for a refill.
+    Ordered {
+        /// The room's name.
+        room: &'a str,
+        /// The broker's epoch of the room.
+        epoch: &'a str,
+        /// Its seq in the room.
+        seq: u64,
+        /// The room's message frame for that seq (`Unnumbered::numbered`).
+        frame: &'a Bytes,
+    },
+    /// Cluster mode: the answer to `Output::Refill`: what the broker keeps of the room after the
+    /// seq the refill named, oldest first, as `(seq, frame)`.
+    Refilled {
+        /// The room, as in the `Refill`.
+        room: &'a str,
+        /// The broker's epoch of the room now.
+        epoch: &'a str,
+        /// Consecutive messages, oldest first (the newest the broker had, at most a page).
+        messages: &'a [(u64, Bytes)],
+        /// The first message follows the refill's `after` (or, none given, nothing followed
+        /// it): the broker had trimmed nothing between. `false`: what was missing is gone.
+        complete: bool,
+    },
+    /// Cluster mode: the deliveries resumed after a break (the broker's subscription was lost
+    /// and made again), so every room asks for what it may have missed (`Output::Refill`).
+    BrokerResumed,
     /// Nothing happened but time passed: fires due timers. Calling it early is harmless.
     Tick,
 }

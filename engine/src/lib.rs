@@ -24,6 +24,7 @@ mod input;
 mod invariants;
 mod membership;
 pub mod names;
+mod ordering;
 mod output;
 mod presence;
 pub mod protocol;
@@ -39,10 +40,13 @@ pub use engine::{Engine, Stats};
 pub use error::Error;
 pub use ids::{ClientId, OpId};
 pub use input::Input;
+pub use ordering::Unnumbered;
 pub use output::{close_code, CloseReason, LeaveReason, Output};
 pub use protocol::{JoinRequest, Renamed, ServerMessage};
 pub use time::Now;
 
+#[cfg(any(test, feature = "test-kit"))]
+mod fake_broker;
 #[cfg(any(test, feature = "test-kit"))]
 pub mod test_kit;
 #[cfg(test)]

@@ -206,7 +206,7 @@ impl Engine {
     /// occupied. A room with messages waiting for their commit is not forgotten: they will be
     /// released to whoever joins it. With a store, the forgotten room sleeps (`dormant`), and a
     /// room created under a dormant one's name wakes it: its name, epoch and next seq.
-    fn create_room(&mut self, name: String) -> Option<usize> {
+    pub(crate) fn create_room(&mut self, name: String) -> Option<usize> {
         if self.rooms.len() >= self.config.rooms_max {
             let (stale, _) = self
                 .rooms

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::{ClientId, OpId};
+use crate::{ClientId, OpId, Unnumbered};
 
 /// One instruction for the shell. Carry them out in order, per client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +56,28 @@ pub enum Output {
         seq: u64,
         /// The frame exactly as it will be broadcast and kept in history.
         frame: Bytes,
+    },
+    /// Cluster mode: have the broker order this chat message: give it the room's next seq,
+    /// keep `message.numbered(seq)` in the room's history and deliver it to every node (this one
+    /// included, as `Input::Ordered`). Then report `Input::Published { op }`, or
+    /// `Input::PublishFailed { op }` if it could not be ordered. A retry must not order it twice.
+    Publish {
+        /// Names this publish in the report.
+        op: OpId,
+        /// The room's name.
+        room: String,
+        /// The frame, waiting for its seq.
+        message: Unnumbered,
+    },
+    /// Cluster mode: room `room` missed messages (a gap, or the deliveries broke off): report
+    /// what the broker keeps after seq `after` with `Input::Refilled`.
+    Refill {
+        /// The room's name.
+        room: String,
+        /// The epoch the room is in here (the broker's may have changed since).
+        epoch: String,
+        /// The last seq delivered here.
+        after: u64,
     },
     /// Read a page of room `room`'s stored messages for client `to` (its `history` command, when
     /// a store keeps them): the newest `limit` with a seq below `before`, then report them with

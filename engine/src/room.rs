@@ -79,6 +79,10 @@ pub(crate) struct Room {
     pub(crate) paused: bool,
     /// Monotonic order of last activity, used to pick which empty room to forget first.
     pub(crate) last_active: u64,
+    /// Cluster mode: messages the broker ordered past a gap, waiting for it (see `ordering`).
+    pub(crate) early: BTreeMap<u64, Bytes>,
+    /// Cluster mode: a `Refill` is out and not answered yet.
+    pub(crate) refilling: bool,
 }
 
 impl Room {
@@ -100,6 +104,8 @@ impl Room {
             behind: 0,
             paused: false,
             last_active,
+            early: BTreeMap::new(),
+            refilling: false,
         }
     }
 

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use crate::fake_broker::{Delivery, FakeBroker, Range};
 use crate::protocol::JoinRequest;
 use crate::{
     ClientId, CloseReason, Config, Engine, Error, Input, Now, OpId, Output, RestoredRoom,
@@ -112,6 +113,32 @@ pub struct Shell {
     kept: BTreeMap<String, BTreeMap<u64, bytes::Bytes>>,
     /// `Fetch`es not yet answered, oldest first.
     fetches: VecDeque<FetchRequest>,
+    /// `Publish`es not yet taken, oldest first (cluster mode).
+    publishes: VecDeque<PublishRequest>,
+    /// `Refill`s not yet taken, oldest first (cluster mode).
+    refills: VecDeque<RefillRequest>,
+}
+
+/// One `Output::Publish` the shell was given (cluster mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// The op to report it with.
+    pub op: OpId,
+    /// The room.
+    pub room: String,
+    /// The frame waiting for its seq.
+    pub message: crate::Unnumbered,
+}
+
+/// One `Output::Refill` the shell was given (cluster mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefillRequest {
+    /// The room.
+    pub room: String,
+    /// Its epoch on the node.
+    pub epoch: String,
+    /// The last seq the node delivered.
+    pub after: u64,
 }
 
 /// One `Output::Fetch` the shell was given.
@@ -168,6 +195,8 @@ impl Shell {
             last_op: None,
             kept: BTreeMap::new(),
             fetches: VecDeque::new(),
+            publishes: VecDeque::new(),
+            refills: VecDeque::new(),
         }
     }
 
@@ -312,6 +341,16 @@ impl Shell {
         self.handle(Input::StoreFailed { op: store.op })
     }
 
+    /// The `Publish`es since last taken, oldest first (cluster mode).
+    pub fn take_publishes(&mut self) -> Vec<PublishRequest> {
+        self.publishes.drain(..).collect()
+    }
+
+    /// The `Refill`s since last taken, oldest first (cluster mode).
+    pub fn take_refills(&mut self) -> Vec<RefillRequest> {
+        self.refills.drain(..).collect()
+    }
+
     /// `Fetch`es not yet answered, oldest first.
     pub fn fetches(&self) -> &VecDeque<FetchRequest> {
         &self.fetches
@@ -430,6 +469,8 @@ impl Shell {
                     | Output::Ping { .. }
                     | Output::Pause { .. }
                     | Output::Store { .. }
+                    | Output::Publish { .. }
+                    | Output::Refill { .. }
                     | Output::Fetch { .. } => false,
                 };
                 assert!(!about_it, "{output:?} for {gone}, which disconnected");
@@ -490,6 +531,27 @@ impl Shell {
                         self.keep(&store);
                     }
                     self.stores.push(store);
+                }
+                Output::Publish { op, room, message } => {
+                    assert!(
+                        self.engine.config().ordered_by_broker,
+                        "a Publish without a broker"
+                    );
+                    assert!(self.last_op.is_none_or(|last| op > last), "{op} not new");
+                    self.last_op = Some(op);
+                    let numbered = message.numbered(7);
+                    assert!(
+                        crate::commit::is_message_frame(&numbered, &room, 7),
+                        "a Publish is its room's message frame once numbered"
+                    );
+                    (self.publishes).push_back(PublishRequest { op, room, message });
+                }
+                Output::Refill { room, epoch, after } => {
+                    assert!(
+                        self.engine.config().ordered_by_broker,
+                        "a Refill without a broker"
+                    );
+                    (self.refills).push_back(RefillRequest { room, epoch, after });
                 }
                 Output::Fetch {
                     to,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use chat_engine::protocol::Command;
-use chat_engine::test_kit::{Event, Shell};
+use chat_engine::test_kit::{Event, FakeBroker, Shell};
 use chat_engine::{ClientId, Config, Error, Input, JoinRequest, ServerMessage};
 
 /// Names drawn mostly from a small pool, so nicknames collide (also by case) and rooms fill up.
@@ -157,6 +157,20 @@ enum Op {
     StoreFail,
     /// The store answers every `Fetch` asked so far.
     AnswerFetches,
+    /// Cluster mode: the broker orders every publish and delivers each back, skipping every
+    /// `skip`th delivery (0: none), or fails them all.
+    Order {
+        skip: u8,
+        fail: bool,
+    },
+    /// Cluster mode: the broker answers every `Refill` asked so far, `page` messages at most.
+    Refill {
+        page: u8,
+    },
+    /// Cluster mode: the broker loses every room.
+    BrokerLost,
+    /// Cluster mode: the deliveries broke off and resumed.
+    BrokerResumed,
 }
 
 const EPOCH: &str = "fz";
@@ -187,7 +201,8 @@ struct Limits {
     membership_rate_interval_ms: u16,
     history_bytes_max: u16,
     history_total_bytes_max: u16,
-    /// 0: no store (the server's `--in-memory`); 1: held until committed (strict); 2: relaxed.
+    /// 0: no store (the server's `--in-memory`); 1: held until committed (strict); 2: relaxed;
+    /// 3: ordered by a broker (cluster mode).
     store: u8,
     uncommitted_max: u8,
 }
@@ -221,9 +236,10 @@ impl Limits {
             membership_rate_interval: Duration::from_millis(u64::from(
                 self.membership_rate_interval_ms,
             )),
-            hold_until_committed: self.store % 3 == 1,
+            hold_until_committed: self.store % 4 == 1,
             uncommitted_max: usize::from(self.uncommitted_max % 8),
-            store_relaxed: self.store % 3 == 2,
+            store_relaxed: self.store % 4 == 2,
+            ordered_by_broker: self.store % 4 == 3,
         };
         match config.validate() {
             Ok(()) => config,
@@ -263,7 +279,16 @@ fn pick(shell: &Shell, index: u8) -> Option<ClientId> {
 /// Applies one op. The engine may close clients at any call (timers fire first), so ids are
 /// resolved against the live clients right before use. The shell checks the driving contract
 /// and the engine's invariants after every call.
-fn step(shell: &mut Shell, op: &Op) {
+/// A broker's input: taken in cluster mode, refused (changing nothing) otherwise.
+fn broker_input(shell: &mut Shell, input: Input<'_>) {
+    let want = match shell.engine.config().ordered_by_broker {
+        true => Ok(()),
+        false => Err(Error::NotClustered),
+    };
+    assert_eq!(shell.handle(input), want, "{input:?}");
+}
+
+fn step(shell: &mut Shell, broker: &mut FakeBroker, op: &Op) {
     match op {
         Op::Connect(join) => {
             let full = shell.live_clients().len() >= shell.engine.config().clients_max;
@@ -370,19 +395,57 @@ fn step(shell: &mut Shell, op: &Op) {
             }
         }
         Op::AnswerFetches => shell.answer_fetches(),
+        Op::Order { skip, fail } => {
+            for (at, publish) in shell.take_publishes().into_iter().enumerate() {
+                if *fail {
+                    assert_eq!(
+                        shell.handle(Input::PublishFailed { op: publish.op }),
+                        Ok(())
+                    );
+                    continue;
+                }
+                let delivery = broker.order(&publish.room, &publish.message);
+                broker_input(shell, Input::Published { op: publish.op });
+                if *skip > 0 && at % usize::from(*skip) == 0 {
+                    continue;
+                }
+                let input = Input::Ordered {
+                    room: &delivery.room,
+                    epoch: &delivery.epoch,
+                    seq: delivery.seq,
+                    frame: &delivery.frame,
+                };
+                broker_input(shell, input);
+            }
+        }
+        Op::Refill { page } => {
+            for refill in shell.take_refills() {
+                let range = broker.range(&refill.room, refill.after, usize::from(*page % 8) + 1);
+                let input = Input::Refilled {
+                    room: &refill.room,
+                    epoch: &range.epoch,
+                    messages: &range.messages,
+                    complete: range.complete,
+                };
+                broker_input(shell, input);
+            }
+        }
+        Op::BrokerLost => broker.lose_everything(),
+        Op::BrokerResumed => broker_input(shell, Input::BrokerResumed),
     }
 }
 
 fn run(u: &mut Unstructured<'_>, reached: &mut Reached) -> arbitrary::Result<()> {
     let limits = Limits::arbitrary(u)?;
     let mut shell = Shell::new(limits.config(), EPOCH);
+    let mut broker = FakeBroker::new(4);
     // The ops decide what each client reads, as a hub's writers would.
     shell.auto_flush = false;
     shell.engine.check_invariants();
     let mut steps = 0;
     while !u.is_empty() && steps < 512 {
         let op = Op::arbitrary(u)?;
-        step(&mut shell, &op);
+        step(&mut shell, &mut broker, &op);
         let events = shell.all_events();
         reached.pauses += (events.values().flatten())
             .filter(|event| **event == Event::Pause)

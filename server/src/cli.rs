@@ -318,6 +318,8 @@ impl Args {
                 hold_until_committed: false,
                 uncommitted_max: self.max_uncommitted,
                 store_relaxed: false,
+                // Set when the node joins a cluster (`--broker`).
+                ordered_by_broker: false,
             },
             epoch: None,
             static_source: self

@@ -427,6 +427,14 @@ impl Hub {
                 Output::Fetch { to, .. } => {
                     tracing::error!(client = %to, "the engine asked for a fetch, but no store is running");
                 }
+                // Only in cluster mode (`Config::ordered_by_broker`), which a node without a
+                // broker never turns on.
+                Output::Publish { op, .. } => {
+                    tracing::error!(%op, "the engine asked for a publish, but no broker is running");
+                }
+                Output::Refill { room, .. } => {
+                    tracing::error!(%room, "the engine asked for a refill, but no broker is running");
+                }
             }
         }
     }
