@@ -38,9 +38,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Starts the task holding the deliveries subscription; it ends when the receiver is dropped.
 ///
-/// The channel holds `capacity` events. When it is full the task waits, so it stops reading the
-/// socket: Redis buffers for us until its pubsub output limit, then drops the connection, and the
-/// consumer sees [`Event::Lost`]. A slow consumer thus costs a resync, never silent loss.
+/// The channel holds `capacity` events. When a delivery finds it full, the task drops the
+/// connection and reports [`Event::Lost`] (once there is room), then resubscribes: a slow consumer
+/// costs a resync, never silent loss and never unbounded memory. Waiting instead would not push
+/// back on Redis: redis-rs reads the socket into an unbounded queue of its own, so the backlog
+/// would grow in this process rather than hit Redis's `client-output-buffer-limit pubsub`.
 pub fn subscribe(
     url: &str,
     capacity: usize,
@@ -58,6 +60,12 @@ async fn run(client: ::redis::Client, tx: mpsc::Sender<Event>) {
             Held::ReceiverGone => return,
             Held::NeverSubscribed(e) => {
                 tracing::debug!(error = %e, "redis deliveries: subscribe failed, retrying");
+            }
+            Held::Overflow => {
+                tracing::warn!("redis deliveries: the consumer fell behind, resubscribing");
+                if tx.send(Event::Lost).await.is_err() {
+                    return;
+                }
             }
             Held::Dropped => {
                 tracing::warn!("redis deliveries: subscription lost, resubscribing");
@@ -78,6 +86,8 @@ enum Held {
     ReceiverGone,
     NeverSubscribed(BrokerError),
     Dropped,
+    /// The event channel was full: the connection was dropped on purpose.
+    Overflow,
 }
 
 /// One connection's life: subscribe, report [`Event::Subscribed`], forward until it drops.
@@ -107,8 +117,10 @@ async fn hold(client: &::redis::Client, tx: &mpsc::Sender<Event>, backoff: &mut 
                     Ok(e) => {
                         let ordered =
                             Ordered { room: e.room, epoch: e.epoch, seq: e.seq, body: e.body };
-                        if tx.send(Event::Delivery(ordered)).await.is_err() {
-                            return Held::ReceiverGone;
+                        match tx.try_send(Event::Delivery(ordered)) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => return Held::Overflow,
+                            Err(mpsc::error::TrySendError::Closed(_)) => return Held::ReceiverGone,
                         }
                     }
                     Err(e) => tracing::warn!(

@@ -293,6 +293,40 @@ async fn a_killed_subscription_reports_lost_then_subscribed() {
     assert_eq!(delivery(&mut rx).await.body, Bytes::from_static(b"after"));
 }
 
+/// A consumer that does not keep up: the task drops the subscription instead of buffering without
+/// bound, and the consumer sees every delivery up to the overflow, then Lost, then Subscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn a_slow_consumer_gets_lost_instead_of_an_unbounded_backlog() {
+    let server = RedisServer::spawn();
+    let b = broker(&server).await;
+    let (mut rx, _task) = subscribe(&server.url(), 4).unwrap();
+    assert_eq!(next(&mut rx).await, Event::Subscribed);
+    for n in 1..=20u64 {
+        assert_eq!(
+            b.publish("r", b"x", &n.to_string(), "E").await.unwrap().seq,
+            n
+        );
+    }
+    let mut seqs = Vec::new();
+    loop {
+        match next(&mut rx).await {
+            Event::Delivery(d) => seqs.push(d.seq),
+            Event::Lost => break,
+            Event::Subscribed => panic!("subscribed again before lost"),
+        }
+    }
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "in order, no gap"
+    );
+    assert!(seqs.len() <= 4, "the channel bounds the backlog: {seqs:?}");
+    assert_eq!(next(&mut rx).await, Event::Subscribed);
+    let p = b.publish("r", b"y", "after", "E").await.unwrap();
+    assert_eq!(delivery(&mut rx).await.seq, p.seq);
+}
+
 /// Redis down: every call fails with an unavailable error within its timeout (no hang), and the
 /// subscription reports the loss; Redis back: calls work again (a new, empty Redis) and the
 /// subscription is back.
