@@ -4,6 +4,7 @@
 //! `127.0.0.1:0` and the simulations pass turmoil's: the very same code runs on both.
 
 mod admin;
+pub mod broker;
 mod bucket;
 pub mod cli;
 mod client_config;

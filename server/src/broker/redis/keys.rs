@@ -1,0 +1,75 @@
+//! Key names and the room-name check. Every key of a room carries the hash tag `{room}`, which is
+//! why a room name may never contain braces: a brace inside would move the tag.
+
+/// The one pub/sub channel every node subscribes to; the envelope names the room.
+pub const DELIVERIES: &str = "chat:deliveries";
+
+/// The longest room name accepted, so a key stays small.
+pub(crate) const ROOM_BYTES_MAX: usize = 128;
+
+/// A room name is letters, digits, '-', '_' and '.', 1 to [`ROOM_BYTES_MAX`] bytes: no braces (the
+/// hash tag), no ':' (the key separator), no spaces or newlines (the envelope's separator).
+pub fn valid_room(room: &str) -> bool {
+    !room.is_empty()
+        && room.len() <= ROOM_BYTES_MAX
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+pub(crate) fn meta(room: &str) -> String {
+    format!("chat:{{{room}}}:meta")
+}
+
+pub(crate) fn log(room: &str) -> String {
+    format!("chat:{{{room}}}:log")
+}
+
+pub(crate) fn op(room: &str, idem: &str) -> String {
+    format!("chat:{{{room}}}:op:{idem}")
+}
+
+pub(crate) fn nick(room: &str, nick_key: &str) -> String {
+    format!("chat:{{{room}}}:nick:{nick_key}")
+}
+
+pub(crate) fn presence(room: &str) -> String {
+    format!("chat:{{{room}}}:presence")
+}
+
+pub(crate) fn presence_info(room: &str) -> String {
+    format!("chat:{{{room}}}:presence:info")
+}
+
+/// The SCAN pattern for every room's meta key. Braces are literal in Redis's glob.
+pub(crate) const META_PATTERN: &str = "chat:{*}:meta";
+
+/// The room named by a meta key, if the key is one of ours with a valid room name.
+pub(crate) fn room_of_meta(key: &str) -> Option<&str> {
+    let room = key.strip_prefix("chat:{")?.strip_suffix("}:meta")?;
+    valid_room(room).then_some(room)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_room_hash_tag() {
+        assert_eq!(meta("lobby"), "chat:{lobby}:meta");
+        assert_eq!(log("a.b"), "chat:{a.b}:log");
+        assert_eq!(op("r", "x1"), "chat:{r}:op:x1");
+        assert_eq!(room_of_meta(&meta("r-1_b.c")), Some("r-1_b.c"));
+        assert_eq!(room_of_meta("chat:{a}b}:meta"), None);
+        assert_eq!(room_of_meta("chat:{x}:log"), None);
+    }
+
+    #[test]
+    fn room_names_exclude_tag_and_separator_bytes() {
+        assert!(valid_room("Lobby-1_x.y"));
+        for bad in ["", "a b", "a{b", "a}b", "a:b", "a\nb", "é"] {
+            assert!(!valid_room(bad), "{bad:?}");
+        }
+        assert!(!valid_room(&"a".repeat(ROOM_BYTES_MAX + 1)));
+    }
+}
