@@ -266,6 +266,10 @@ fn a_node_without_a_broker_refuses_broker_inputs() {
         Input::BrokerResumed,
     ];
     for input in inputs {
-        assert_eq!(h.handle(input), Err(crate::Error::NotClustered), "{input:?}");
+        assert_eq!(
+            h.handle(input),
+            Err(crate::Error::NotClustered),
+            "{input:?}"
+        );
     }
 }
