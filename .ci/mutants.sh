@@ -72,8 +72,8 @@ for part in "${parts[@]}"; do
             shard=$((hash % 6))
             echo "   engine shard $shard/6"
             MUTANTS_SHARD="$shard/6" run engine 95 -p chat-engine -j 2 --shard "$shard/6" \
-                -C --lib -C --test=model || failed=1 ;;
-        engine-full) run engine 95 -p chat-engine -j 2 -C --lib -C --test=model || failed=1 ;;
+                -C --lib -C --test=model -C --test=cluster || failed=1 ;;
+        engine-full) run engine 95 -p chat-engine -j 2 -C --lib -C --test=model -C --test=cluster || failed=1 ;;
         # The frame reader and the hub's accounting (what it tells the engine was written, held
         # and read), in one run so the server is built from scratch once.
         server)
