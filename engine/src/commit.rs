@@ -321,6 +321,11 @@ impl Engine {
 /// into borrowed fields rather than building a `ServerMessage`; it accepts exactly the frames
 /// that parse as `ServerMessage::Message` (see the test).
 pub(crate) fn is_message_frame(frame: &[u8], room: &str, seq: u64) -> bool {
+    message_frame_room(frame, seq).is_some_and(|named| named == room)
+}
+
+/// The room a `message` frame with `seq` names, if `frame` is one (see [`is_message_frame`]).
+pub(crate) fn message_frame_room(frame: &[u8], seq: u64) -> Option<Cow<'_, str>> {
     /// The fields of a `message` frame; the unused ones are read to prove they are strings.
     #[derive(serde::Deserialize)]
     struct Probe<'a> {
@@ -339,10 +344,10 @@ pub(crate) fn is_message_frame(frame: &[u8], room: &str, seq: u64) -> bool {
         #[allow(dead_code)]
         ts: Cow<'a, str>,
     }
-    matches!(
-        serde_json::from_slice::<Probe<'_>>(frame),
-        Ok(p) if p.kind == "message" && p.room == room && p.seq == seq
-    )
+    match serde_json::from_slice::<Probe<'_>>(frame) {
+        Ok(p) if p.kind == "message" && p.seq == seq => Some(p.room),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

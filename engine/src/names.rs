@@ -117,8 +117,10 @@ pub(crate) fn nick_likeness(nick: &str) -> String {
     skeleton(&parts.join(" ")).collect()
 }
 
-/// The key under which a room name is one room: its confusable skeleton.
-pub(crate) fn room_likeness(room: &str) -> String {
+/// The key under which a room name is one room: its confusable skeleton. A broker shared by
+/// several nodes keys rooms by it too, so two spellings one node takes for one room are one room
+/// on every node.
+pub fn room_likeness(room: &str) -> String {
     skeleton(room).collect()
 }
 

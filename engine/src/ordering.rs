@@ -63,6 +63,13 @@ impl Unnumbered {
 /// dropped (the refill, or a later one, brings them again).
 pub(crate) const EARLY_MAX: usize = 1024;
 
+/// Whether `frame` is message `seq` of the room of this likeness: the node that published it
+/// may spell the room otherwise (case aside, a look-alike), and it is the same room.
+fn frame_of(frame: &[u8], likeness: &str, seq: u64) -> bool {
+    crate::commit::message_frame_room(frame, seq)
+        .is_some_and(|named| room_likeness(&named) == likeness)
+}
+
 /// Publishes waiting for the broker's answer.
 #[derive(Debug, Default)]
 pub(crate) struct Publishing {
@@ -122,11 +129,11 @@ impl Engine {
         frame: &Bytes,
         now: Now,
     ) {
-        if seq == 0 || !crate::commit::is_message_frame(frame, room, seq) {
+        let likeness = room_likeness(room);
+        if seq == 0 || !frame_of(frame, &likeness, seq) {
             self.stats.broker_refused_total += 1;
             return;
         }
-        let likeness = room_likeness(room);
         let r = match self.room_index.get(&likeness) {
             Some(&r) => r,
             None => {
@@ -214,7 +221,8 @@ impl Engine {
         complete: bool,
         now: Now,
     ) {
-        let Some(&r) = self.room_index.get(&room_likeness(room)) else {
+        let likeness = room_likeness(room);
+        let Some(&r) = self.room_index.get(&likeness) else {
             return;
         };
         self.rooms[r].refilling = false;
@@ -223,7 +231,7 @@ impl Engine {
         }
         let before = self.rooms[r].seq;
         for (seq, frame) in messages {
-            if !crate::commit::is_message_frame(frame, room, *seq) {
+            if !frame_of(frame, &likeness, *seq) {
                 self.stats.broker_refused_total += 1;
                 continue;
             }

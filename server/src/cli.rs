@@ -230,6 +230,11 @@ pub struct Args {
     /// crashes, and clients scroll back through it. Relative to the working directory.
     #[arg(long, env = "CHAT_DATA_DIR", default_value = DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Join a cluster: the nodes sharing this Redis (redis://HOST:PORT[/DB]) serve the same
+    /// rooms. Redis orders every message and keeps each room's last --retention-messages; the
+    /// node keeps no store of its own (--data-dir is not used).
+    #[arg(long, env = "CHAT_BROKER", conflicts_with_all = ["data_dir", "in_memory"])]
+    pub broker: Option<String>,
     /// Keep messages in memory only, as before the store: a restart loses history.
     #[arg(long, env = "CHAT_IN_MEMORY", conflicts_with = "data_dir")]
     pub in_memory: bool,
@@ -363,6 +368,7 @@ impl Args {
                 retention_age: self.retention_age.map(Into::into),
                 commit_delay: std::time::Duration::ZERO,
             },
+            broker: self.broker.clone(),
         })
     }
 }

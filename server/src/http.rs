@@ -50,6 +50,8 @@ pub(crate) struct AppState {
     pub(crate) per_ip: Arc<Mutex<PerIp>>,
     /// The message store's figures; `None` without a store (`--in-memory`).
     pub(crate) store: Option<crate::keeping::StoreFigures>,
+    /// Whether the broker's deliveries are up; `None` without a broker (one node).
+    pub(crate) broker_up: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Answers one request from `peer` (the TCP peer's address, for the per-address limits).
@@ -276,6 +278,12 @@ fn join_request(query: Option<&str>) -> Result<JoinRequest, String> {
 /// Readiness, unlike `/healthz` (liveness): `503` while the store cannot write, since new
 /// messages are refused meanwhile; a load balancer sends people elsewhere until it can.
 fn readyz(state: &AppState) -> Response<Body> {
+    if (state.broker_up.as_ref()).is_some_and(|up| !up.load(Ordering::Relaxed)) {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the broker (Redis) cannot be reached (new messages are refused with unavailable)\n",
+        );
+    }
     let writable = (state.store.as_ref()).is_none_or(|store| store.healthy.load(Ordering::Relaxed));
     if writable {
         text(StatusCode::OK, "ready\n")

@@ -23,6 +23,8 @@ use chat_engine::{ClientId, Engine, Error, Input, JoinRequest, Output, Stats};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::link::BrokerLink;
+use crate::broker::node::BrokerHandle;
 use crate::clock::Clock;
 use crate::fanout::Fanout;
 use crate::link::{Link, ReadControl};
@@ -147,6 +149,8 @@ pub(crate) struct Hub {
     fanout: Fanout,
     /// The message store, when messages are kept (`--data-dir`).
     store: Option<StoreLink>,
+    /// The cluster's broker (`--broker`): it orders every message and keeps the history.
+    broker: Option<BrokerLink>,
     /// Cancelled when the hub must stop the server (a failed sync); the reason is in `HubEnd`.
     fatal: CancellationToken,
 }
@@ -178,6 +182,7 @@ impl Hub {
             turn: turn.max(1),
             fanout: Fanout::new(0),
             store: None,
+            broker: None,
             fatal: CancellationToken::new(),
         };
         (hub, stats_rx)
@@ -189,6 +194,12 @@ impl Hub {
         let hold = self.engine.config().hold_until_committed;
         self.store = Some(StoreLink::new(store, hold));
         self.fatal = fatal;
+    }
+
+    /// Joins the cluster of `broker`: the engine's `Publish`, `Refill` and `Fetch` go to it, its
+    /// reports come back as inputs (the engine must be in cluster mode).
+    pub(crate) fn join_cluster(&mut self, broker: BrokerHandle) {
+        self.broker = Some(BrokerLink::new(broker));
     }
 
     /// Hands a share of every wide fan-out to `threads` helper threads (see `fanout.rs`).
@@ -214,6 +225,7 @@ impl Hub {
 
     async fn serve(mut self, mut inbox: mpsc::Receiver<ToHub>, stop: CancellationToken) -> HubEnd {
         let mut reports = self.store.as_mut().map(StoreLink::take_reports);
+        let mut broker_reports = self.broker.as_mut().map(BrokerLink::take_reports);
         let mut fatal = None;
         let mut batch = Vec::with_capacity(self.turn);
         let mut timer = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
@@ -245,6 +257,16 @@ impl Hub {
                         fatal = Some(why);
                         break;
                     }
+                }
+                report = next_broker_report(&mut broker_reports) => {
+                    let Some(report) = report else {
+                        fatal = Some("the broker task stopped unexpectedly".to_owned());
+                        break;
+                    };
+                    BrokerLink::apply(report, &mut self.engine, self.clock.now());
+                    self.dispatch();
+                    self.replay_held();
+                    self.flush();
                 }
                 received = inbox.recv_many(&mut batch, self.turn), if accepting => {
                     if received == 0 {
@@ -385,6 +407,13 @@ impl Hub {
     /// Carries out everything the engine asked for.
     fn dispatch(&mut self) {
         while let Some(output) = self.engine.poll_output() {
+            let output = match self.broker.as_mut() {
+                Some(broker) => match broker.take(output) {
+                    Some(output) => output,
+                    None => continue,
+                },
+                None => output,
+            };
             let output = match self.store.as_mut() {
                 Some(store) => match store.take(output) {
                     Some(output) => output,
@@ -551,6 +580,16 @@ impl Hub {
                 }));
             }
         }
+    }
+}
+
+/// The broker's next report; never, without a broker.
+async fn next_broker_report(
+    reports: &mut Option<mpsc::Receiver<crate::broker::node::Report>>,
+) -> Option<crate::broker::node::Report> {
+    match reports {
+        Some(reports) => reports.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -9,6 +9,7 @@ mod bucket;
 pub mod cli;
 mod client_config;
 mod clock;
+mod clustering;
 mod connection;
 mod fanout;
 mod http;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::{new_epoch, Clock};
+use crate::clustering;
 use crate::http::{self, AppState};
 use crate::hub::{Hub, HubEnd};
 use crate::keeping;
@@ -57,7 +58,7 @@ pub async fn run<L: Listener>(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let server = Server::start(listener.local_addr()?, settings)?;
+    let server = Server::start(listener.local_addr()?, settings).await?;
     let fatal = server.fatal.clone();
     // The accept loop never ends on its own: it runs until `shutdown` resolves (or the store
     // fails for good) and drops it.
@@ -103,12 +104,23 @@ impl Server {
     /// Builds the engine from `settings` (a fresh epoch unless one is given), spawns the hub
     /// that owns it, and opens the web client's files. Fails on settings the engine refuses and
     /// on a `--static-dir` that cannot be read, before anything is served.
-    fn start(addr: SocketAddr, mut settings: Settings) -> io::Result<Self> {
+    async fn start(addr: SocketAddr, mut settings: Settings) -> io::Result<Self> {
         let epoch = settings.epoch.clone().unwrap_or_else(new_epoch);
-        let kept = keeping::open(&mut settings, &epoch)?;
-        let engine = match &kept {
-            Some(kept) => Engine::restore(settings.engine.clone(), epoch, kept.rooms.clone()),
-            None => Engine::new(settings.engine.clone(), epoch),
+        let cluster = match settings.broker.clone() {
+            Some(url) => Some(clustering::join(&url, &mut settings).await?),
+            None => None,
+        };
+        let kept = match cluster {
+            Some(_) => None,
+            None => keeping::open(&mut settings, &epoch)?,
+        };
+        let node_epoch = epoch.clone();
+        let engine = match (&kept, &cluster) {
+            (Some(kept), _) => Engine::restore(settings.engine.clone(), epoch, kept.rooms.clone()),
+            (None, Some(cluster)) => {
+                Engine::restore(settings.engine.clone(), epoch, cluster.rooms.clone())
+            }
+            (None, None) => Engine::new(settings.engine.clone(), epoch),
         }
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let statics = StaticFiles::open(&settings.static_source)?;
@@ -125,6 +137,15 @@ impl Server {
                 let stats = kept.store.stats();
                 hub.keep_in(keeping::spawn(kept.store, &settings)?, fatal.clone());
                 Some(stats)
+            }
+            None => None,
+        };
+        let broker_up = match cluster {
+            Some(cluster) => {
+                let handle = clustering::spawn(cluster, node_epoch)?;
+                let up = handle.healthy.clone();
+                hub.join_cluster(handle);
+                Some(up)
             }
             None => None,
         };
@@ -150,6 +171,7 @@ impl Server {
             tracker: TaskTracker::new(),
             per_ip,
             store: store_stats,
+            broker_up,
         });
         tracing::info!("Server started on {}", display_url(addr));
         Ok(Self {

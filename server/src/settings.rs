@@ -148,6 +148,9 @@ pub struct Settings {
     pub wall_clock: WallClock,
     /// Where messages are kept, and how durably.
     pub store: StoreSettings,
+    /// The cluster's Redis (`redis://HOST:PORT[/DB]`): the node joins the nodes sharing it, which
+    /// orders every message and keeps the history (then `store` is not used). `None`: one node.
+    pub broker: Option<String>,
 }
 
 impl Default for Settings {
@@ -184,6 +187,7 @@ impl Default for Settings {
             fanout_threads: 1,
             wall_clock: WallClock::System,
             store: StoreSettings::default(),
+            broker: None,
         }
     }
 }

@@ -1,4 +1,7 @@
-//! The cluster broker: what lets several nodes share rooms. Each backend is its own module; the hub
-//! talks to the broker, never to a backend's client library.
+//! The cluster broker: what lets several nodes share rooms. Each backend is its own module; the
+//! hub talks to the broker task (`node`) through its link (`link`), never to a backend's client
+//! library.
 
+pub(crate) mod link;
+pub(crate) mod node;
 pub mod redis;

@@ -232,6 +232,31 @@ impl RedisBroker {
         idem: &str,
         fresh_epoch: &str,
     ) -> Result<Published, BrokerError> {
+        self.order(room, body, None, idem, fresh_epoch).await
+    }
+
+    /// As [`publish`](Self::publish), for a message numbered by the broker: what is kept and
+    /// delivered is `head`, the seq in decimal, then `tail` (a chat frame whose seq the broker
+    /// decides, `chat_engine::Unnumbered`).
+    pub async fn publish_numbered(
+        &self,
+        room: &str,
+        head: &[u8],
+        tail: &[u8],
+        idem: &str,
+        fresh_epoch: &str,
+    ) -> Result<Published, BrokerError> {
+        self.order(room, head, Some(tail), idem, fresh_epoch).await
+    }
+
+    async fn order(
+        &self,
+        room: &str,
+        body: &[u8],
+        tail: Option<&[u8]>,
+        idem: &str,
+        fresh_epoch: &str,
+    ) -> Result<Published, BrokerError> {
         check_room(room)?;
         check_epoch(fresh_epoch)?;
         if idem.is_empty() || idem.len() > IDEM_BYTES_MAX {
@@ -250,6 +275,9 @@ impl RedisBroker {
             .arg(millis(self.options.op_ttl))
             .arg(DELIVERIES)
             .arg(room);
+        if let Some(tail) = tail {
+            invocation.arg(tail);
+        }
         let reply = self.run(&invocation).await?;
         let [epoch, seq, fresh] = fixed::<3>(reply, "publish")?;
         Ok(Published {

@@ -4,8 +4,24 @@
 /// The one pub/sub channel every node subscribes to; the envelope names the room.
 pub const DELIVERIES: &str = "chat:deliveries";
 
-/// The longest room name accepted, so a key stays small.
-pub(crate) const ROOM_BYTES_MAX: usize = 128;
+/// The longest room name accepted, so a key stays small (a chat room's key, [`room_key`], is at
+/// most 64 characters of 4 bytes, each byte at most 3 bytes encoded).
+pub(crate) const ROOM_BYTES_MAX: usize = 1024;
+
+/// The name a chat room goes by in Redis: its likeness (`chat_engine::names::room_likeness`, so
+/// the spellings one node takes for one room are one room everywhere), with every byte other
+/// than an ASCII letter, digit or '-' written `_xx` (hex): one-to-one, and a valid room here.
+pub fn room_key(likeness: &str) -> String {
+    let mut key = String::with_capacity(likeness.len());
+    for byte in likeness.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' {
+            key.push(char::from(byte));
+        } else {
+            key.push_str(&format!("_{byte:02x}"));
+        }
+    }
+    key
+}
 
 /// A room name is letters, digits, '-', '_' and '.', 1 to [`ROOM_BYTES_MAX`] bytes: no braces (the
 /// hash tag), no ':' (the key separator), no spaces or newlines (the envelope's separator).

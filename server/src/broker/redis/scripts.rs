@@ -8,7 +8,9 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-/// Publish. KEYS: meta, log, op. ARGV: body, fresh epoch, retention, op ttl (ms), channel, room.
+/// Publish. KEYS: meta, log, op. ARGV: body, fresh epoch, retention, op ttl (ms), channel, room,
+/// then optionally a tail: given one, the message is `body .. seq .. tail` (a chat frame numbered
+/// here, so every node keeps the same bytes for a seq).
 /// Replies `{epoch, seq, fresh}`; `fresh` is 0 when the op key showed an earlier call with the same
 /// idem key already wrote it (then nothing is written or published again).
 ///
@@ -32,9 +34,13 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
 local seq = tostring(redis.call('HINCRBY', KEYS[1], 'seq', 1))
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 'p', ARGV[1])
+local body = ARGV[1]
+if ARGV[7] then
+  body = ARGV[1] .. seq .. ARGV[7]
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 'p', body)
 redis.call('SET', KEYS[3], seq .. '\n' .. epoch, 'PX', ARGV[4])
-redis.call('PUBLISH', ARGV[5], 'c1\n' .. ARGV[6] .. '\n' .. epoch .. '\n' .. seq .. '\n' .. ARGV[1])
+redis.call('PUBLISH', ARGV[5], 'c1\n' .. ARGV[6] .. '\n' .. epoch .. '\n' .. seq .. '\n' .. body)
 return {epoch, seq, 1}
 "#,
     )

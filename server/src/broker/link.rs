@@ -1,0 +1,101 @@
+//! The hub's side of the broker: the engine's cluster-mode outputs (`Publish`, `Refill`, and
+//! `Fetch`, whose pages live in Redis) become broker requests, and the broker's reports become
+//! engine inputs.
+
+use chat_engine::{Engine, Input, Now, Output};
+
+use super::node::{BrokerHandle, Report, Request};
+
+#[derive(Debug)]
+pub(crate) struct BrokerLink {
+    handle: BrokerHandle,
+}
+
+impl BrokerLink {
+    pub(crate) fn new(handle: BrokerHandle) -> Self {
+        Self { handle }
+    }
+
+    /// Sends a cluster-mode output to the broker; hands any other output back.
+    pub(crate) fn take(&mut self, output: Output) -> Option<Output> {
+        let request = match output {
+            Output::Publish { op, room, message } => Request::Publish { op, room, message },
+            Output::Refill { room, after, .. } => Request::Refill { room, after },
+            Output::Fetch {
+                to,
+                room,
+                before,
+                limit,
+            } => Request::Fetch {
+                to,
+                room,
+                before,
+                limit,
+            },
+            other => return Some(other),
+        };
+        if self.handle.requests.send(request).is_err() {
+            tracing::warn!("the broker task has stopped; a request was dropped");
+        }
+        None
+    }
+
+    /// The broker's reports, for the hub to wait on beside its inbox.
+    pub(crate) fn take_reports(&mut self) -> tokio::sync::mpsc::Receiver<Report> {
+        (self.handle.reports.take()).expect("the hub takes the broker's reports once")
+    }
+
+    /// Feeds one report to the engine. The caller then dispatches the engine's outputs.
+    pub(crate) fn apply(report: Report, engine: &mut Engine, now: Now) {
+        let result = match &report {
+            Report::Published { op } => engine.handle(now, Input::Published { op: *op }),
+            Report::PublishFailed { op } => engine.handle(now, Input::PublishFailed { op: *op }),
+            Report::Ordered {
+                room,
+                epoch,
+                seq,
+                frame,
+            } => engine.handle(
+                now,
+                Input::Ordered {
+                    room,
+                    epoch,
+                    seq: *seq,
+                    frame,
+                },
+            ),
+            Report::Refilled {
+                room,
+                epoch,
+                messages,
+                complete,
+            } => engine.handle(
+                now,
+                Input::Refilled {
+                    room,
+                    epoch,
+                    messages,
+                    complete: *complete,
+                },
+            ),
+            Report::Resumed => engine.handle(now, Input::BrokerResumed),
+            Report::Fetched {
+                to,
+                room,
+                messages,
+                complete,
+            } => engine.handle(
+                now,
+                Input::Fetched {
+                    to: *to,
+                    room,
+                    messages,
+                    complete: *complete,
+                },
+            ),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the engine refused a broker report");
+        }
+    }
+}

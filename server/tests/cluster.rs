@@ -1,0 +1,216 @@
+//! Nodes sharing one real Redis (`--broker`), each a `chat_server::run` in this process: a
+//! message from node A reaches node B with the same `seq`; a client that reconnects to the other
+//! node with `since` gets exactly what it missed; a dropped pub/sub subscription is repaired from
+//! the room's stream; Redis stopped refuses messages with `unavailable` (the connection stays)
+//! and `/readyz` answers 503, and Redis back (empty: no persistence) serves again under a new
+//! epoch, members told `recovered: false`.
+//!
+//! Each test starts its own `redis-server` on a free loopback port (the Debian package; CI stage
+//! "redis"), so `cargo test` skips them (`#[ignore]`).
+
+mod common;
+
+use std::time::Duration;
+
+use chat_server::broker::redis::process::RedisServer;
+use common::{http_get, settings, Client, TestServer, WAIT};
+use serde_json::Value;
+
+async fn node(redis: &RedisServer, name: &str) -> TestServer {
+    let mut settings = settings();
+    settings.epoch = Some(format!("node-{name}"));
+    settings.broker = Some(redis.url());
+    TestServer::start(settings).await
+}
+
+/// The next chat message `client` gets, skipping welcomes (a room that takes the broker's epoch
+/// welcomes its members again) and presence.
+async fn message(client: &mut Client) -> Value {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == "message" {
+            return frame;
+        }
+        assert!(
+            matches!(
+                frame["type"].as_str(),
+                Some("welcome" | "join" | "leave" | "presence")
+            ),
+            "unexpected {frame}"
+        );
+    }
+}
+
+/// Waits until `server`'s `/readyz` answers `status`.
+async fn ready_is(server: &TestServer, status: u16) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if http_get(server, "/readyz", &[]).await.0 == status {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn a_message_from_one_node_reaches_the_other_with_the_same_seq() {
+    let redis = RedisServer::spawn();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    ready_is(&a, 200).await;
+    ready_is(&b, 200).await;
+    let (mut ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
+    let (mut bob, _) = Client::join(&b, "?nick=bob&room=lobby").await;
+    for text in ["one", "two", "three"] {
+        ann.send(text).await;
+    }
+    for text in ["one", "two", "three"] {
+        let mine = message(&mut ann).await;
+        let theirs = message(&mut bob).await;
+        assert_eq!(mine, theirs, "the same frame on both nodes");
+        assert_eq!(mine["text"], text);
+    }
+    bob.send("back").await;
+    let (mine, theirs) = (message(&mut bob).await, message(&mut ann).await);
+    assert_eq!(mine, theirs);
+    assert_eq!(mine["seq"], 4);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn reconnecting_to_the_other_node_with_since_recovers_exactly_what_was_missed() {
+    let redis = RedisServer::spawn();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    ready_is(&a, 200).await;
+    ready_is(&b, 200).await;
+    let (mut ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
+    let (mut cat, _) = Client::join(&a, "?nick=cat&room=lobby").await;
+    ann.send("one").await;
+    // cat's last welcome (the room taking the broker's epoch) names the epoch to resume in.
+    let mut epoch = None;
+    loop {
+        let frame = cat.recv().await;
+        if frame["type"] == "welcome" {
+            epoch = Some(frame["epoch"].as_str().unwrap().to_owned());
+        }
+        if frame["type"] == "message" {
+            assert_eq!(frame["seq"], 1);
+            break;
+        }
+    }
+    let epoch = epoch.expect("re-welcomed in the broker's epoch");
+    drop(cat);
+    for text in ["two", "three"] {
+        ann.send(text).await;
+    }
+    assert_eq!(message(&mut ann).await["seq"], 1);
+    assert_eq!(message(&mut ann).await["seq"], 2);
+    assert_eq!(message(&mut ann).await["seq"], 3);
+    // Node B followed the room through the broker, so it holds what cat missed.
+    let (_cat, welcome) =
+        Client::join(&b, &format!("?nick=cat&room=lobby&since=1&epoch={epoch}")).await;
+    assert_eq!(welcome["recovered"], true, "{welcome}");
+    assert_eq!(welcome["epoch"], epoch.as_str());
+    let texts: Vec<&str> = (welcome["history"].as_array().unwrap().iter())
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["two", "three"]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn a_dropped_subscription_is_repaired_from_the_stream() {
+    let redis = RedisServer::spawn();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    ready_is(&a, 200).await;
+    ready_is(&b, 200).await;
+    let (mut ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
+    let (mut bob, _) = Client::join(&b, "?nick=bob&room=lobby").await;
+    let admin = redis::Client::open(redis.url()).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    for round in 0..20 {
+        ann.send(&format!("m{round}")).await;
+        if round % 5 == 2 {
+            // Every node's subscription drops: what is published meanwhile is lost on pub/sub.
+            let _: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+    for round in 0..20 {
+        let got = message(&mut bob).await;
+        assert_eq!(got["text"], format!("m{round}"), "{got}");
+        assert_eq!(got["seq"], round + 1);
+    }
+    let _ = message(&mut ann).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn redis_down_refuses_with_unavailable_and_redis_back_empty_is_a_new_epoch() {
+    let mut redis = RedisServer::spawn();
+    let a = node(&redis, "a").await;
+    ready_is(&a, 200).await;
+    let (mut ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
+    ann.send("one").await;
+    assert_eq!(message(&mut ann).await["seq"], 1);
+    redis.stop();
+    ready_is(&a, 503).await;
+    ann.send("lost?").await;
+    let error = ann.recv_type("error").await;
+    assert_eq!(error["code"], "unavailable", "{error}");
+    // Back, but empty (no persistence): the room starts a new epoch, and ann is told.
+    redis.start();
+    ready_is(&a, 200).await;
+    ann.send("two").await;
+    let mut rewelcomed = false;
+    loop {
+        let frame = ann.recv().await;
+        match frame["type"].as_str() {
+            Some("welcome") => {
+                assert_eq!(frame["recovered"], false);
+                rewelcomed = true;
+            }
+            Some("message") => {
+                assert_eq!(
+                    (frame["seq"].as_u64(), frame["text"].as_str()),
+                    (Some(1), Some("two"))
+                );
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(rewelcomed, "a new epoch is announced with a welcome");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn a_node_that_cannot_reach_redis_at_start_says_so() {
+    let mut redis = RedisServer::spawn();
+    redis.stop();
+    let mut settings = settings();
+    settings.broker = Some(redis.url());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let result = chat_server::run(listener, settings, std::future::pending()).await;
+    let error = result.expect_err("no start without the broker");
+    assert!(error.to_string().contains("broker"), "{error}");
+}
