@@ -6,98 +6,27 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::binary::{recv, Binary};
 use common::WAIT;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use futures_util::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws = common::Ws;
 
-/// A running `chat-server` on a data directory, and the address it serves.
-struct Binary {
-    child: Child,
-    addr: String,
+/// The binary on a data directory.
+fn start(data_dir: &Path) -> Binary {
+    start_with(data_dir, &[])
 }
 
-impl Binary {
-    fn start(data_dir: &Path) -> Self {
-        Self::start_with(data_dir, &[])
-    }
-
-    fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .args(["--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(flags)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the binary");
-        let stdout = child.stdout.take().expect("piped");
-        let (lines, logged) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if lines.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let addr = loop {
-            let line = logged
-                .recv_timeout(WAIT)
-                .expect("startup log lines in time");
-            if let Some((_, url)) = line.split_once("Server started on http://") {
-                break url.trim().to_owned();
-            }
-        };
-        Self { child, addr }
-    }
-
-    /// `kill -9`: no chance to flush or close anything.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-
-    /// SIGTERM, and the exit status of the clean stop.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(status.success());
-        self.child.wait().expect("reaped")
-    }
-
-    async fn join(&self, query: &str) -> (Ws, Value) {
-        let url = format!("ws://{}/ws?{query}", self.addr);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("handshake");
-        let welcome = recv(&mut ws).await;
-        assert_eq!(welcome["type"], "welcome", "{welcome}");
-        (ws, welcome)
-    }
-}
-
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("open")
-            .expect("frame");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(&text).expect("JSON");
-        }
-    }
+fn start_with(data_dir: &Path, flags: &[&str]) -> Binary {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--data-dir".as_ref(), data_dir.as_os_str()];
+    args.extend(flags.iter().map(|flag| std::ffi::OsStr::new(flag)));
+    Binary::start(&args)
 }
 
 /// Sends `text` and waits for its acknowledgement (its own copy); returns its seq.
@@ -158,7 +87,7 @@ fn texts(prefix: &str, n: u64) -> Vec<(u64, String)> {
 /// One restart scenario: five messages, a stop by `stop`, then a resume from seq 2.
 async fn survives(stop: impl FnOnce(Binary)) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let first = Binary::start(dir.path());
+    let first = start(dir.path());
     let (mut ann, welcome) = first.join("nick=ann&room=durable").await;
     let epoch = welcome["epoch"].as_str().expect("epoch").to_owned();
     for (seq, text) in texts("note", 5) {
@@ -166,7 +95,7 @@ async fn survives(stop: impl FnOnce(Binary)) {
     }
     stop(first);
 
-    let second = Binary::start(dir.path());
+    let second = start(dir.path());
     let (mut bob, welcome) = second
         .join(&format!("nick=bob&room=durable&since=2&epoch={epoch}"))
         .await;
@@ -235,7 +164,7 @@ fn refused_start(data_dir: &Path) -> (std::process::ExitStatus, String) {
 async fn relaxed_durability_after_a_kill_9_changes_every_epoch() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let relaxed = ["--durability", "relaxed"];
-    let first = Binary::start_with(dir.path(), &relaxed);
+    let first = start_with(dir.path(), &relaxed);
     let (mut ann, welcome) = first.join("nick=ann&room=loose").await;
     let epoch = welcome["epoch"].as_str().expect("epoch").to_owned();
     for (seq, text) in texts("fast", 3) {
@@ -244,7 +173,7 @@ async fn relaxed_durability_after_a_kill_9_changes_every_epoch() {
     // A clean stop syncs: same epoch after it.
     let status = first.terminate();
     assert!(status.success());
-    let second = Binary::start_with(dir.path(), &relaxed);
+    let second = start_with(dir.path(), &relaxed);
     let (mut bob, welcome) = second
         .join(&format!("nick=bob&room=loose&since=3&epoch={epoch}"))
         .await;
@@ -254,7 +183,7 @@ async fn relaxed_durability_after_a_kill_9_changes_every_epoch() {
     );
     assert_eq!(say(&mut bob, "then a crash").await, 4);
     second.kill();
-    let third = Binary::start_with(dir.path(), &relaxed);
+    let third = start_with(dir.path(), &relaxed);
     let (_carl, welcome) = third
         .join(&format!("nick=carl&room=loose&since=4&epoch={epoch}"))
         .await;
@@ -281,7 +210,7 @@ async fn a_data_directory_that_is_a_file_stops_the_start() {
 #[tokio::test]
 async fn a_data_directory_in_use_by_another_server_stops_the_start() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let running = Binary::start(dir.path());
+    let running = start(dir.path());
     let (status, stderr) = refused_start(dir.path());
     running.kill();
     assert!(!status.success());
@@ -326,7 +255,7 @@ async fn a_full_tmpfs_refuses_messages_then_recovers() {
     assert!(mounted.success(), "mount a tmpfs (this test needs root)");
     let unmount = scopeguard(mount.path().to_owned());
     let data = mount.path().join("data");
-    let server = Binary::start_with(&data, &["--rate-limit-per-second", "0"]);
+    let server = start_with(&data, &["--rate-limit-per-second", "0"]);
     let (mut ann, _) = server.join("nick=ann&room=full").await;
     assert_eq!(say(&mut ann, "before").await, 1);
     // Fill the rest of the disk.
