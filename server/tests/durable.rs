@@ -25,7 +25,7 @@ fn start(data_dir: &Path) -> Binary {
 
 fn start_with(data_dir: &Path, flags: &[&str]) -> Binary {
     let mut args: Vec<&std::ffi::OsStr> = vec!["--data-dir".as_ref(), data_dir.as_os_str()];
-    args.extend(flags.iter().map(|flag| std::ffi::OsStr::new(flag)));
+    args.extend(flags.iter().map(std::ffi::OsStr::new));
     Binary::start(&args)
 }
 
