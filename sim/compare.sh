@@ -11,6 +11,8 @@
 #   ours  this tree's release build ($CARGO_TARGET_DIR/release/chat-server), as people run it:
 #         the message store on (strict), in a fresh $OUT/data per run
 #   mem   the same build with --in-memory (no store), for the store's cost side by side
+#   cluster two nodes of this build with --broker on one redis-server (persistence off), the
+#         clients split across them (client i on node i mod 2); CPU is both nodes' and Redis's
 #   base  BASE_SERVER (default /work/baseline-bin/chat-server), e.g. a build of an older commit
 #   go    the classic Go hub, ../shared/peers/go-seed (built into /tmp/go-seed if missing; needs
 #         Debian's golang-go and golang-github-gorilla-websocket-dev, see its README)
@@ -56,6 +58,7 @@ for s in "${servers[@]}"; do
         go) [ -x "$GO_SERVER" ] || bash ../shared/peers/go-seed/build.sh >&2 ;;
         base) [ -x "$BASE_SERVER" ] || { echo "no $BASE_SERVER" >&2; exit 1; } ;;
         ours|mem) ;;
+        cluster) command -v redis-server >/dev/null || { echo "cluster needs redis-server" >&2; exit 1; } ;;
         *) echo "unknown server $s" >&2; exit 2 ;;
     esac
 done
@@ -95,7 +98,17 @@ case " ${OURS_FLAGS:-} " in
 esac
 
 PID=""
+EXTRA_PIDS=()
 stop() {
+    for extra in "${EXTRA_PIDS[@]}"; do
+        kill -TERM "$extra" 2>/dev/null || true
+    done
+    for extra in "${EXTRA_PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$extra" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$extra" 2>/dev/null || true
+        wait "$extra" 2>/dev/null || true
+    done
+    EXTRA_PIDS=()
     if [ -n "$PID" ]; then
         kill -TERM "$PID" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
@@ -113,6 +126,19 @@ start() {
         mem) RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" "${ours_args[@]}" --in-memory >"$OUT/server.log" 2>&1 & ;;
         base) RUST_LOG=warn "$BASE_SERVER" --addr "127.0.0.1:$PORT" "${ours_args[@]}" >"$OUT/server.log" 2>&1 & ;;
         go) "$GO_SERVER" -port "$PORT" >"$OUT/server.log" 2>&1 & ;;
+        cluster)
+            redis-server --port "$((PORT + 100))" --bind 127.0.0.1 --save '' --appendonly no \
+                >"$OUT/redis.log" 2>&1 &
+            EXTRA_PIDS+=($!)
+            for _ in $(seq 100); do
+                (exec 3<>"/dev/tcp/127.0.0.1/$((PORT + 100))") 2>/dev/null && break
+                sleep 0.1
+            done
+            RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$((PORT + 1))" \
+                "${ours_args[@]}" --broker "redis://127.0.0.1:$((PORT + 100))" >"$OUT/server-b.log" 2>&1 &
+            EXTRA_PIDS+=($!)
+            RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" \
+                "${ours_args[@]}" --broker "redis://127.0.0.1:$((PORT + 100))" >"$OUT/server.log" 2>&1 & ;;
     esac
     PID=$!
     for _ in $(seq 100); do
@@ -123,6 +149,16 @@ start() {
     exit 1
 }
 
+# CPU seconds (user + system) of the processes given.
+cpu_of() {
+    local hz total=0 pid
+    hz=$(getconf CLK_TCK)
+    for pid in "$@"; do
+        total=$((total + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat")))
+    done
+    python3 -c "print($total / $hz)"
+}
+
 for round in $(seq "$rounds"); do
     for s in "${servers[@]}"; do
         if [ "$s" = go ] && [ "$scenario" = 4 ]; then continue; fi
@@ -130,8 +166,14 @@ for round in $(seq "$rounds"); do
         [ "$s" = go ] && peer=go-seed
         start "$s"
         sleep 0.5
-        line=$(timeout 900 "$LOAD" --url "ws://127.0.0.1:$PORT/ws" --server-pid "$PID" \
+        urls=(--url "ws://127.0.0.1:$PORT/ws")
+        [ "$s" = cluster ] && urls+=(--url "ws://127.0.0.1:$((PORT + 1))/ws")
+        cpu_before=$(cpu_of "$PID" "${EXTRA_PIDS[@]}")
+        line=$(timeout 900 "$LOAD" "${urls[@]}" --server-pid "$PID" \
             --peer "$peer" --label "$scenario/$s/$round" "${load_args[@]}" | tail -n 1)
+        cpu_after=$(cpu_of "$PID" "${EXTRA_PIDS[@]}")
+        # Every process of the server under test (both nodes and Redis for a cluster).
+        line=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["all_cpu_s"]=float(sys.argv[3])-float(sys.argv[2]); print(json.dumps(r))' "$line" "$cpu_before" "$cpu_after")
         stop
         echo "$line" >>"$OUT/compare.jsonl"
         python3 - "$line" <<'PY'
@@ -152,7 +194,7 @@ else:
     print(f'{r["label"]:>12}: {r["delivered"]:,} deliveries ({r["deliveries_per_s"]:,.0f}/s), '
           f'p50 {lat.get("p50", 0):.2f} p90 {lat.get("p90", 0):.2f} p99 {lat.get("p99", 0):.2f} '
           f'max {lat.get("max", 0):.1f} ms, lost {r["lost"]}, evicted {r["evicted"]}; server '
-          f'{r["server_cpu_s"]:.2f} CPU-s, {r["server_cpu_s_per_million_deliveries"]:.2f} per M '
+          f'{r["all_cpu_s"]:.2f} CPU-s, {r["all_cpu_s"] * 1e6 / max(r["delivered"], 1):.2f} per M '
           f'deliveries, peak RSS {r["server_end"]["hwm_kb"] / 1024:.1f} MiB')
 PY
     done

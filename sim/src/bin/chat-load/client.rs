@@ -76,6 +76,8 @@ pub(crate) struct Progress {
 /// Everything the tasks share.
 pub(crate) struct Shared {
     pub(crate) target: Target,
+    /// Every server to connect to: client i takes target i mod their count.
+    pub(crate) targets: Vec<Target>,
     pub(crate) plan: SendPlan,
     pub(crate) senders: Vec<SenderState>,
     pub(crate) progress: Vec<Progress>,
@@ -202,7 +204,8 @@ pub(crate) async fn run(
     };
     let permit = shared.connect_gate.acquire().await;
     let query = format!("nick=c{index}&room={room_name}");
-    let conn = match ws::connect(&shared.target, &query).await {
+    let target = &shared.targets[index % shared.targets.len()];
+    let conn = match ws::connect(target, &query).await {
         Ok(conn) => conn,
         Err(e) => {
             shared.failed.fetch_add(1, Ordering::Relaxed);

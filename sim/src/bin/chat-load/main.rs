@@ -33,9 +33,10 @@ use client::{ClientResult, Phase, Progress, Role, SendPlan, SenderState, Shared}
 #[derive(Debug, Parser)]
 #[command(name = "chat-load", version, about)]
 pub(crate) struct Args {
-    /// WebSocket URL of the server (loopback only).
+    /// WebSocket URL of the server (loopback only). Given more than once (the nodes of a
+    /// cluster), client i connects to URL i mod their count.
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-    url: String,
+    url: Vec<String>,
     /// Clients to connect.
     #[arg(long, default_value_t = 100)]
     clients: usize,
@@ -208,7 +209,10 @@ async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 async fn run(args: Args) -> Result<String, String> {
-    let target = ws::Target::parse(&args.url)?;
+    let targets = (args.url.iter())
+        .map(|url| ws::Target::parse(url))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = targets.first().cloned().ok_or("no --url")?;
     let server = args.server_pid.map(|p| p.to_string());
     let sample_server = || server.as_deref().and_then(procfs::sample);
     let server_idle = sample_server();
@@ -220,6 +224,7 @@ async fn run(args: Args) -> Result<String, String> {
     let senders = if args.connect_only { 0 } else { args.senders };
     let shared = Arc::new(Shared {
         target,
+        targets,
         plan: SendPlan {
             rate: args.rate,
             window: args.window,
