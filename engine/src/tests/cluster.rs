@@ -463,12 +463,16 @@ fn an_early_message_goes_out_as_soon_as_its_gap_fills() {
     let mut zed = Remote::new("general");
     let ann = h.connect("ann");
     h.all_events();
-    let d = zed.say_all(&mut broker, 1..=3);
+    let d = zed.say_all(&mut broker, 1..=5);
     deliver(&mut h, &d[0]);
     deliver(&mut h, &d[2]);
+    deliver(&mut h, &d[4]);
     assert_eq!(seen(&mut h, ann), lines(&["welcome 0 b1 false h0", "1 t1"]));
+    // 3 follows 2 at once; 5, past another gap, waits on.
     deliver(&mut h, &d[1]);
     assert_eq!(seen(&mut h, ann), lines(&["2 t2", "3 t3"]));
+    deliver(&mut h, &d[3]);
+    assert_eq!(seen(&mut h, ann), lines(&["4 t4", "5 t5"]));
     // The refill asked for the gap brings nothing new: nothing is delivered or asked again.
     assert_eq!(answer_refill(&mut h, &mut broker, 10), 1);
     assert!(h.take(ann).is_empty());
