@@ -227,14 +227,26 @@ impl Engine {
         };
         self.rooms[r].refilling = false;
         if self.rooms[r].epoch != epoch {
+            // The page lies after a seq of the old epoch, which means nothing in this one: go on
+            // from the new epoch's start, and ask for all of it.
             self.renumber(r, epoch, 0, now);
+            let room = &mut self.rooms[r];
+            room.refilling = true;
+            self.outputs.push_back(Output::Refill {
+                room: room.name.clone(),
+                epoch: room.epoch.clone(),
+                after: 0,
+            });
+            return;
         }
         let before = self.rooms[r].seq;
+        let mut kept = false;
         for (seq, frame) in messages {
             if !frame_of(frame, &likeness, *seq) {
                 self.stats.broker_refused_total += 1;
                 continue;
             }
+            kept = true;
             let next = self.rooms[r].seq + 1;
             if *seq > next && !complete {
                 // The broker no longer keeps what lies between: say so, then go on from here.
@@ -245,9 +257,11 @@ impl Engine {
             }
         }
         self.drain_early(r, now);
-        if !complete {
+        if !complete && !kept {
             if let Some(&first) = self.rooms[r].early.keys().next() {
-                // Nothing kept reaches the early ones: skip to them.
+                // The broker keeps nothing after this room's seq, so nothing kept reaches the
+                // early ones: skip to them. (A page that held some may have been cut at its
+                // limit: what lies between is asked for again below.)
                 self.renumber(r, epoch, first - 1, now);
                 self.drain_early(r, now);
             }
