@@ -344,7 +344,8 @@ impl Cluster {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases (proptest's default), or PROPTEST_CASES (the mutation stage's 64).
+    #![proptest_config(ProptestConfig::default())]
 
     /// No member ever gets a gap silently, and once everything in flight is carried out every
     /// member stands at the broker's seq.
