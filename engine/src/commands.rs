@@ -119,6 +119,10 @@ impl Engine {
             );
             return self.reply_error(slot, now, ErrorCode::Unavailable, &message);
         }
+        // A message ends its sender's typing: the next keystroke starts another, relayed at
+        // once (the web client sends it at once; left throttled, a hint typed within
+        // `typing_interval` of the last one never showed).
+        self.clients[slot].typing_at = None;
         if self.config.ordered_by_broker {
             let frame = Outgoing::Message {
                 room: &self.rooms[r].name,

@@ -1177,6 +1177,8 @@ impl Model {
         if self.hold && self.held.len() >= UNCOMMITTED_MAX {
             return self.error(id, "unavailable");
         }
+        // A message ends its sender's typing: the next one is relayed at once.
+        self.clients.get_mut(&id).expect("live").typing_at_ms = None;
         self.touch(&room);
         let nick = self.clients[&id].nick.clone();
         let r = self.room(&room);

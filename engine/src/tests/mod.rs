@@ -261,6 +261,24 @@ fn typing_is_relayed_to_the_others_and_never_stored() {
     assert!(welcome(&h.take(late)).3.is_empty());
 }
 
+#[test]
+fn a_message_ends_typing_so_the_next_typing_is_relayed_at_once() {
+    let mut h = shell(unlimited());
+    let ann = h.connect("ann");
+    let bob = h.connect("bob");
+    h.all_events();
+    h.send(ann, r#"{"type":"typing"}"#);
+    h.send(ann, r#"{"type":"typing"}"#);
+    assert_eq!(h.take(bob).len(), 1, "the second is within typing_interval");
+    h.send(ann, "done");
+    h.send(ann, r#"{"type":"typing"}"#);
+    let got = h.take(bob);
+    assert!(
+        matches!(&got[..], [ServerMessage::Message(_), ServerMessage::Typing { nick, .. }] if nick == "ann"),
+        "{got:?}"
+    );
+}
+
 fn history_seqs(history: &[ChatMessage]) -> Vec<u64> {
     history.iter().map(|m| m.seq).collect()
 }
