@@ -212,3 +212,77 @@ fn a_join_request_and_history_share_no_state() {
     ask(&mut h, ann, None, 5);
     assert_eq!(pages(&mut h, ann), [("rust".into(), vec![], true)]);
 }
+
+/// A shell that keeps frames unflushed until told, whose `ann` said `m1`..`m9` (each flushed
+/// but the last `unflushed`), and the bytes of one such message frame.
+fn quiet_talker(config: Config, unflushed: usize) -> (Shell, ClientId, usize) {
+    let mut h = Shell::around(Engine::new(config, EPOCH).expect("valid"));
+    h.auto_flush = false;
+    let ann = h.connect("ann");
+    h.flush(ann, None).expect("flushed");
+    let mut frame = 0;
+    for i in 1..=9 {
+        h.send(ann, &format!("m{i}"));
+        frame = h.engine.queued(ann).expect("live").1;
+        if i <= 9 - unflushed {
+            h.flush(ann, None).expect("flushed");
+        }
+    }
+    h.all_events();
+    (h, ann, frame)
+}
+
+/// The bytes `ask` queues for `ann`.
+fn page_bytes(h: &mut Shell, ann: ClientId, before: Option<u64>, limit: u64) -> usize {
+    let start = h_queued(h, ann);
+    ask(h, ann, before, limit);
+    h_queued(h, ann) - start
+}
+
+fn h_queued(h: &Shell, id: ClientId) -> usize {
+    h.engine.queued(id).expect("live").1
+}
+
+/// The page's budget is exact: half the high-water mark less what is already queued, counting
+/// the page's own bytes and one comma between messages; `k` messages fit in exactly
+/// `empty + k * frame + (k - 1)` bytes, and one byte less keeps `k - 1`.
+#[test]
+fn a_page_keeps_exactly_what_fits_in_its_budget() {
+    let roomy = unlimited();
+    let (mut h, ann, frame) = quiet_talker(roomy.clone(), 0);
+    // An empty page (before the first message) is complete; the budget is counted against
+    // an incomplete one, a byte longer.
+    let empty = page_bytes(&mut h, ann, Some(1), 9) + 1;
+    assert_eq!(pages(&mut h, ann), [("general".into(), vec![], true)]);
+    let kept = |high_water: usize, unflushed: usize| {
+        let config = Config {
+            queue_high_water_bytes: high_water,
+            ..roomy.clone()
+        };
+        let (mut h, ann, _) = quiet_talker(config, unflushed);
+        ask(&mut h, ann, None, 9);
+        let got = pages(&mut h, ann);
+        let [(_, seqs, complete)] = &got[..] else {
+            panic!("one page, got {got:?}")
+        };
+        assert_eq!(*complete, seqs.len() == 9, "{seqs:?}");
+        assert_eq!(seqs.last(), Some(&9), "the newest are kept");
+        seqs.len()
+    };
+    for k in [1, 2, 5, 9] {
+        let budget = empty + k * frame + (k - 1);
+        assert_eq!(kept(2 * budget, 0), k, "{k} fit in {budget} bytes");
+        assert_eq!(kept(2 * budget + 1, 0), k, "the half rounds down");
+        if k > 1 {
+            assert_eq!(kept(2 * budget - 2, 0), k - 1, "a byte short of {k}");
+        }
+        // Queued bytes come off the budget.
+        assert_eq!(
+            kept(2 * (budget + frame), 1),
+            k,
+            "{k} behind one queued frame"
+        );
+        assert_eq!(kept(2 * (budget + frame) - 2, 1), k.max(2) - 1);
+    }
+    assert_eq!(kept(2, 0), 1, "at least one, whatever the budget");
+}
