@@ -50,8 +50,8 @@ pub(crate) struct AppState {
     pub(crate) per_ip: Arc<Mutex<PerIp>>,
     /// The message store's figures; `None` without a store (`--in-memory`).
     pub(crate) store: Option<crate::keeping::StoreFigures>,
-    /// Whether the broker's deliveries are up; `None` without a broker (one node).
-    pub(crate) broker_up: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The broker task's figures (its subscription up, its publishes); `None` without a broker.
+    pub(crate) broker: Option<Arc<crate::broker::stats::BrokerStats>>,
 }
 
 /// Answers one request from `peer` (the TCP peer's address, for the per-address limits).
@@ -105,6 +105,9 @@ async fn dispatch(req: Request<Incoming>, peer: IpAddr, state: Arc<AppState>) ->
         (&Method::GET, "/metrics") => {
             if let Some(store) = &state.store {
                 state.metrics.observe_store(store);
+            }
+            if let Some(broker) = &state.broker {
+                state.metrics.observe_broker(&broker.read());
             }
             respond(
                 StatusCode::OK,
@@ -278,7 +281,7 @@ fn join_request(query: Option<&str>) -> Result<JoinRequest, String> {
 /// Readiness, unlike `/healthz` (liveness): `503` while the store cannot write, since new
 /// messages are refused meanwhile; a load balancer sends people elsewhere until it can.
 fn readyz(state: &AppState) -> Response<Body> {
-    if (state.broker_up.as_ref()).is_some_and(|up| !up.load(Ordering::Relaxed)) {
+    if (state.broker.as_ref()).is_some_and(|broker| !broker.subscribed()) {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: the broker (Redis) cannot be reached (new messages are refused with unavailable)\n",
@@ -319,6 +322,7 @@ fn status(state: &AppState) -> Response<Body> {
     let stats = *state.stats.borrow();
     let body = serde_json::json!({
         "store": store_status(state),
+        "broker": state.broker.as_ref().map(|broker| broker.read()),
         "uncommitted": stats.uncommitted,
         "connected_users": stats.clients,
         "timestamp": humantime::format_rfc3339_millis(state.clock.now().wall).to_string(),

@@ -1,6 +1,6 @@
 //! Prometheus metrics (prometheus-client): engine counters mirrored from the hub's stats, plus
 //! the HTTP layer's own counts of upgrades, refusals and failed admin authentications, and its
-//! open plain HTTP connections.
+//! open plain HTTP connections, and the store's and the broker's figures.
 
 use chat_engine::Stats;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -33,6 +33,16 @@ pub(crate) struct Metrics {
     uncommitted: Gauge,
     store_failures: Counter,
     store: StoreMetrics,
+    broker: BrokerMetrics,
+}
+
+/// The broker task's figures (`--broker`), copied when `/metrics` is read; zero without one.
+#[derive(Default)]
+struct BrokerMetrics {
+    subscribed: Gauge,
+    publish_calls: Counter,
+    messages_published: Counter,
+    publish_failures: Counter,
 }
 
 /// The message store's figures, copied from its atomics when `/metrics` is read.
@@ -68,6 +78,7 @@ impl Metrics {
             uncommitted: Gauge::default(),
             store_failures: Counter::default(),
             store: StoreMetrics::default(),
+            broker: BrokerMetrics::default(),
         };
         metrics.store.healthy.set(1);
         let store = &metrics.store;
@@ -121,6 +132,28 @@ impl Metrics {
             "store_healthy",
             "1 while the store can write (and without a store), 0 while it cannot",
             store.healthy.clone(),
+        );
+        let broker = &metrics.broker;
+        let registry = &mut metrics.registry;
+        registry.register(
+            "broker_subscribed",
+            "1 while the broker's deliveries subscription is up, 0 while it is not (and without a broker)",
+            broker.subscribed.clone(),
+        );
+        registry.register(
+            "broker_publish_calls",
+            "Publish calls the broker answered (each orders one batch of a room's messages)",
+            broker.publish_calls.clone(),
+        );
+        registry.register(
+            "broker_messages_published",
+            "Messages the broker ordered for this node",
+            broker.messages_published.clone(),
+        );
+        registry.register(
+            "broker_publish_failures",
+            "Messages the broker could not order (their senders were told unavailable)",
+            broker.publish_failures.clone(),
         );
         metrics.registry.register(
             "connected_users",
@@ -212,9 +245,7 @@ impl Metrics {
     /// Copies the store's figures (read when `/metrics` is asked for).
     pub(crate) fn observe_store(&self, stats: &crate::store::StoreStats) {
         use crate::store::StoreStats as S;
-        let counter = |c: &Counter, now: u64| {
-            c.inc_by(now.saturating_sub(c.get()));
-        };
+        let counter = catch_up;
         let store = &self.store;
         counter(&store.commits, S::get(&stats.commits));
         counter(&store.messages_written, S::get(&stats.messages_written));
@@ -232,6 +263,16 @@ impl Metrics {
         store.healthy.set(i64::from(healthy));
     }
 
+    /// Copies the broker task's figures (read when `/metrics` is asked for).
+    pub(crate) fn observe_broker(&self, figures: &crate::broker::stats::BrokerFigures) {
+        let counter = catch_up;
+        let broker = &self.broker;
+        broker.subscribed.set(i64::from(figures.subscribed));
+        counter(&broker.publish_calls, figures.publish_calls);
+        counter(&broker.messages_published, figures.messages_published);
+        counter(&broker.publish_failures, figures.publish_failures);
+    }
+
     pub(crate) fn refuse(&self, reason: &'static str) {
         self.refused.get_or_create(&Refusal { reason }).inc();
     }
@@ -243,4 +284,9 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// Brings a counter mirrored from an atomic up to that atomic's reading `now`.
+fn catch_up(counter: &Counter, now: u64) {
+    counter.inc_by(now.saturating_sub(counter.get()));
 }

@@ -140,12 +140,12 @@ impl Server {
             }
             None => None,
         };
-        let broker_up = match cluster {
+        let broker = match cluster {
             Some(cluster) => {
                 let handle = clustering::spawn(cluster, node_epoch)?;
-                let up = handle.healthy.clone();
+                let stats = handle.stats.clone();
                 hub.join_cluster(handle);
-                Some(up)
+                Some(stats)
             }
             None => None,
         };
@@ -171,7 +171,7 @@ impl Server {
             tracker: TaskTracker::new(),
             per_ip,
             store: store_stats,
-            broker_up,
+            broker,
         });
         tracing::info!("Server started on {}", display_url(addr));
         Ok(Self {

@@ -168,6 +168,112 @@ async fn a_dropped_subscription_is_repaired_from_the_stream() {
     b.shutdown().await;
 }
 
+/// `server`'s `/status` figures of its broker task.
+async fn broker_figures(server: &TestServer) -> Value {
+    let (status, response) = http_get(server, "/status", &[]).await;
+    assert_eq!(status, 200);
+    let body = response.split_once("\r\n\r\n").expect("a body").1;
+    let status: Value = serde_json::from_str(body).expect("JSON");
+    status["broker"].clone()
+}
+
+/// What a room asks while its publish is out goes as one batch when the answer comes: Redis
+/// holds writes for a moment (`CLIENT PAUSE ... WRITE`), the first message waits in it, the
+/// other 39 wait on the node, and then take one call; every member still gets all 40 in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn messages_that_wait_for_a_publish_in_flight_go_as_one_batch() {
+    let redis = RedisServer::spawn();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    ready_is(&a, 200).await;
+    ready_is(&b, 200).await;
+    let (mut ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
+    let (mut bob, _) = Client::join(&b, "?nick=bob&room=lobby").await;
+    let admin = redis::Client::open(redis.url()).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1000)
+        .arg("WRITE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    for n in 0..40 {
+        ann.send(&format!("m{n}")).await;
+    }
+    for n in 0..40 {
+        let got = message(&mut bob).await;
+        assert_eq!(
+            (got["seq"].as_u64(), got["text"].as_str()),
+            (Some(n + 1), Some(format!("m{n}").as_str()))
+        );
+        assert_eq!(message(&mut ann).await, got, "the same frame on both nodes");
+    }
+    let figures = broker_figures(&a).await;
+    assert_eq!(figures["messages_published"], 40, "{figures}");
+    assert_eq!(
+        figures["publish_calls"], 2,
+        "one alone, then one batch: {figures}"
+    );
+    assert_eq!(figures["subscribed"], true);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Senders on both nodes at once, each sending as fast as it can: every member on either node
+/// gets one sequence (seq 1 up, no gap, the same frames), in which each sender's messages keep
+/// the order it sent them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn bursts_from_both_nodes_keep_one_order_and_each_senders_order() {
+    const EACH: usize = 60;
+    let redis = RedisServer::spawn();
+    let nodes = [node(&redis, "a").await, node(&redis, "b").await];
+    for n in &nodes {
+        ready_is(n, 200).await;
+    }
+    let mut senders = Vec::new();
+    for (i, nick) in ["ann", "bea", "cal", "dot"].iter().enumerate() {
+        let server = &nodes[i % 2];
+        senders.push((
+            *nick,
+            Client::join(server, &format!("?nick={nick}&room=lobby"))
+                .await
+                .0,
+        ));
+    }
+    let (mut eve, _) = Client::join(&nodes[0], "?nick=eve&room=lobby").await;
+    let (mut fay, _) = Client::join(&nodes[1], "?nick=fay&room=lobby").await;
+    let bursts = senders.iter_mut().map(|(nick, client)| async move {
+        for n in 0..EACH {
+            client.send(&format!("{nick} {n}")).await;
+        }
+    });
+    futures_util::future::join_all(bursts).await;
+    let total = EACH * 4;
+    let mut seen = Vec::new();
+    for _ in 0..total {
+        let got = message(&mut eve).await;
+        assert_eq!(message(&mut fay).await, got, "the same frame on both nodes");
+        seen.push(got);
+    }
+    for (i, got) in seen.iter().enumerate() {
+        assert_eq!(got["seq"], i + 1, "gap-free from 1: {got}");
+    }
+    for (nick, _) in &senders {
+        let theirs: Vec<String> = (seen.iter())
+            .filter(|m| m["nick"] == *nick)
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect();
+        let sent: Vec<String> = (0..EACH).map(|n| format!("{nick} {n}")).collect();
+        assert_eq!(theirs, sent, "{nick}'s messages in the order sent");
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn redis_down_refuses_with_unavailable_and_redis_back_empty_is_a_new_epoch() {

@@ -4,7 +4,7 @@
 
 use chat_engine::{Engine, Input, Now, Output};
 
-use super::node::{BrokerHandle, Report, Request};
+use super::node::{BrokerHandle, Publish, Report, Request};
 
 #[derive(Debug)]
 pub(crate) struct BrokerLink {
@@ -19,7 +19,9 @@ impl BrokerLink {
     /// Sends a cluster-mode output to the broker; hands any other output back.
     pub(crate) fn take(&mut self, output: Output) -> Option<Output> {
         let request = match output {
-            Output::Publish { op, room, message } => Request::Publish { op, room, message },
+            Output::Publish { op, room, message } => {
+                Request::Publish(Publish { op, room, message })
+            }
             Output::Refill { room, after, .. } => Request::Refill { room, after },
             Output::Fetch {
                 to,

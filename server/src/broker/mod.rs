@@ -5,3 +5,4 @@
 pub(crate) mod link;
 pub(crate) mod node;
 pub mod redis;
+pub(crate) mod stats;

@@ -3,9 +3,11 @@
 //! Redis's answers and the deliveries subscription into reports the hub feeds to the engine. The
 //! hub never waits on Redis: it sends requests and selects on reports.
 //!
-//! A room's publishes from this node go one at a time, in the order the engine asked: Redis
-//! orders whatever arrives first, so two in flight for one room could swap a sender's messages.
-//! Different rooms go at once.
+//! A room's publishes from this node go one call at a time, in the order the engine asked: Redis
+//! orders whatever arrives first, so two calls in flight for one room could swap a sender's
+//! messages. What a room asks while its call is out waits, and goes as the next call, in one
+//! batch (one script, consecutive seqs): a busy room pays one round trip per batch, not per
+//! message, and a quiet one sends each message at once. Different rooms go at once.
 //!
 //! A publish carries an idempotency key (this node's epoch and the op), so a retry after a lost
 //! reply orders the message once. A refill that fails is retried until it succeeds: the engine's
@@ -13,7 +15,6 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +24,16 @@ use chat_engine::{ClientId, OpId, RestoredRoom, Unnumbered};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::redis::{keys::room_key, subscribe, BrokerError, Event, RedisBroker};
+use super::redis::{keys::room_key, subscribe, BrokerError, Event, Numbered, RedisBroker};
+use super::stats::BrokerStats;
 
 /// Messages one refill asks for at most; the engine asks again after a full page.
 const REFILL_PAGE: usize = 256;
+/// Messages one publish call carries at most.
+const BATCH_MESSAGES: usize = 128;
+/// Frame bytes one publish call carries at most (past the first message), so a batch stays a
+/// small script call for Redis, which runs nothing else meanwhile.
+const BATCH_BYTES: usize = 256 << 10;
 /// How often a publish is tried before its sender is told `unavailable`.
 const PUBLISH_TRIES: u32 = 3;
 /// The pause before a failed refill is tried again.
@@ -38,11 +45,7 @@ const DELIVERIES_BUFFER: usize = 16_384;
 /// What the hub asks of the broker.
 #[derive(Debug)]
 pub(crate) enum Request {
-    Publish {
-        op: OpId,
-        room: String,
-        message: Unnumbered,
-    },
+    Publish(Publish),
     Refill {
         room: String,
         after: u64,
@@ -53,6 +56,20 @@ pub(crate) enum Request {
         before: u64,
         limit: usize,
     },
+}
+
+/// One message for the broker to order.
+#[derive(Debug)]
+pub(crate) struct Publish {
+    pub(crate) op: OpId,
+    pub(crate) room: String,
+    pub(crate) message: Unnumbered,
+}
+
+impl Publish {
+    fn bytes(&self) -> usize {
+        self.message.head.len() + self.message.tail.len()
+    }
 }
 
 /// What the broker tells the hub, each one an engine input.
@@ -90,8 +107,8 @@ pub(crate) enum Report {
 pub(crate) struct BrokerHandle {
     pub(crate) requests: mpsc::UnboundedSender<Request>,
     pub(crate) reports: Option<mpsc::Receiver<Report>>,
-    /// Whether the deliveries subscription is up (`/readyz`).
-    pub(crate) healthy: Arc<AtomicBool>,
+    /// The subscription's state and the publishes' counts (`/readyz`, `/status`, `/metrics`).
+    pub(crate) stats: Arc<BrokerStats>,
 }
 
 /// The room a chat frame names (the frame's own spelling).
@@ -161,13 +178,13 @@ pub(crate) fn spawn(
     // Bounded: a hub that falls behind stops this task, whose subscription then overflows and is
     // dropped (a refill repairs it), rather than deliveries piling up here.
     let (reports_tx, reports) = mpsc::channel(DELIVERIES_BUFFER);
-    let healthy = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(BrokerStats::default());
     let task = Task {
         broker,
         node_epoch,
         in_flight: in_flight.max(1),
         reports: reports_tx,
-        healthy: healthy.clone(),
+        stats: stats.clone(),
     };
     tokio::spawn(async move {
         task.run(inbox, events).await;
@@ -176,7 +193,7 @@ pub(crate) fn spawn(
     Ok(BrokerHandle {
         requests,
         reports: Some(reports),
-        healthy,
+        stats,
     })
 }
 
@@ -185,7 +202,7 @@ struct Task {
     node_epoch: String,
     in_flight: usize,
     reports: mpsc::Sender<Report>,
-    healthy: Arc<AtomicBool>,
+    stats: Arc<BrokerStats>,
 }
 
 impl Task {
@@ -194,40 +211,46 @@ impl Task {
         mut inbox: mpsc::UnboundedReceiver<Request>,
         mut events: mpsc::Receiver<Event>,
     ) {
-        let mut calls: JoinSet<(Option<String>, Option<Report>)> = JoinSet::new();
-        // Publishes waiting for their room's one in flight, by room key.
-        let mut queued: HashMap<String, VecDeque<Request>> = HashMap::new();
+        let mut calls: JoinSet<(Option<String>, Vec<Report>)> = JoinSet::new();
+        // Publishes waiting for their room's call in flight, by room key.
+        let mut queued: HashMap<String, VecDeque<Publish>> = HashMap::new();
         loop {
             tokio::select! {
                 request = inbox.recv(), if calls.len() < self.in_flight => {
                     let Some(request) = request else { break };
-                    if let Request::Publish { room, .. } = &request {
-                        match queued.entry(key(room)) {
-                            Entry::Occupied(mut waiting) => {
-                                waiting.get_mut().push_back(request);
-                                continue;
-                            }
+                    match request {
+                        Request::Publish(publish) => match queued.entry(key(&publish.room)) {
+                            Entry::Occupied(mut waiting) => waiting.get_mut().push_back(publish),
                             Entry::Vacant(free) => {
+                                let key = free.key().clone();
                                 free.insert(VecDeque::new());
+                                self.start_batch(&mut calls, key, vec![publish]);
                             }
+                        },
+                        Request::Refill { room, after } => {
+                            let (broker, epoch) = (self.broker.clone(), self.node_epoch.clone());
+                            calls.spawn(async move { (None, vec![refill(&broker, &epoch, room, after).await]) });
+                        }
+                        Request::Fetch { to, room, before, limit } => {
+                            let broker = self.broker.clone();
+                            calls.spawn(async move { (None, vec![fetch(&broker, to, room, before, limit).await]) });
                         }
                     }
-                    self.start(&mut calls, request);
                 }
                 Some(done) = calls.join_next(), if !calls.is_empty() => {
-                    let Ok((room, report)) = done else { continue };
+                    let Ok((room, reports)) = done else { continue };
                     if let Some(room) = room {
-                        // The room's next publish, if one waits; else the room is free.
-                        match queued.get_mut(&room).and_then(VecDeque::pop_front) {
-                            Some(next) => self.start(&mut calls, next),
+                        // The room's waiting publishes, if any, as one batch; else the room is free.
+                        match queued.get_mut(&room).and_then(next_batch) {
+                            Some(batch) => self.start_batch(&mut calls, room, batch),
                             None => {
                                 queued.remove(&room);
                             }
                         }
                     }
-                    if let Some(report) = report {
+                    for report in reports {
                         if self.reports.send(report).await.is_err() {
-                            break;
+                            return;
                         }
                     }
                 }
@@ -248,12 +271,12 @@ impl Task {
                         }
                         Event::Lost => {
                             tracing::warn!("lost the broker's deliveries; resubscribing");
-                            self.healthy.store(false, Ordering::Relaxed);
+                            self.stats.set_subscribed(false);
                             continue;
                         }
                         Event::Subscribed => {
                             tracing::info!("subscribed to the broker's deliveries");
-                            self.healthy.store(true, Ordering::Relaxed);
+                            self.stats.set_subscribed(true);
                             Report::Resumed
                         }
                     };
@@ -266,95 +289,199 @@ impl Task {
     }
 }
 
+/// The oldest waiting publishes that fit one call (one at least), or `None` if none wait.
+fn next_batch(waiting: &mut VecDeque<Publish>) -> Option<Vec<Publish>> {
+    let first = waiting.pop_front()?;
+    let mut bytes = first.bytes();
+    let mut batch = vec![first];
+    while let Some(next) = waiting.front() {
+        if batch.len() == BATCH_MESSAGES || bytes + next.bytes() > BATCH_BYTES {
+            break;
+        }
+        bytes += next.bytes();
+        batch.extend(waiting.pop_front());
+    }
+    Some(batch)
+}
+
 impl Task {
-    /// Starts one Redis call; a publish names its room, so the next one for it can follow.
-    fn start(&self, calls: &mut JoinSet<(Option<String>, Option<Report>)>, request: Request) {
-        let room = match &request {
-            Request::Publish { room, .. } => Some(key(room)),
-            _ => None,
-        };
-        let broker = self.broker.clone();
-        let epoch = self.node_epoch.clone();
-        calls.spawn(async move { (room, carry_out(broker, epoch, request).await) });
+    /// Starts one publish call for the room under `key`, which names it in its answer so the
+    /// room's next batch can follow.
+    fn start_batch(
+        &self,
+        calls: &mut JoinSet<(Option<String>, Vec<Report>)>,
+        key: String,
+        batch: Vec<Publish>,
+    ) {
+        let (broker, epoch) = (self.broker.clone(), self.node_epoch.clone());
+        let stats = self.stats.clone();
+        calls.spawn(async move {
+            let reports = publish(&broker, &epoch, &key, batch, &stats).await;
+            (Some(key), reports)
+        });
     }
 }
 
-/// One request against Redis; its report (`None`: nobody to tell).
-async fn carry_out(broker: RedisBroker, node_epoch: String, request: Request) -> Option<Report> {
-    match request {
-        Request::Publish { op, room, message } => {
-            let idem = format!("{node_epoch}-{}", op.get());
-            // A room Redis does not know yet (or lost) starts an epoch no node used before.
-            let fresh = format!("{node_epoch}.{}", op.get());
-            let key = key(&room);
-            for attempt in 1..=PUBLISH_TRIES {
-                match (broker)
-                    .publish_numbered(&key, &message.head, &message.tail, &idem, &fresh)
-                    .await
-                {
-                    Ok(_) => return Some(Report::Published { op }),
-                    Err(e) if attempt < PUBLISH_TRIES && e.is_unavailable() => {
-                        tokio::time::sleep(RETRY_PAUSE / 5).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%op, %room, error = %e, "the broker could not order a message");
-                        return Some(Report::PublishFailed { op });
-                    }
-                }
+/// Orders one room's `batch` in one script call, tried up to [`PUBLISH_TRIES`] times with the
+/// same idempotency keys; one report per message.
+async fn publish(
+    broker: &RedisBroker,
+    node_epoch: &str,
+    key: &str,
+    batch: Vec<Publish>,
+    stats: &BrokerStats,
+) -> Vec<Report> {
+    let idems: Vec<String> = (batch.iter())
+        .map(|p| format!("{node_epoch}-{}", p.op.get()))
+        .collect();
+    let messages: Vec<Numbered<'_>> = (batch.iter().zip(&idems))
+        .map(|(p, idem)| Numbered {
+            head: &p.message.head,
+            tail: &p.message.tail,
+            idem,
+        })
+        .collect();
+    // A room Redis does not know yet (or lost) starts an epoch no node used before.
+    let fresh = format!("{node_epoch}.{}", batch[0].op.get());
+    for attempt in 1..=PUBLISH_TRIES {
+        match broker.publish_batch(key, &messages, &fresh).await {
+            Ok(_) => {
+                stats.published(batch.len());
+                return (batch.iter())
+                    .map(|p| Report::Published { op: p.op })
+                    .collect();
             }
-            Some(Report::PublishFailed { op })
-        }
-        Request::Refill { room, after } => {
-            let key = key(&room);
-            loop {
-                let range = match broker.range(&key, after, REFILL_PAGE).await {
-                    Ok(Some(range)) => Ok((range.epoch, range.messages, range.complete)),
-                    // Redis lost the room (or never had it): it starts a new epoch now.
-                    Ok(None) => {
-                        let fresh = format!("{node_epoch}.r{after}");
-                        (broker.state(&key, &fresh).await)
-                            .map(|state| (state.epoch, Vec::new(), true))
-                    }
-                    Err(e) => Err(e),
-                };
-                match range {
-                    Ok((epoch, messages, complete)) => {
-                        return Some(Report::Refilled {
-                            room,
-                            epoch,
-                            messages,
-                            complete,
-                        })
-                    }
-                    Err(e) => {
-                        tracing::debug!(%room, error = %e, "a refill failed; retrying");
-                        tokio::time::sleep(RETRY_PAUSE).await;
-                    }
-                }
+            Err(e) if attempt < PUBLISH_TRIES && e.is_unavailable() => {
+                tokio::time::sleep(RETRY_PAUSE / 5).await;
+            }
+            Err(e) => {
+                let room = &batch[0].room;
+                let n = batch.len();
+                tracing::warn!(%room, messages = n, error = %e, "the broker could not order messages");
+                break;
             }
         }
-        Request::Fetch {
-            to,
-            room,
-            before,
-            limit,
-        } => {
-            let (messages, complete) = match broker.page_before(&key(&room), before, limit).await {
-                Ok(page) => {
-                    let complete = page.len() < limit || page.first().is_some_and(|(s, _)| *s == 1);
-                    (page.into_iter().map(|(_, frame)| frame).collect(), complete)
+    }
+    stats.failed(batch.len());
+    (batch.iter())
+        .map(|p| Report::PublishFailed { op: p.op })
+        .collect()
+}
+
+/// The room's messages after `after`, retried until Redis answers: the engine's room waits for
+/// them, and Redis coming back is exactly when they are needed.
+async fn refill(broker: &RedisBroker, node_epoch: &str, room: String, after: u64) -> Report {
+    let key = key(&room);
+    loop {
+        let range = match broker.range(&key, after, REFILL_PAGE).await {
+            Ok(Some(range)) => Ok((range.epoch, range.messages, range.complete)),
+            // Redis lost the room (or never had it): it starts a new epoch now.
+            Ok(None) => {
+                let fresh = format!("{node_epoch}.r{after}");
+                (broker.state(&key, &fresh).await).map(|state| (state.epoch, Vec::new(), true))
+            }
+            Err(e) => Err(e),
+        };
+        match range {
+            Ok((epoch, messages, complete)) => {
+                return Report::Refilled {
+                    room,
+                    epoch,
+                    messages,
+                    complete,
                 }
-                Err(e) => {
-                    tracing::warn!(%room, error = %e, "a history page could not be read from the broker");
-                    (Vec::new(), false)
-                }
-            };
-            Some(Report::Fetched {
-                to,
-                room,
-                messages,
-                complete,
+            }
+            Err(e) => {
+                tracing::debug!(%room, error = %e, "a refill failed; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// A page of the room's history for `to` (`history`); empty and incomplete if Redis fails.
+async fn fetch(
+    broker: &RedisBroker,
+    to: ClientId,
+    room: String,
+    before: u64,
+    limit: usize,
+) -> Report {
+    let (messages, complete) = match broker.page_before(&key(&room), before, limit).await {
+        Ok(page) => {
+            let complete = page.len() < limit || page.first().is_some_and(|(s, _)| *s == 1);
+            (page.into_iter().map(|(_, frame)| frame).collect(), complete)
+        }
+        Err(e) => {
+            tracing::warn!(%room, error = %e, "a history page could not be read from the broker");
+            (Vec::new(), false)
+        }
+    };
+    Report::Fetched {
+        to,
+        room,
+        messages,
+        complete,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(sizes: &[usize]) -> VecDeque<Publish> {
+        (sizes.iter().enumerate())
+            .map(|(i, &size)| Publish {
+                op: OpId::from_raw(i as u64 + 1),
+                room: "r".into(),
+                message: Unnumbered {
+                    head: Bytes::from(vec![b'h'; size / 2]),
+                    tail: Bytes::from(vec![b't'; size - size / 2]),
+                },
             })
-        }
+            .collect()
+    }
+
+    fn ops(batch: &[Publish]) -> Vec<u64> {
+        batch.iter().map(|p| p.op.get()).collect()
+    }
+
+    /// A batch takes the oldest waiting messages in order, up to the count or the byte bound
+    /// (the byte bound counted exactly), and always one, however large.
+    #[test]
+    fn a_batch_is_the_oldest_that_fit_and_one_at_least() {
+        assert!(next_batch(&mut VecDeque::new()).is_none());
+        let mut many = waiting(&[10; BATCH_MESSAGES + 3]);
+        let batch = next_batch(&mut many).expect("some wait");
+        assert_eq!(ops(&batch), (1..=BATCH_MESSAGES as u64).collect::<Vec<_>>());
+        let rest = BATCH_MESSAGES as u64 + 1..=BATCH_MESSAGES as u64 + 3;
+        assert_eq!(
+            ops(&next_batch(&mut many).unwrap()),
+            rest.collect::<Vec<_>>()
+        );
+        assert!(many.is_empty());
+
+        let half = BATCH_BYTES / 2;
+        let mut exact = waiting(&[half, half, 1]);
+        assert_eq!(
+            ops(&next_batch(&mut exact).unwrap()),
+            [1, 2],
+            "exactly the bound fits"
+        );
+        assert_eq!(ops(&next_batch(&mut exact).unwrap()), [3]);
+
+        let mut over = waiting(&[half, half + 1, 1]);
+        assert_eq!(
+            ops(&next_batch(&mut over).unwrap()),
+            [1],
+            "a byte over does not"
+        );
+        let mut huge = waiting(&[BATCH_BYTES * 2, 1]);
+        assert_eq!(
+            ops(&next_batch(&mut huge).unwrap()),
+            [1],
+            "alone, however large"
+        );
+        assert_eq!(ops(&next_batch(&mut huge).unwrap()), [2]);
     }
 }

@@ -60,6 +60,15 @@ pub struct Published {
     pub fresh: bool,
 }
 
+/// One message of a [`RedisBroker::publish_batch`]: kept and delivered as `head`, its seq in
+/// decimal, then `tail`; `idem` makes a retry of it write nothing twice.
+#[derive(Debug, Clone, Copy)]
+pub struct Numbered<'a> {
+    pub head: &'a [u8],
+    pub tail: &'a [u8],
+    pub idem: &'a str,
+}
+
 /// A room's epoch and last seq.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomState {
@@ -232,7 +241,13 @@ impl RedisBroker {
         idem: &str,
         fresh_epoch: &str,
     ) -> Result<Published, BrokerError> {
-        self.order(room, body, None, idem, fresh_epoch).await
+        let batch = [Numbered {
+            head: body,
+            tail: &[],
+            idem,
+        }];
+        let mut published = self.order(room, &batch, false, fresh_epoch).await?;
+        Ok(published.remove(0))
     }
 
     /// As [`publish`](Self::publish), for a message numbered by the broker: what is kept and
@@ -246,45 +261,76 @@ impl RedisBroker {
         idem: &str,
         fresh_epoch: &str,
     ) -> Result<Published, BrokerError> {
-        self.order(room, head, Some(tail), idem, fresh_epoch).await
+        let batch = [Numbered { head, tail, idem }];
+        let mut published = self.order(room, &batch, true, fresh_epoch).await?;
+        Ok(published.remove(0))
+    }
+
+    /// As [`publish_numbered`](Self::publish_numbered) for several messages of one room in one
+    /// atomic step: they take consecutive seqs in `batch`'s order (those an earlier call with the
+    /// same idem key wrote keep theirs), one result each, in order.
+    pub async fn publish_batch(
+        &self,
+        room: &str,
+        batch: &[Numbered<'_>],
+        fresh_epoch: &str,
+    ) -> Result<Vec<Published>, BrokerError> {
+        self.order(room, batch, true, fresh_epoch).await
     }
 
     async fn order(
         &self,
         room: &str,
-        body: &[u8],
-        tail: Option<&[u8]>,
-        idem: &str,
+        batch: &[Numbered<'_>],
+        numbered: bool,
         fresh_epoch: &str,
-    ) -> Result<Published, BrokerError> {
+    ) -> Result<Vec<Published>, BrokerError> {
         check_room(room)?;
         check_epoch(fresh_epoch)?;
-        if idem.is_empty() || idem.len() > IDEM_BYTES_MAX {
+        if batch.is_empty() {
+            return Err(BrokerError::InvalidArgument(
+                "a batch holds a message at least",
+            ));
+        }
+        if (batch.iter()).any(|m| m.idem.is_empty() || m.idem.len() > IDEM_BYTES_MAX) {
             return Err(BrokerError::InvalidArgument(
                 "an idem key is 1 to 200 bytes",
             ));
         }
         let mut invocation = scripts::PUBLISH.prepare_invoke();
+        invocation.key(keys::meta(room)).key(keys::log(room));
+        for message in batch {
+            invocation.key(keys::op(room, message.idem));
+        }
         invocation
-            .key(keys::meta(room))
-            .key(keys::log(room))
-            .key(keys::op(room, idem))
-            .arg(body)
             .arg(fresh_epoch)
             .arg(self.options.retention)
             .arg(millis(self.options.op_ttl))
             .arg(DELIVERIES)
-            .arg(room);
-        if let Some(tail) = tail {
-            invocation.arg(tail);
+            .arg(room)
+            .arg(if numbered { "1" } else { "0" });
+        for message in batch {
+            invocation.arg(message.head).arg(message.tail);
         }
-        let reply = self.run(&invocation).await?;
-        let [epoch, seq, fresh] = fixed::<3>(reply, "publish")?;
-        Ok(Published {
-            epoch: text(epoch, "publish epoch")?,
-            seq: seq_of(seq, "publish seq")?,
-            fresh: int(fresh, "publish fresh")? == 1,
-        })
+        let items = array(self.run(&invocation).await?, "publish")?;
+        if items.len() != 3 * batch.len() {
+            return Err(BrokerError::malformed(format!(
+                "publish: {} items for {} messages",
+                items.len(),
+                batch.len()
+            )));
+        }
+        let mut items = items.into_iter();
+        let mut published = Vec::with_capacity(batch.len());
+        while let (Some(epoch), Some(seq), Some(fresh)) = (items.next(), items.next(), items.next())
+        {
+            published.push(Published {
+                epoch: text(epoch, "publish epoch")?,
+                seq: seq_of(seq, "publish seq")?,
+                fresh: int(fresh, "publish fresh")? == 1,
+            });
+        }
+        Ok(published)
     }
 
     /// The room's epoch and seq, creating the epoch (at seq 0) from `fresh_epoch` if it has none.

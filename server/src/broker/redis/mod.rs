@@ -26,7 +26,7 @@ mod subscription;
 mod tests;
 
 pub use client::{
-    BrokerOptions, Claim, Ordered, Presence, Published, Range, RedisBroker, RoomState,
+    BrokerOptions, Claim, Numbered, Ordered, Presence, Published, Range, RedisBroker, RoomState,
 };
 pub use error::BrokerError;
 pub use keys::DELIVERIES;

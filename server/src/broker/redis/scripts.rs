@@ -8,11 +8,16 @@ use std::sync::LazyLock;
 
 use ::redis::Script;
 
-/// Publish. KEYS: meta, log, op. ARGV: body, fresh epoch, retention, op ttl (ms), channel, room,
-/// then optionally a tail: given one, the message is `body .. seq .. tail` (a chat frame numbered
-/// here, so every node keeps the same bytes for a seq).
-/// Replies `{epoch, seq, fresh}`; `fresh` is 0 when the op key showed an earlier call with the same
-/// idem key already wrote it (then nothing is written or published again).
+/// Publish a batch. KEYS: meta, log, then one op key per message. ARGV: fresh epoch, retention,
+/// op ttl (ms), channel, room, numbered ("1" or "0"), then a head and a tail per message: numbered,
+/// the message is `head .. seq .. tail` (a chat frame numbered here, so every node keeps the same
+/// bytes for a seq); else it is `head`.
+/// Replies `{epoch1, seq1, fresh1, epoch2, seq2, fresh2, ...}`, in the batch's order; `fresh` is 0
+/// when the message's op key showed an earlier call with the same idem key already wrote it (then
+/// nothing is written or published again).
+///
+/// The batch is one atomic step, so its messages take consecutive seqs in its order: a node sends
+/// a room's waiting messages as one batch instead of one round trip each.
 ///
 /// A room whose meta has no epoch starts a new one at seq 0, and its old stream (if any survived
 /// the meta) is dropped: it belongs to an epoch nobody can name any more, and its ids would be
@@ -20,28 +25,40 @@ use ::redis::Script;
 pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local done = redis.call('GET', KEYS[3])
-if done then
-  local nl = string.find(done, '\n', 1, true)
+local out = {}
+local epoch = nil
+for i = 3, #KEYS do
+  local head = ARGV[5 + 2 * (i - 2)]
+  local tail = ARGV[6 + 2 * (i - 2)]
+  local done = redis.call('GET', KEYS[i])
+  local nl = done and string.find(done, '\n', 1, true)
   if nl then
-    return {string.sub(done, nl + 1), string.sub(done, 1, nl - 1), 0}
+    out[#out + 1] = string.sub(done, nl + 1)
+    out[#out + 1] = string.sub(done, 1, nl - 1)
+    out[#out + 1] = 0
+  else
+    if not epoch then
+      epoch = redis.call('HGET', KEYS[1], 'epoch')
+      if not epoch then
+        epoch = ARGV[1]
+        redis.call('DEL', KEYS[2])
+        redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+      end
+    end
+    local seq = tostring(redis.call('HINCRBY', KEYS[1], 'seq', 1))
+    local body = head
+    if ARGV[6] == '1' then
+      body = head .. seq .. tail
+    end
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'p', body)
+    redis.call('SET', KEYS[i], seq .. '\n' .. epoch, 'PX', ARGV[3])
+    redis.call('PUBLISH', ARGV[4], 'c1\n' .. ARGV[5] .. '\n' .. epoch .. '\n' .. seq .. '\n' .. body)
+    out[#out + 1] = epoch
+    out[#out + 1] = seq
+    out[#out + 1] = 1
   end
 end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[2]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
-end
-local seq = tostring(redis.call('HINCRBY', KEYS[1], 'seq', 1))
-local body = ARGV[1]
-if ARGV[7] then
-  body = ARGV[1] .. seq .. ARGV[7]
-end
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 'p', body)
-redis.call('SET', KEYS[3], seq .. '\n' .. epoch, 'PX', ARGV[4])
-redis.call('PUBLISH', ARGV[5], 'c1\n' .. ARGV[6] .. '\n' .. epoch .. '\n' .. seq .. '\n' .. body)
-return {epoch, seq, 1}
+return out
 "#,
     )
 });

@@ -169,6 +169,62 @@ async fn retried_publish_returns_the_same_seq_and_writes_nothing() {
     );
 }
 
+/// A batch takes consecutive seqs in its order, each message numbered in its own frame and
+/// delivered once; retried (its reply lost) with one message more, the first ones keep their
+/// seqs and only the new one is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn a_batch_takes_consecutive_seqs_and_its_retry_writes_only_what_is_new() {
+    let server = RedisServer::spawn();
+    let b = broker(&server).await;
+    let (mut rx, _task) = subscribe(&server.url(), 16).unwrap();
+    assert_eq!(next(&mut rx).await, Event::Subscribed);
+    b.publish("r", b"alone", "op-0", "E1").await.unwrap();
+    let m = |idem| Numbered {
+        head: b"<",
+        tail: b">",
+        idem,
+    };
+    let first = b
+        .publish_batch("r", &[m("op-1"), m("op-2"), m("op-3")], "E9")
+        .await
+        .unwrap();
+    let seqs = |p: &[Published]| p.iter().map(|p| (p.seq, p.fresh)).collect::<Vec<_>>();
+    assert_eq!(seqs(&first), [(2, true), (3, true), (4, true)]);
+    assert!(first.iter().all(|p| p.epoch == "E1"), "the room's epoch");
+    let retry = b
+        .publish_batch("r", &[m("op-2"), m("op-3"), m("op-4")], "E9")
+        .await
+        .unwrap();
+    assert_eq!(seqs(&retry), [(3, false), (4, false), (5, true)]);
+    let range = b.range("r", 1, 10).await.unwrap().unwrap();
+    let frames: Vec<(u64, &[u8])> = (range.messages.iter())
+        .map(|(seq, body)| (*seq, &body[..]))
+        .collect();
+    assert_eq!(
+        frames,
+        [(2, &b"<2>"[..]), (3, b"<3>"), (4, b"<4>"), (5, b"<5>")]
+    );
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let d = delivery(&mut rx).await;
+        got.push((d.seq, d.body));
+    }
+    assert_eq!(
+        got.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5],
+        "each message delivered once"
+    );
+    assert_eq!(&got[4].1[..], b"<5>");
+    assert!(
+        matches!(
+            b.publish_batch("r", &[], "E9").await,
+            Err(BrokerError::InvalidArgument(_))
+        ),
+        "an empty batch is refused"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn retention_trims_and_range_from_before_the_trim_is_incomplete() {
