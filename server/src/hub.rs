@@ -228,6 +228,7 @@ impl Hub {
         let mut broker_reports = self.broker.as_mut().map(BrokerLink::take_reports);
         let mut fatal = None;
         let mut batch = Vec::with_capacity(self.turn);
+        let mut broker_batch = Vec::new();
         let mut timer = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
         let mut armed: Option<std::time::Instant> = None;
         loop {
@@ -258,13 +259,18 @@ impl Hub {
                         break;
                     }
                 }
-                report = next_broker_report(&mut broker_reports) => {
-                    let Some(report) = report else {
+                received = next_broker_reports(&mut broker_reports, &mut broker_batch, self.turn) => {
+                    if received == 0 {
                         fatal = Some("the broker task stopped unexpectedly".to_owned());
                         break;
-                    };
-                    BrokerLink::apply(report, &mut self.engine, self.clock.now());
-                    self.dispatch();
+                    }
+                    // Every report waiting, then one flush: a busy room's deliveries reach each
+                    // socket in one write, as the messages of one inbox turn do.
+                    let now = self.clock.now();
+                    for report in broker_batch.drain(..) {
+                        BrokerLink::apply(report, &mut self.engine, now);
+                        self.dispatch();
+                    }
                     self.replay_held();
                     self.flush();
                 }
@@ -583,12 +589,15 @@ impl Hub {
     }
 }
 
-/// The broker's next report; never, without a broker.
-async fn next_broker_report(
+/// The broker's waiting reports (at least one, at most `limit`) into `batch`, how many (0: the
+/// broker task is gone); never, without a broker.
+async fn next_broker_reports(
     reports: &mut Option<mpsc::Receiver<crate::broker::node::Report>>,
-) -> Option<crate::broker::node::Report> {
+    batch: &mut Vec<crate::broker::node::Report>,
+    limit: usize,
+) -> usize {
     match reports {
-        Some(reports) => reports.recv().await,
+        Some(reports) => reports.recv_many(batch, limit).await,
         None => std::future::pending().await,
     }
 }
