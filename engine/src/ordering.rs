@@ -15,13 +15,14 @@
 //! a message without being told. The same happens when the broker's epoch for a room changes
 //! (it lost the room, or the room was created here before the broker numbered it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::engine::Engine;
 use crate::names::room_likeness;
 use crate::protocol::ErrorCode;
+use crate::room::Room;
 use crate::{ClientId, Now, OpId, Output};
 
 /// A message frame without its seq: the broker numbers it (`head`, the seq, then `tail`).
@@ -68,6 +69,16 @@ pub(crate) const EARLY_MAX: usize = 1024;
 fn frame_of(frame: &[u8], likeness: &str, seq: u64) -> bool {
     crate::commit::message_frame_room(frame, seq)
         .is_some_and(|named| room_likeness(&named) == likeness)
+}
+
+/// Asks the broker for what follows `room`'s seq; the room waits for the answer.
+fn ask_refill(outputs: &mut VecDeque<Output>, room: &mut Room) {
+    room.refilling = true;
+    outputs.push_back(Output::Refill {
+        room: room.name.clone(),
+        epoch: room.epoch.clone(),
+        after: room.seq,
+    });
 }
 
 /// Publishes waiting for the broker's answer.
@@ -177,12 +188,7 @@ impl Engine {
                 room.early.insert(seq, frame);
             }
             if !room.refilling {
-                room.refilling = true;
-                self.outputs.push_back(Output::Refill {
-                    room: room.name.clone(),
-                    epoch: room.epoch.clone(),
-                    after: room.seq,
-                });
+                ask_refill(&mut self.outputs, room);
             }
             return;
         }
@@ -230,14 +236,7 @@ impl Engine {
             // The page lies after a seq of the old epoch, which means nothing in this one: go on
             // from the new epoch's start, and ask for all of it.
             self.renumber(r, epoch, 0, now);
-            let room = &mut self.rooms[r];
-            room.refilling = true;
-            self.outputs.push_back(Output::Refill {
-                room: room.name.clone(),
-                epoch: room.epoch.clone(),
-                after: 0,
-            });
-            return;
+            return ask_refill(&mut self.outputs, &mut self.rooms[r]);
         }
         let before = self.rooms[r].seq;
         let mut kept = false;
@@ -271,12 +270,7 @@ impl Engine {
         if (progressed || !room.early.is_empty()) && !room.refilling {
             // A page may not hold all the broker has; and what waits was published after the
             // broker read its range, or lies past another gap: ask again.
-            room.refilling = true;
-            self.outputs.push_back(Output::Refill {
-                room: room.name.clone(),
-                epoch: room.epoch.clone(),
-                after: room.seq,
-            });
+            ask_refill(&mut self.outputs, room);
         }
     }
 
@@ -284,15 +278,9 @@ impl Engine {
     /// here asks for what came after its last one.
     pub(crate) fn on_broker_resumed(&mut self) {
         for (_, room) in self.rooms.iter_mut() {
-            if room.refilling {
-                continue;
+            if !room.refilling {
+                ask_refill(&mut self.outputs, room);
             }
-            room.refilling = true;
-            self.outputs.push_back(Output::Refill {
-                room: room.name.clone(),
-                epoch: room.epoch.clone(),
-                after: room.seq,
-            });
         }
     }
 
