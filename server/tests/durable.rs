@@ -7,10 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::binary::{recv, Binary};
+use common::binary::{recv, refused, Binary};
 use common::WAIT;
 use futures_util::SinkExt;
 use serde_json::json;
@@ -131,30 +131,14 @@ async fn a_clean_stop_keeps_everything_and_clients_recover() {
     .await;
 }
 
-/// Starts the binary expecting it to refuse: its exit status and what it wrote to stderr.
+/// Starts the binary on `data_dir` expecting it to refuse: its exit status and stderr.
 fn refused_start(data_dir: &Path) -> (std::process::ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the binary started on a data directory it should refuse");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr)
-        .expect("stderr");
-    (status, stderr)
+    refused(&[
+        "--addr".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+    ])
 }
 
 /// Relaxed durability acknowledges before the sync, so after a `kill -9` the next start cannot

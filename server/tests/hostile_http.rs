@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::time::Duration;
 
+use common::binary::Binary;
 use common::{http_get, settings, Client, RawWs, TestServer, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -250,34 +250,11 @@ async fn past_connect_rate_per_ip_the_upgrade_gets_503() {
 #[tokio::test]
 async fn the_binary_raises_its_open_files_limit_and_serves_past_reset_connections() {
     let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--addr", "127.0.0.1:0", "--in-memory"])
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the binary");
-    let stdout = child.stdout.take().expect("piped");
-    let (lines, logged) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut limit = None;
-    let addr = loop {
-        let line = logged
-            .recv_timeout(WAIT)
-            .expect("startup log lines in time");
-        if let Some((_, n)) = line.split_once("open files limit: ") {
-            limit = Some(n.trim().parse::<u64>().expect("a number"));
-        }
-        if let Some((_, url)) = line.split_once("Server started on http://") {
-            break url.trim().to_owned();
-        }
-    };
+    let (server, logged) = Binary::start_logging(&["--in-memory"]);
+    let limit = (logged.iter())
+        .find_map(|line| line.split_once("open files limit: "))
+        .map(|(_, n)| n.trim().parse::<u64>().expect("a number"));
+    let addr = server.addr.clone();
     let limit = limit.expect("the limit is logged before the server starts");
     assert!(limit >= soft, "{limit} < the soft limit {soft}");
     // rlimit caps the raise where the system does (macOS: OPEN_MAX).
@@ -295,7 +272,6 @@ async fn the_binary_raises_its_open_files_limit_and_serves_past_reset_connection
         .await
         .expect("write");
     let seen = read_until_closed(&mut stream).await;
-    let _ = child.kill();
-    let _ = child.wait();
+    server.kill();
     assert!(seen.starts_with(b"HTTP/1.1 200"), "{seen:?}");
 }

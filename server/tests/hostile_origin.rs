@@ -6,12 +6,11 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use chat_server::cli::Args;
 use clap::Parser;
+use common::binary::refused;
 use common::{http_get, http_post, settings, Client, TestServer, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -421,32 +420,11 @@ async fn the_admin_token_comes_from_a_file_and_failures_are_counted_and_logged_s
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Runs the real binary with `args` until it exits (it must, before listening); its exit
-/// success and stderr.
+/// Runs the real binary with `args` (in memory) until it exits (it must, before listening);
+/// its exit success and stderr.
 fn run_binary(args: &[&str]) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(args)
-        .arg("--in-memory")
-        .env_remove("CHAT_ADMIN_TOKEN")
-        .env_remove("CHAT_ADMIN_TOKEN_FILE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the binary");
-    let deadline = Instant::now() + WAIT;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the binary did not exit: {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().expect("output");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (status, stderr) = refused(&[args, &["--in-memory"]].concat());
+    (status.success(), stderr)
 }
 
 /// Item 4, the start: an admin token file that cannot be read or is empty, or given together

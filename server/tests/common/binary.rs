@@ -1,9 +1,10 @@
 //! The real `chat-server` binary for tests: started with flags on `127.0.0.1:0`, its address read
-//! from its startup line, stopped by `kill -9` or SIGTERM.
+//! from its startup line, stopped by `kill -9` or SIGTERM; or one that must refuse to start.
 
 use std::ffi::OsStr;
 use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -21,6 +22,11 @@ impl Binary {
     /// Starts the binary with `flags` after `--addr 127.0.0.1:0`; returns once it logged
     /// `Server started on ...`.
     pub fn start<S: AsRef<OsStr>>(flags: &[S]) -> Self {
+        Self::start_logging(flags).0
+    }
+
+    /// As [`start`](Self::start), also returning the lines it logged before it started.
+    pub fn start_logging<S: AsRef<OsStr>>(flags: &[S]) -> (Self, Vec<String>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
             .args(["--addr", "127.0.0.1:0"])
             .args(flags)
@@ -39,6 +45,7 @@ impl Binary {
                 }
             }
         });
+        let mut before = Vec::new();
         let addr = loop {
             let line = logged
                 .recv_timeout(WAIT)
@@ -46,8 +53,9 @@ impl Binary {
             if let Some((_, url)) = line.split_once("Server started on http://") {
                 break url.trim().to_owned();
             }
+            before.push(line);
         };
-        Self { child, addr }
+        (Self { child, addr }, before)
     }
 
     /// `kill -9`: no chance to flush or close anything.
@@ -83,6 +91,34 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs the binary with `flags` (and no admin token from the environment) expecting it to exit
+/// before it listens: its exit status and everything it wrote to stderr.
+pub fn refused<S: AsRef<OsStr>>(flags: &[S]) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(flags)
+        .env_remove("CHAT_ADMIN_TOKEN")
+        .env_remove("CHAT_ADMIN_TOKEN_FILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let args: Vec<_> = flags.iter().map(|f| f.as_ref().to_owned()).collect();
+            panic!("the binary started, and should have refused: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// The next JSON text frame.
