@@ -48,3 +48,15 @@ impl fmt::Display for OpId {
         write!(f, "op{}", self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server's log lines and the store's errors name operations by this spelling (a
+    /// client's is pinned in `tests/limits.rs`).
+    #[test]
+    fn an_op_prints_as_op_and_its_counter() {
+        assert_eq!(OpId::from_raw(42).to_string(), "op42");
+    }
+}

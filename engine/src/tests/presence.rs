@@ -102,6 +102,25 @@ fn a_large_room_tells_its_members_once_per_interval() {
     assert!(h.take(ids[0]).is_empty(), "no changes, no frame");
 }
 
+/// Changes pending in a large room when its last member leaves have nobody to be told: a
+/// newcomer to the emptied room is not told of people who left before it came.
+#[test]
+fn a_large_room_emptied_before_its_tick_tells_a_newcomer_nothing_of_it() {
+    let mut h = shell(tiny_presence());
+    let ids = connect_all(&mut h, &["ann", "bob", "cy"]);
+    h.advance(INTERVAL);
+    let dee = h.connect("dee");
+    for id in ids.into_iter().chain([dee]) {
+        h.disconnect(id);
+    }
+    h.all_events();
+    let eve = h.connect("eve");
+    h.advance(INTERVAL * 2);
+    let got = h.take(eve);
+    assert!(presences(&got).is_empty(), "{got:?}");
+    assert_eq!(h.engine.members("general"), Some(vec!["eve"]));
+}
+
 #[test]
 fn at_most_one_presence_frame_per_interval_however_much_changes() {
     let mut h = shell(tiny_presence());
