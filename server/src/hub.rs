@@ -228,7 +228,7 @@ impl Hub {
         let mut broker_reports = self.broker.as_mut().map(BrokerLink::take_reports);
         let mut fatal = None;
         let mut batch = Vec::with_capacity(self.turn);
-        let mut broker_batch = Vec::new();
+        let mut delivered = Vec::new();
         let mut timer = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
         let mut armed: Option<std::time::Instant> = None;
         loop {
@@ -259,7 +259,7 @@ impl Hub {
                         break;
                     }
                 }
-                received = next_broker_reports(&mut broker_reports, &mut broker_batch, self.turn) => {
+                received = next_broker_reports(&mut broker_reports, &mut delivered, self.turn) => {
                     if received == 0 {
                         fatal = Some("the broker task stopped unexpectedly".to_owned());
                         break;
@@ -267,7 +267,7 @@ impl Hub {
                     // Every report waiting, then one flush: a busy room's deliveries reach each
                     // socket in one write, as the messages of one inbox turn do.
                     let now = self.clock.now();
-                    for report in broker_batch.drain(..) {
+                    for report in delivered.drain(..) {
                         BrokerLink::apply(report, &mut self.engine, now);
                         self.dispatch();
                     }

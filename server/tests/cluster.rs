@@ -1,9 +1,10 @@
 //! Nodes sharing one real Redis (`--broker`), each a `chat_server::run` in this process: a
-//! message from node A reaches node B with the same `seq`; a client that reconnects to the other
-//! node with `since` gets exactly what it missed; a dropped pub/sub subscription is repaired from
-//! the room's stream; Redis stopped refuses messages with `unavailable` (the connection stays)
-//! and `/readyz` answers 503, and Redis back (empty: no persistence) serves again under a new
-//! epoch, members told `recovered: false`.
+//! message from node A reaches node B with the same `seq`; what waits for a publish in flight
+//! goes as one batch; bursts from senders on three nodes keep one order and each sender's; a
+//! client that reconnects to the other node with `since` gets exactly what it missed; a dropped
+//! pub/sub subscription is repaired from the room's stream; Redis stopped refuses messages with
+//! `unavailable` (the connection stays) and `/readyz` answers 503, and Redis back (empty: no
+//! persistence) serves again under a new epoch, members told `recovered: false`.
 //!
 //! With the real binaries: `kill -9` of one node leaves the other serving, and the killed node's
 //! client resumes on the other with `since`, recovering everything.
@@ -221,41 +222,47 @@ async fn messages_that_wait_for_a_publish_in_flight_go_as_one_batch() {
     b.shutdown().await;
 }
 
-/// Senders on both nodes at once, each sending as fast as it can: every member on either node
-/// gets one sequence (seq 1 up, no gap, the same frames), in which each sender's messages keep
-/// the order it sent them.
+/// Three nodes, senders on each at once, each sending as fast as it can: every member on every
+/// node gets one sequence (seq 1 up, no gap, the same frames), in which each sender's messages
+/// keep the order it sent them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server (CI stage: redis)"]
-async fn bursts_from_both_nodes_keep_one_order_and_each_senders_order() {
-    const EACH: usize = 60;
+async fn bursts_from_three_nodes_keep_one_order_and_each_senders_order() {
+    const EACH: usize = 50;
     let redis = RedisServer::spawn();
-    let nodes = [node(&redis, "a").await, node(&redis, "b").await];
+    let nodes = [
+        node(&redis, "a").await,
+        node(&redis, "b").await,
+        node(&redis, "c").await,
+    ];
     for n in &nodes {
         ready_is(n, 200).await;
     }
     let mut senders = Vec::new();
-    for (i, nick) in ["ann", "bea", "cal", "dot"].iter().enumerate() {
-        let server = &nodes[i % 2];
-        senders.push((
-            *nick,
-            Client::join(server, &format!("?nick={nick}&room=lobby"))
-                .await
-                .0,
-        ));
+    let nicks = ["ann", "bea", "cal", "dot", "eli", "fox"];
+    for (i, nick) in nicks.iter().enumerate() {
+        let server = &nodes[i % nodes.len()];
+        let query = format!("?nick={nick}&room=lobby");
+        senders.push((*nick, Client::join(server, &query).await.0));
     }
-    let (mut eve, _) = Client::join(&nodes[0], "?nick=eve&room=lobby").await;
-    let (mut fay, _) = Client::join(&nodes[1], "?nick=fay&room=lobby").await;
+    let mut listeners = Vec::new();
+    for (i, server) in nodes.iter().enumerate() {
+        let query = format!("?nick=ear{i}&room=lobby");
+        listeners.push(Client::join(server, &query).await.0);
+    }
     let bursts = senders.iter_mut().map(|(nick, client)| async move {
         for n in 0..EACH {
             client.send(&format!("{nick} {n}")).await;
         }
     });
     futures_util::future::join_all(bursts).await;
-    let total = EACH * 4;
+    let total = EACH * senders.len();
     let mut seen = Vec::new();
     for _ in 0..total {
-        let got = message(&mut eve).await;
-        assert_eq!(message(&mut fay).await, got, "the same frame on both nodes");
+        let got = message(&mut listeners[0]).await;
+        for other in &mut listeners[1..] {
+            assert_eq!(message(other).await, got, "the same frame on every node");
+        }
         seen.push(got);
     }
     for (i, got) in seen.iter().enumerate() {

@@ -229,18 +229,22 @@ impl Task {
                         },
                         Request::Refill { room, after } => {
                             let (broker, epoch) = (self.broker.clone(), self.node_epoch.clone());
-                            calls.spawn(async move { (None, vec![refill(&broker, &epoch, room, after).await]) });
+                            calls.spawn(async move {
+                                (None, vec![refill(&broker, &epoch, room, after).await])
+                            });
                         }
                         Request::Fetch { to, room, before, limit } => {
                             let broker = self.broker.clone();
-                            calls.spawn(async move { (None, vec![fetch(&broker, to, room, before, limit).await]) });
+                            calls.spawn(async move {
+                                (None, vec![fetch(&broker, to, room, before, limit).await])
+                            });
                         }
                     }
                 }
                 Some(done) = calls.join_next(), if !calls.is_empty() => {
                     let Ok((room, reports)) = done else { continue };
                     if let Some(room) = room {
-                        // The room's waiting publishes, if any, as one batch; else the room is free.
+                        // What waits for the room goes as one batch; nothing waits: it is free.
                         match queued.get_mut(&room).and_then(next_batch) {
                             Some(batch) => self.start_batch(&mut calls, room, batch),
                             None => {
@@ -355,9 +359,8 @@ async fn publish(
                 tokio::time::sleep(RETRY_PAUSE / 5).await;
             }
             Err(e) => {
-                let room = &batch[0].room;
-                let n = batch.len();
-                tracing::warn!(%room, messages = n, error = %e, "the broker could not order messages");
+                let (room, n) = (&batch[0].room, batch.len());
+                tracing::warn!(%room, messages = n, error = %e, "the broker could not order them");
                 break;
             }
         }
