@@ -30,6 +30,27 @@ async fn node(redis: &RedisServer, name: &str) -> TestServer {
     TestServer::start(settings).await
 }
 
+/// Nodes `a` and `b` on `redis`, each answering `/readyz` with 200.
+async fn ready_pair(redis: &RedisServer) -> (TestServer, TestServer) {
+    let (a, b) = (node(redis, "a").await, node(redis, "b").await);
+    ready_is(&a, 200).await;
+    ready_is(&b, 200).await;
+    (a, b)
+}
+
+/// `ann` in `lobby` on node `a` and `bob` in it on node `b`, their welcomes read.
+async fn ann_on_a_bob_on_b(a: &TestServer, b: &TestServer) -> (Client, Client) {
+    let (ann, _) = Client::join(a, "?nick=ann&room=lobby").await;
+    let (bob, _) = Client::join(b, "?nick=bob&room=lobby").await;
+    (ann, bob)
+}
+
+/// A connection of its own to `redis`, for the commands a test sends it (`CLIENT ...`).
+async fn admin(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis.url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
 /// The next chat message `client` gets, skipping welcomes (a room that takes the broker's epoch
 /// welcomes its members again) and presence.
 async fn message(client: &mut Client) -> Value {
@@ -67,12 +88,8 @@ async fn ready_is(server: &TestServer, status: u16) {
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn a_message_from_one_node_reaches_the_other_with_the_same_seq() {
     let redis = RedisServer::spawn();
-    let a = node(&redis, "a").await;
-    let b = node(&redis, "b").await;
-    ready_is(&a, 200).await;
-    ready_is(&b, 200).await;
-    let (mut ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
-    let (mut bob, _) = Client::join(&b, "?nick=bob&room=lobby").await;
+    let (a, b) = ready_pair(&redis).await;
+    let (mut ann, mut bob) = ann_on_a_bob_on_b(&a, &b).await;
     for text in ["one", "two", "three"] {
         ann.send(text).await;
     }
@@ -94,10 +111,7 @@ async fn a_message_from_one_node_reaches_the_other_with_the_same_seq() {
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn reconnecting_to_the_other_node_with_since_recovers_exactly_what_was_missed() {
     let redis = RedisServer::spawn();
-    let a = node(&redis, "a").await;
-    let b = node(&redis, "b").await;
-    ready_is(&a, 200).await;
-    ready_is(&b, 200).await;
+    let (a, b) = ready_pair(&redis).await;
     let (mut ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
     let (mut cat, _) = Client::join(&a, "?nick=cat&room=lobby").await;
     ann.send("one").await;
@@ -138,14 +152,9 @@ async fn reconnecting_to_the_other_node_with_since_recovers_exactly_what_was_mis
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn a_dropped_subscription_is_repaired_from_the_stream() {
     let redis = RedisServer::spawn();
-    let a = node(&redis, "a").await;
-    let b = node(&redis, "b").await;
-    ready_is(&a, 200).await;
-    ready_is(&b, 200).await;
-    let (mut ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
-    let (mut bob, _) = Client::join(&b, "?nick=bob&room=lobby").await;
-    let admin = redis::Client::open(redis.url()).unwrap();
-    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let (a, b) = ready_pair(&redis).await;
+    let (mut ann, mut bob) = ann_on_a_bob_on_b(&a, &b).await;
+    let mut admin = admin(&redis).await;
     for round in 0..20 {
         ann.send(&format!("m{round}")).await;
         if round % 5 == 2 {
@@ -185,14 +194,9 @@ async fn broker_figures(server: &TestServer) -> Value {
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn messages_that_wait_for_a_publish_in_flight_go_as_one_batch() {
     let redis = RedisServer::spawn();
-    let a = node(&redis, "a").await;
-    let b = node(&redis, "b").await;
-    ready_is(&a, 200).await;
-    ready_is(&b, 200).await;
-    let (mut ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
-    let (mut bob, _) = Client::join(&b, "?nick=bob&room=lobby").await;
-    let admin = redis::Client::open(redis.url()).unwrap();
-    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let (a, b) = ready_pair(&redis).await;
+    let (mut ann, mut bob) = ann_on_a_bob_on_b(&a, &b).await;
+    let mut admin = admin(&redis).await;
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(1000)
