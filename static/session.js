@@ -51,6 +51,8 @@ const TYPING_TIMER = 'typing:'; // + nick
 const HISTORY_TIMEOUT_TIMER = 'history-timeout';
 const HISTORY_RETRY_TIMER = 'history-retry';
 
+/** A cluster's answer to a join or rename it could not confirm the nickname for (`unavailable`). */
+export const NAME_UNCONFIRMED = 'The server cannot confirm the nickname right now, so nothing changed.';
 const NOT_CONNECTED = 'You are not connected right now. Your message was not sent; it is still in the box.';
 /** Said once per conversation, at its room's first `presence` frame: why joins and leaves stop
  *  showing up in the log. */
@@ -614,6 +616,24 @@ export class Session {
         this.showLogin(text, { nick: this.wantedNick, cancelable: this.inRoom });
         return;
       }
+      if (code === 'unavailable') {
+        // A cluster could not confirm the nickname across its servers (its Redis is away), and
+        // nothing changed. A switch leaves us where we are; a first join or a rejoin after a
+        // drop tries again by itself, with the reconnect backoff.
+        this.pendingJoin = null;
+        if (this.inRoom) {
+          this.render('chatError', { text: NAME_UNCONFIRMED });
+          return;
+        }
+        this.dropSocket();
+        if (this.shownRoom && !this.disconnected) this.notice(`${NAME_UNCONFIRMED} Trying again...`, 'warn');
+        if (!this.shownRoom && this.screen === 'login') {
+          this.render('loginError', { text: `${NAME_UNCONFIRMED} Trying again...` });
+        }
+        this.disconnected = true;
+        this.scheduleReconnect();
+        return;
+      }
       if (code === 'invalid_room' || code === 'too_many_rooms') {
         this.pendingJoin = null;
         if (this.inRoom && this.shownRoom) {
@@ -637,6 +657,11 @@ export class Session {
     if (this.pendingRename && nickProblem) {
       this.pendingRename = null;
       this.showLogin(text, { rename: true, cancelable: true });
+      return;
+    }
+    if (this.pendingRename && code === 'unavailable') {
+      this.pendingRename = null;
+      this.render('chatError', { text: NAME_UNCONFIRMED });
       return;
     }
 

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffCeiling, backoffDelay, GHOST_RETRIES_MAX, roomFromHash,
+  BACKOFF_BASE_MS, BACKOFF_CAP_MS, backoffCeiling, backoffDelay, GHOST_RETRIES_MAX, NAME_UNCONFIRMED,
+  roomFromHash,
 } from '../../static/session.js';
 import { Harness, message } from './harness.mjs';
 
@@ -268,6 +269,39 @@ test('after a drop, nick_taken (our own ghost) is retried quietly a few times fi
   h.frame({ type: 'error', code: 'nick_taken' });
   assert.equal(h.phase, 'need-nick');
   assert.equal(h.renders.filter((r) => r.view === 'login').pop().error, NICK_TAKEN);
+});
+
+test('a join a cluster cannot confirm (unavailable) is tried again by itself; a switch stays put', () => {
+  const h = new Harness();
+  h.handle({ type: 'submitNick', nick: 'ann' });
+  h.open();
+  h.frame({ type: 'error', code: 'unavailable', message: 'the nickname could not be confirmed' });
+  assert.equal(h.phase, 'reconnecting', 'a new attempt is scheduled');
+  assert.equal(h.conn, 0, 'the refused socket is dropped');
+  const login = h.renders.filter((r) => r.view === 'loginError').pop();
+  assert.equal(login.text, `${NAME_UNCONFIRMED} Trying again...`);
+  h.fireReconnect();
+  h.open();
+  h.welcome({ nick: 'ann' });
+  assert.equal(h.phase, 'connected');
+
+  // In a room: a switch it cannot confirm leaves the person where they are.
+  h.handle({ type: 'hashchange', hash: '#rust' });
+  h.frame({ type: 'error', code: 'unavailable' });
+  assert.equal(h.phase, 'connected');
+  assert.equal(h.renders.filter((r) => r.view === 'chatError').pop().text, NAME_UNCONFIRMED);
+  assert.equal(h.connects.length, 2, 'no new socket for it');
+});
+
+test('a rename a cluster cannot confirm changes nothing and says why', () => {
+  const h = new Harness();
+  h.signIn('ann');
+  h.handle({ type: 'submitNick', nick: 'anna' });
+  assert.deepEqual(h.sent.pop(), { type: 'nick', nick: 'anna' });
+  h.frame({ type: 'error', code: 'unavailable' });
+  assert.equal(h.renders.filter((r) => r.view === 'chatError').pop().text, NAME_UNCONFIRMED);
+  assert.equal(h.session.pendingRename, null);
+  assert.equal(h.session.nick, 'ann');
 });
 
 test('a message over text_bytes_max is refused before sending, with the configured limit', () => {

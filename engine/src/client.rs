@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use crate::claims::{NickClaim, PendingClaim};
 use crate::departures::AddrKey;
 use crate::rate::RateLimit;
 use crate::ClientId;
@@ -38,6 +39,12 @@ pub(crate) struct Client {
     pub(crate) last_seen: Instant,
     /// When its last `typing` was relayed (see `Config::typing_interval`).
     pub(crate) typing_at: Option<Instant>,
+    /// Its nickname in its room, as the cluster granted it (with `Config::nicks_claimed`).
+    pub(crate) claimed: Option<NickClaim>,
+    /// A join or rename waiting for the cluster's answer to its claim.
+    pub(crate) claiming: Option<PendingClaim>,
+    /// A claim granted for the join or rename being carried out now, not yet in use.
+    pub(crate) granted: Option<NickClaim>,
 }
 
 impl Client {
@@ -59,6 +66,9 @@ impl Client {
             strikes: 0,
             last_seen: now,
             typing_at: None,
+            claimed: None,
+            claiming: None,
+            granted: None,
         }
     }
 }

@@ -85,6 +85,16 @@ pub struct Config {
     /// senders' own copies included, and keeps no store of its own. Not together with
     /// `hold_until_committed` or `store_relaxed`.
     pub ordered_by_broker: bool,
+    /// Cluster mode: a nickname is unique in its room across every node, not only this one. A
+    /// join or rename that takes a name asks the broker to claim it first (`Output::ClaimNick`)
+    /// and is carried out, or refused with `nick_taken` or `unavailable`, when the answer comes
+    /// (`Input::NickClaimed`); a name given up is released (`Output::ReleaseNick`). Needs
+    /// `ordered_by_broker`.
+    pub nicks_claimed: bool,
+    /// Put between the guest prefix and a guest's number (`guest-<tag><n>`), so guests of
+    /// different nodes of a cluster get different names: ASCII letters, digits and '-', at most
+    /// 16 bytes. Empty (the default) on a node of its own.
+    pub guest_tag: String,
 }
 
 /// The longest interval or timeout a config may hold.
@@ -121,6 +131,8 @@ impl Default for Config {
             uncommitted_max: 1024,
             store_relaxed: false,
             ordered_by_broker: false,
+            nicks_claimed: false,
+            guest_tag: String::new(),
         }
     }
 }
@@ -163,6 +175,13 @@ impl Config {
         }
         if self.ordered_by_broker && (self.hold_until_committed || self.store_relaxed) {
             return fail("ordered_by_broker excludes a store of the node's own");
+        }
+        if self.nicks_claimed && !self.ordered_by_broker {
+            return fail("nicks_claimed needs ordered_by_broker: only a cluster claims names");
+        }
+        let tag_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+        if self.guest_tag.len() > 16 || !self.guest_tag.bytes().all(tag_byte) {
+            return fail("guest_tag is at most 16 ASCII letters, digits and '-'");
         }
         if self.hold_until_committed && self.store_relaxed {
             return fail("hold_until_committed and store_relaxed exclude each other");

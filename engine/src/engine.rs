@@ -175,7 +175,8 @@ impl Engine {
         }
         let id = ClientId::from_raw(self.next_client);
         self.next_client += 1;
-        let nick = format!("{}{}", crate::names::GUEST_PREFIX, id.get());
+        let (prefix, tag) = (crate::names::GUEST_PREFIX, &self.config.guest_tag);
+        let nick = format!("{prefix}{tag}{}", id.get());
         let mut client = Client::new(id, nick, now.mono);
         client.from = from.map(AddrKey::of);
         if let Some(left) = client
@@ -269,6 +270,16 @@ impl Engine {
             }
             Input::BrokerResumed => {
                 self.on_broker_resumed();
+                Ok(())
+            }
+            Input::NickClaimed { .. } if !self.config.nicks_claimed => Err(Error::NotClustered),
+            Input::NickClaimed {
+                client,
+                room,
+                likeness,
+                outcome,
+            } => {
+                self.on_nick_claimed(client, room, likeness, outcome, now);
                 Ok(())
             }
             Input::Tick => Ok(()),

@@ -124,3 +124,81 @@ impl FakeBroker {
         self.rooms.get(room).map_or(0, |kept| kept.seq)
     }
 }
+
+/// Nicknames as a cluster's broker claims them: each (room, likeness) has at most one owner, a
+/// node and one of its clients. Rooms are keyed by likeness, as the server's Redis keys are.
+#[derive(Debug, Default)]
+pub struct FakeNicks {
+    held: BTreeMap<(String, String), (usize, crate::ClientId)>,
+}
+
+impl FakeNicks {
+    /// Carries out every claim and release node `node` asked for, in order, answering each claim
+    /// (`Input::NickClaimed`) at once; `unavailable`: answer every claim so, change nothing.
+    pub fn serve(&mut self, node: usize, shell: &mut crate::test_kit::Shell, unavailable: bool) {
+        use crate::test_kit::NickRequest;
+        use crate::{ClaimOutcome, Input};
+        // Answers can ask for more (a late grant is released): serve until none is left.
+        loop {
+            let requests = shell.take_nick_requests();
+            if requests.is_empty() {
+                return;
+            }
+            for request in requests {
+                match request {
+                    NickRequest::Claim {
+                        client,
+                        room,
+                        likeness,
+                    } => {
+                        let key = (crate::names::room_likeness(&room), likeness.clone());
+                        let outcome = if unavailable {
+                            ClaimOutcome::Unavailable
+                        } else {
+                            match self.held.get(&key) {
+                                Some(&owner) if owner != (node, client) => ClaimOutcome::Taken,
+                                _ => {
+                                    self.held.insert(key, (node, client));
+                                    ClaimOutcome::Granted
+                                }
+                            }
+                        };
+                        let answer = Input::NickClaimed {
+                            client,
+                            room: &room,
+                            likeness: &likeness,
+                            outcome,
+                        };
+                        shell.handle(answer).expect("a claim's answer is an input");
+                    }
+                    NickRequest::Release {
+                        client,
+                        room,
+                        likeness,
+                    } => {
+                        let key = (crate::names::room_likeness(&room), likeness);
+                        if self.held.get(&key) == Some(&(node, client)) {
+                            self.held.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Who holds `likeness` in `room` (a likeness, as a claim names it).
+    pub fn owner(&self, room: &str, likeness: &str) -> Option<(usize, crate::ClientId)> {
+        let key = (crate::names::room_likeness(room), likeness.to_owned());
+        self.held.get(&key).copied()
+    }
+
+    /// How many names are held.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether no name is held.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+}

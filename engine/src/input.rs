@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::{ClientId, OpId};
+use crate::{ClaimOutcome, ClientId, OpId};
 
 /// One event from the outside world, handed to `Engine::handle` with the time it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +100,20 @@ pub enum Input<'a> {
     /// Cluster mode: the deliveries resumed after a break (the broker's subscription was lost
     /// and made again), so every room asks for what it may have missed (`Output::Refill`).
     BrokerResumed,
+    /// Cluster mode with `Config::nicks_claimed`: the broker's answer to
+    /// `Output::ClaimNick { client, room, likeness }`. An answer to a claim the client no
+    /// longer waits for (it asked for another name since, or left) is not used: a granted one
+    /// is released.
+    NickClaimed {
+        /// Whom the claim was for.
+        client: ClientId,
+        /// The room, as in the `ClaimNick`.
+        room: &'a str,
+        /// The likeness, as in the `ClaimNick`.
+        likeness: &'a str,
+        /// The answer.
+        outcome: ClaimOutcome,
+    },
     /// Nothing happened but time passed: fires due timers. Calling it early is harmless.
     Tick,
 }

@@ -8,6 +8,40 @@ use crate::names::{nick_key, room_likeness};
 use crate::timer::Timer;
 
 impl Engine {
+    /// A client's claims (with `nicks_claimed`): it holds exactly its name in its room, and a
+    /// grant never outlives the call that put it to use.
+    fn check_claims(&self, client: &crate::client::Client) {
+        assert!(
+            client.granted.is_none(),
+            "{} kept an unused grant",
+            client.id
+        );
+        if !self.config.nicks_claimed {
+            assert!(
+                client.claimed.is_none() && client.claiming.is_none(),
+                "{} has claims, but names are not claimed",
+                client.id
+            );
+            return;
+        }
+        match (client.room, &client.claimed) {
+            (Some(r), Some(held)) => {
+                assert_eq!(
+                    (held.room_key.as_str(), held.likeness.as_str()),
+                    (
+                        room_likeness(&self.rooms[r].name).as_str(),
+                        client.likeness.as_str()
+                    ),
+                    "{} holds another name than it uses",
+                    client.id
+                );
+            }
+            (None, None) => {}
+            (Some(_), None) => panic!("{} is in a room under an unclaimed name", client.id),
+            (None, Some(_)) => panic!("{} holds a claim outside any room", client.id),
+        }
+    }
+
     /// Asserts every fact that spans fields. Runs after every call in debug builds; panics on a
     /// broken invariant (a bug in the engine, never the peer's fault).
     pub fn check_invariants(&self) {
@@ -60,6 +94,7 @@ impl Engine {
                 client.id
             );
             assert!(!client.doomed, "{} doomed but still present", client.id);
+            self.check_claims(client);
             match client.room {
                 Some(r) => {
                     in_rooms += 1;

@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+mod claims;
 mod client;
 mod commands;
 mod commit;
@@ -34,6 +35,7 @@ mod scrollback;
 mod time;
 mod timer;
 
+pub use claims::ClaimOutcome;
 pub use commit::RestoredRoom;
 pub use config::Config;
 pub use engine::{Engine, Stats};

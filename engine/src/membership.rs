@@ -1,7 +1,8 @@
 //! Membership and naming: joining, switching and leaving rooms, renaming, nickname uniqueness
 //! per room (ignoring case), and creating rooms within `rooms_max` (forgetting the stalest empty
-//! one when full).
+//! one when full). In a cluster, a name is claimed across nodes before it is taken (`claims`).
 
+use crate::claims::Claimed;
 use crate::dormant::DormantRoom;
 use crate::engine::Engine;
 use crate::names::{checked_nick, nick_likeness, room_likeness, validate_room};
@@ -16,6 +17,8 @@ impl Engine {
     /// with the named nick (or the current one); answered with a welcome or an error.
     pub(crate) fn join(&mut self, slot: usize, now: Now, join: JoinRequest) {
         let current = self.clients[slot].room;
+        // Kept for the claim's answer, in a cluster only.
+        let asked = self.config.nicks_claimed.then(|| join.clone());
         let room_name = match join.room {
             Some(name) => match validate_room(&name) {
                 Ok(_) => name,
@@ -45,6 +48,11 @@ impl Engine {
                 }
             }
         }
+        if let Some(asked) = asked {
+            if !self.claim_first(slot, &room_name, &likeness, Claimed::Join(asked)) {
+                return;
+            }
+        }
         let r = match target {
             Some(t) => t,
             None => match self.create_room(room_name) {
@@ -66,6 +74,7 @@ impl Engine {
             self.leave_room(slot, now, LeaveReason::Switched);
             self.enter_room(slot, r, nick, likeness, now);
         }
+        self.use_granted(slot);
         self.welcome(slot, now, r, join.since, join.epoch.as_deref());
     }
 
@@ -88,7 +97,14 @@ impl Engine {
                 return self.nick_taken(slot, now, &nick, r);
             }
         }
+        if self.config.nicks_claimed {
+            let room = self.rooms[r].name.clone();
+            if !self.claim_first(slot, &room, &likeness, Claimed::Rename(raw.to_owned())) {
+                return;
+            }
+        }
         self.rename(slot, r, nick, likeness, now);
+        self.use_granted(slot);
     }
 
     fn nick_taken(&mut self, slot: usize, now: Now, nick: &str, r: usize) {
@@ -165,6 +181,7 @@ impl Engine {
 
     /// Takes the client out of its room (if any) and tells the others why.
     pub(crate) fn leave_room(&mut self, slot: usize, now: Now, reason: LeaveReason) {
+        self.release_claimed(slot);
         let client = &mut self.clients[slot];
         let Some(r) = client.room.take() else {
             return;

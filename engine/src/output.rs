@@ -79,6 +79,29 @@ pub enum Output {
         /// The last seq delivered here.
         after: u64,
     },
+    /// Cluster mode with `Config::nicks_claimed`: claim nickname `likeness` in room `room` (keyed
+    /// by the room's likeness) for `client`, across the cluster, and report the answer with
+    /// `Input::NickClaimed`. Until released, the claim is `client`'s; claiming what it already
+    /// holds again is granted. Keep it alive (it expires only if this node stops refreshing it).
+    ClaimNick {
+        /// Whom the claim is for.
+        client: ClientId,
+        /// The room's name, as the client named it.
+        room: String,
+        /// The nickname's likeness (`names::nick_likeness`): two names alike are one claim.
+        likeness: String,
+    },
+    /// Cluster mode with `Config::nicks_claimed`: `client` no longer uses the nickname of
+    /// `ClaimNick { client, room, likeness }`; release it (if `client` still holds it). Comes
+    /// after the `ClaimNick` it releases, and must be carried out after it.
+    ReleaseNick {
+        /// Whose claim it was.
+        client: ClientId,
+        /// The room's name.
+        room: String,
+        /// The nickname's likeness.
+        likeness: String,
+    },
     /// Read a page of room `room`'s stored messages for client `to` (its `history` command, when
     /// a store keeps them): the newest `limit` with a seq below `before`, then report them with
     /// `Input::Fetched`. Every `Store` emitted before it must be readable by then.

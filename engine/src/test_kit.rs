@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use crate::fake_broker::{Delivery, FakeBroker, Range};
+pub use crate::fake_broker::{Delivery, FakeBroker, FakeNicks, Range};
 use crate::protocol::JoinRequest;
 use crate::{
     ClientId, CloseReason, Config, Engine, Error, Input, Now, OpId, Output, RestoredRoom,
@@ -117,6 +117,31 @@ pub struct Shell {
     publishes: VecDeque<PublishRequest>,
     /// `Refill`s not yet taken, oldest first (cluster mode).
     refills: VecDeque<RefillRequest>,
+    /// `ClaimNick`s and `ReleaseNick`s not yet taken, in order (`Config::nicks_claimed`).
+    nick_requests: VecDeque<NickRequest>,
+}
+
+/// One `Output::ClaimNick` or `Output::ReleaseNick` the shell was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NickRequest {
+    /// Claim `likeness` in `room` for `client`.
+    Claim {
+        /// Whom for.
+        client: ClientId,
+        /// The room, as named.
+        room: String,
+        /// The nickname's likeness.
+        likeness: String,
+    },
+    /// `client` gives `likeness` in `room` up.
+    Release {
+        /// Whose it was.
+        client: ClientId,
+        /// The room, as named.
+        room: String,
+        /// The nickname's likeness.
+        likeness: String,
+    },
 }
 
 /// One `Output::Publish` the shell was given (cluster mode).
@@ -197,6 +222,7 @@ impl Shell {
             fetches: VecDeque::new(),
             publishes: VecDeque::new(),
             refills: VecDeque::new(),
+            nick_requests: VecDeque::new(),
         }
     }
 
@@ -351,6 +377,11 @@ impl Shell {
         self.refills.drain(..).collect()
     }
 
+    /// The `ClaimNick`s and `ReleaseNick`s since last taken, in order.
+    pub fn take_nick_requests(&mut self) -> Vec<NickRequest> {
+        self.nick_requests.drain(..).collect()
+    }
+
     /// `Fetch`es not yet answered, oldest first.
     pub fn fetches(&self) -> &VecDeque<FetchRequest> {
         &self.fetches
@@ -471,7 +502,9 @@ impl Shell {
                     | Output::Store { .. }
                     | Output::Publish { .. }
                     | Output::Refill { .. }
-                    | Output::Fetch { .. } => false,
+                    | Output::Fetch { .. }
+                    | Output::ReleaseNick { .. } => false,
+                    Output::ClaimNick { client, .. } => *client == gone,
                 };
                 assert!(!about_it, "{output:?} for {gone}, which disconnected");
             }
@@ -552,6 +585,37 @@ impl Shell {
                         "a Refill without a broker"
                     );
                     (self.refills).push_back(RefillRequest { room, epoch, after });
+                }
+                Output::ClaimNick {
+                    client,
+                    room,
+                    likeness,
+                } => {
+                    assert!(
+                        self.engine.config().nicks_claimed,
+                        "a claim, names unclaimed"
+                    );
+                    self.live(client, "ClaimNick");
+                    (self.nick_requests).push_back(NickRequest::Claim {
+                        client,
+                        room,
+                        likeness,
+                    });
+                }
+                Output::ReleaseNick {
+                    client,
+                    room,
+                    likeness,
+                } => {
+                    assert!(
+                        self.engine.config().nicks_claimed,
+                        "a release, names unclaimed"
+                    );
+                    (self.nick_requests).push_back(NickRequest::Release {
+                        client,
+                        room,
+                        likeness,
+                    });
                 }
                 Output::Fetch {
                     to,

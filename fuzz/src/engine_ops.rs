@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 use chat_engine::protocol::Command;
-use chat_engine::test_kit::{Event, FakeBroker, Shell};
+use chat_engine::test_kit::{Event, FakeBroker, FakeNicks, Shell};
 use chat_engine::{ClientId, Config, Error, Input, JoinRequest, ServerMessage};
 
 /// Names drawn mostly from a small pool, so nicknames collide (also by case) and rooms fill up.
@@ -171,6 +171,11 @@ enum Op {
     BrokerLost,
     /// Cluster mode: the deliveries broke off and resumed.
     BrokerResumed,
+    /// Cluster mode with claimed nicknames: the broker answers every claim and release asked so
+    /// far, or (`unavailable`) answers every claim `unavailable`.
+    Claims {
+        unavailable: bool,
+    },
 }
 
 const EPOCH: &str = "fz";
@@ -240,6 +245,8 @@ impl Limits {
             uncommitted_max: usize::from(self.uncommitted_max % 8),
             store_relaxed: self.store % 4 == 2,
             ordered_by_broker: self.store % 4 == 3,
+            nicks_claimed: self.store % 8 == 7,
+            guest_tag: if self.store % 8 == 7 { "n1-" } else { "" }.to_owned(),
         };
         match config.validate() {
             Ok(()) => config,
@@ -288,7 +295,7 @@ fn broker_input(shell: &mut Shell, input: Input<'_>) {
     assert_eq!(shell.handle(input), want, "{input:?}");
 }
 
-fn step(shell: &mut Shell, broker: &mut FakeBroker, op: &Op) {
+fn step(shell: &mut Shell, broker: &mut FakeBroker, nicks: &mut FakeNicks, op: &Op) {
     match op {
         Op::Connect(join) => {
             let full = shell.live_clients().len() >= shell.engine.config().clients_max;
@@ -432,6 +439,7 @@ fn step(shell: &mut Shell, broker: &mut FakeBroker, op: &Op) {
         }
         Op::BrokerLost => broker.lose_everything(),
         Op::BrokerResumed => broker_input(shell, Input::BrokerResumed),
+        Op::Claims { unavailable } => nicks.serve(0, shell, *unavailable),
     }
 }
 
@@ -439,13 +447,14 @@ fn run(u: &mut Unstructured<'_>, reached: &mut Reached) -> arbitrary::Result<()>
     let limits = Limits::arbitrary(u)?;
     let mut shell = Shell::new(limits.config(), EPOCH);
     let mut broker = FakeBroker::new(4);
+    let mut nicks = FakeNicks::default();
     // The ops decide what each client reads, as a hub's writers would.
     shell.auto_flush = false;
     shell.engine.check_invariants();
     let mut steps = 0;
     while !u.is_empty() && steps < 512 {
         let op = Op::arbitrary(u)?;
-        step(&mut shell, &mut broker, &op);
+        step(&mut shell, &mut broker, &mut nicks, &op);
         let events = shell.all_events();
         reached.pauses += (events.values().flatten())
             .filter(|event| **event == Event::Pause)

@@ -235,6 +235,10 @@ pub struct Args {
     /// node keeps no store of its own (--data-dir is not used).
     #[arg(long, env = "CHAT_BROKER", conflicts_with_all = ["data_dir", "in_memory"])]
     pub broker: Option<String>,
+    /// With --broker: how long a node that stops (crashes, loses Redis) keeps its members'
+    /// nicknames claimed; a running node renews its claims every third of it.
+    #[arg(long, env = "CHAT_PRESENCE_TTL", default_value_t = defaults().presence_ttl.into())]
+    pub presence_ttl: Duration,
     /// Keep messages in memory only, as before the store: a restart loses history.
     #[arg(long, env = "CHAT_IN_MEMORY", conflicts_with = "data_dir")]
     pub in_memory: bool,
@@ -325,6 +329,8 @@ impl Args {
                 store_relaxed: false,
                 // Set when the node joins a cluster (`--broker`).
                 ordered_by_broker: false,
+                nicks_claimed: false,
+                guest_tag: String::new(),
             },
             epoch: None,
             static_source: self
@@ -369,6 +375,7 @@ impl Args {
                 commit_delay: std::time::Duration::ZERO,
             },
             broker: self.broker.clone(),
+            presence_ttl: self.presence_ttl.into(),
         })
     }
 }

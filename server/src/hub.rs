@@ -470,6 +470,9 @@ impl Hub {
                 Output::Refill { room, .. } => {
                     tracing::error!(%room, "the engine asked for a refill, but no broker is running");
                 }
+                Output::ClaimNick { room, .. } | Output::ReleaseNick { room, .. } => {
+                    tracing::error!(%room, "the engine asked for a nickname claim, but no broker is running");
+                }
             }
         }
     }

@@ -151,6 +151,8 @@ pub struct Settings {
     /// The cluster's Redis (`redis://HOST:PORT[/DB]`): the node joins the nodes sharing it, which
     /// orders every message and keeps the history (then `store` is not used). `None`: one node.
     pub broker: Option<String>,
+    /// With a broker: how long a node's nickname claims outlive it (renewed every third of it).
+    pub presence_ttl: Duration,
 }
 
 impl Default for Settings {
@@ -188,6 +190,7 @@ impl Default for Settings {
             wall_clock: WallClock::System,
             store: StoreSettings::default(),
             broker: None,
+            presence_ttl: Duration::from_secs(30),
         }
     }
 }

@@ -6,8 +6,12 @@
 //! `unavailable` (the connection stays) and `/readyz` answers 503, and Redis back (empty: no
 //! persistence) serves again under a new epoch, members told `recovered: false`.
 //!
+//! Nicknames are unique per room across nodes: two nodes racing for one give it to exactly one,
+//! and a join Redis cannot confirm is refused with `unavailable`.
+//!
 //! With the real binaries: `kill -9` of one node leaves the other serving, and the killed node's
-//! client resumes on the other with `since`, recovering everything.
+//! client resumes on the other with `since`, recovering everything, under its own name once the
+//! dead node's claim on it expires (`--presence-ttl`).
 //!
 //! Each test starts its own `redis-server` on a free loopback port (the Debian package; CI stage
 //! "redis"), so `cargo test` skips them (`#[ignore]`).
@@ -325,6 +329,125 @@ async fn redis_down_refuses_with_unavailable_and_redis_back_empty_is_a_new_epoch
     a.shutdown().await;
 }
 
+/// Connects to `server` and reads the first frame: a welcome, or the join's error.
+async fn first_frame(server: &TestServer, query: &str) -> (Client, Value) {
+    let mut client = Client::connect(server, query).await;
+    let first = client.recv().await;
+    (client, first)
+}
+
+/// Two nodes racing for one nickname in one room give it to exactly one, the other told
+/// `nick_taken`; names alike (by case here) are one name across nodes too; the name is free
+/// again once its holder leaves; and guests of the two nodes get different names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn a_nickname_race_between_two_nodes_gives_it_to_exactly_one() {
+    let redis = RedisServer::spawn();
+    let (a, b) = ready_pair(&redis).await;
+    let mut holders = Vec::new();
+    for round in 0..20 {
+        let (on_a, on_b) = (
+            format!("?nick=racer{round}&room=lobby"),
+            format!("?nick=RACER{round}&room=lobby"),
+        );
+        let ((ca, fa), (cb, fb)) = tokio::join!(first_frame(&a, &on_a), first_frame(&b, &on_b));
+        let welcomed = [&fa, &fb].map(|f| f["type"] == "welcome");
+        assert_eq!(
+            welcomed.iter().filter(|&&w| w).count(),
+            1,
+            "round {round}: {fa} / {fb}"
+        );
+        let (winner, loser) = if welcomed[0] {
+            ((ca, &a), (fb, &b))
+        } else {
+            ((cb, &b), (fa, &a))
+        };
+        assert_eq!(
+            (loser.0["type"].as_str(), loser.0["code"].as_str()),
+            (Some("error"), Some("nick_taken")),
+            "{}",
+            loser.0
+        );
+        holders.push((winner.0, loser.1, round));
+    }
+    // Every holder leaves: each name is then free for the node that lost it.
+    for (holder, other, round) in holders.into_iter().take(3) {
+        drop(holder);
+        let query = format!("?nick=racer{round}&room=lobby");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (_client, first) = first_frame(other, &query).await;
+            if first["type"] == "welcome" {
+                break;
+            }
+            assert_eq!(first["code"], "nick_taken", "{first}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "racer{round} never freed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (_ga, wa) = Client::join(&a, "?room=lobby").await;
+    let (_gb, wb) = Client::join(&b, "?room=lobby").await;
+    assert_ne!(wa["nick"], wb["nick"], "guests of two nodes");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A node renews its members' claims (every third of `--presence-ttl`), so a name in use stays
+/// taken however long it is held, and is free as soon as its holder leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn a_living_node_keeps_its_names_past_the_ttl() {
+    let redis = RedisServer::spawn();
+    let short = |name: &str| {
+        let mut settings = settings();
+        settings.epoch = Some(format!("node-{name}"));
+        settings.broker = Some(redis.url());
+        settings.presence_ttl = Duration::from_millis(600);
+        TestServer::start(settings)
+    };
+    let (a, b) = (short("a").await, short("b").await);
+    ready_is(&a, 200).await;
+    ready_is(&b, 200).await;
+    let (ann, _) = Client::join(&a, "?nick=ann&room=lobby").await;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (_, first) = first_frame(&b, "?nick=ann&room=lobby").await;
+        assert_eq!(first["code"], "nick_taken", "{first}");
+    }
+    drop(ann);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while first_frame(&b, "?nick=ann&room=lobby").await.1["type"] != "welcome" {
+        assert!(tokio::time::Instant::now() < deadline, "never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// With Redis away a join cannot be confirmed: it is refused with `unavailable` and the
+/// connection stays, and the same join once Redis is back is welcomed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn a_join_while_redis_is_down_is_refused_with_unavailable_and_works_once_it_is_back() {
+    let mut redis = RedisServer::spawn();
+    let a = node(&redis, "a").await;
+    ready_is(&a, 200).await;
+    redis.stop();
+    ready_is(&a, 503).await;
+    let (mut cid, first) = first_frame(&a, "?nick=cid&room=lobby").await;
+    assert_eq!(first["code"], "unavailable", "{first}");
+    redis.start();
+    ready_is(&a, 200).await;
+    cid.send_json(serde_json::json!({"type": "join", "nick": "cid", "room": "lobby"}))
+        .await;
+    let welcome = cid.recv_type("welcome").await;
+    assert_eq!(welcome["nick"], "cid");
+    a.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn a_node_that_cannot_reach_redis_at_start_says_so() {
@@ -354,8 +477,8 @@ async fn say(ws: &mut common::Ws, text: &str) -> Value {
 async fn a_node_killed_with_sigkill_loses_nothing_its_clients_resume_on_the_other() {
     let redis = RedisServer::spawn();
     let url = redis.url();
-    let a = Binary::start(&["--broker", url.as_str()]);
-    let b = Binary::start(&["--broker", url.as_str()]);
+    let flags = ["--broker", url.as_str(), "--presence-ttl", "2s"];
+    let (a, b) = (Binary::start(&flags), Binary::start(&flags));
     let (mut ann, _) = a.join("nick=ann&room=hall").await;
     let (mut bob, _) = b.join("nick=bob&room=hall").await;
     let first = say(&mut ann, "before").await;
@@ -380,9 +503,22 @@ async fn a_node_killed_with_sigkill_loses_nothing_its_clients_resume_on_the_othe
     let missed = say(&mut bob, "while ann was away").await;
     assert_eq!(missed["seq"], first["seq"].as_u64().unwrap() + 1);
     let since = first["seq"].as_u64().unwrap();
-    let (_ann, welcome) = b
-        .join(&format!("nick=ann&room=hall&since={since}&epoch={epoch}"))
-        .await;
+    // The dead node's claim on "ann" holds until it expires (--presence-ttl): until then the
+    // name is taken, after it ann is back.
+    let query = format!("nick=ann&room=hall&since={since}&epoch={epoch}");
+    let freed_by = tokio::time::Instant::now() + Duration::from_secs(2) + WAIT;
+    let (_ann, welcome) = loop {
+        let (ws, first) = b.open(&query).await;
+        if first["type"] == "welcome" {
+            break (ws, first);
+        }
+        assert_eq!(first["code"], "nick_taken", "{first}");
+        assert!(
+            tokio::time::Instant::now() < freed_by,
+            "the dead node's claim never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(welcome["recovered"], true, "{welcome}");
     let texts: Vec<&str> = (welcome["history"].as_array().unwrap().iter())
         .map(|m| m["text"].as_str().unwrap())

@@ -1,5 +1,6 @@
 //! Scenario tests: each drives the engine through the test shell and checks what clients see.
 
+mod claims;
 mod cluster;
 mod commit;
 mod history;

@@ -1,9 +1,10 @@
-//! The hub's side of the broker: the engine's cluster-mode outputs (`Publish`, `Refill`, and
-//! `Fetch`, whose pages live in Redis) become broker requests, and the broker's reports become
+//! The hub's side of the broker: the engine's cluster-mode outputs (`Publish`, `Refill`,
+//! `Fetch`, whose pages live in Redis, and nickname claims) become broker requests, and the broker's reports become
 //! engine inputs.
 
 use chat_engine::{Engine, Input, Now, Output};
 
+use super::nicks::NickOp;
 use super::node::{BrokerHandle, Publish, Report, Request};
 
 #[derive(Debug)]
@@ -34,6 +35,24 @@ impl BrokerLink {
                 before,
                 limit,
             },
+            Output::ClaimNick {
+                client,
+                room,
+                likeness,
+            } => Request::Nick(NickOp::Claim {
+                client,
+                room,
+                likeness,
+            }),
+            Output::ReleaseNick {
+                client,
+                room,
+                likeness,
+            } => Request::Nick(NickOp::Release {
+                client,
+                room,
+                likeness,
+            }),
             other => return Some(other),
         };
         if self.handle.requests.send(request).is_err() {
@@ -81,6 +100,20 @@ impl BrokerLink {
                 },
             ),
             Report::Resumed => engine.handle(now, Input::BrokerResumed),
+            Report::NickClaimed {
+                client,
+                room,
+                likeness,
+                outcome,
+            } => engine.handle(
+                now,
+                Input::NickClaimed {
+                    client: *client,
+                    room,
+                    likeness,
+                    outcome: *outcome,
+                },
+            ),
             Report::Fetched {
                 to,
                 room,

@@ -3,6 +3,7 @@
 //! library.
 
 pub(crate) mod link;
+pub(crate) mod nicks;
 pub(crate) mod node;
 pub mod redis;
 pub(crate) mod stats;

@@ -1,5 +1,5 @@
 //! The node's broker task (`--broker`): it carries out the engine's cluster-mode requests
-//! (`Publish`, `Refill`, `Fetch`) against the shared Redis, a bounded number at a time, and turns
+//! (`Publish`, `Refill`, `Fetch`; nickname claims go to their lanes, `nicks`) against the shared Redis, a bounded number at a time, and turns
 //! Redis's answers and the deliveries subscription into reports the hub feeds to the engine. The
 //! hub never waits on Redis: it sends requests and selects on reports.
 //!
@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_engine::names::room_likeness;
-use chat_engine::{ClientId, OpId, RestoredRoom, Unnumbered};
+use chat_engine::{ClaimOutcome, ClientId, OpId, RestoredRoom, Unnumbered};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::nicks::{NickOp, Nicks};
 use super::redis::{keys::room_key, subscribe, BrokerError, Event, Numbered, RedisBroker};
 use super::stats::BrokerStats;
 
@@ -56,6 +57,7 @@ pub(crate) enum Request {
         before: u64,
         limit: usize,
     },
+    Nick(NickOp),
 }
 
 /// One message for the broker to order.
@@ -99,6 +101,12 @@ pub(crate) enum Report {
         room: String,
         messages: Vec<Bytes>,
         complete: bool,
+    },
+    NickClaimed {
+        client: ClientId,
+        room: String,
+        likeness: String,
+        outcome: ClaimOutcome,
     },
 }
 
@@ -172,6 +180,7 @@ pub(crate) fn spawn(
     url: &str,
     node_epoch: String,
     in_flight: usize,
+    claim_ttl: Duration,
 ) -> Result<BrokerHandle, BrokerError> {
     let (events, subscription) = subscribe(url, DELIVERIES_BUFFER)?;
     let (requests, inbox) = mpsc::unbounded_channel();
@@ -179,7 +188,9 @@ pub(crate) fn spawn(
     // dropped (a refill repairs it), rather than deliveries piling up here.
     let (reports_tx, reports) = mpsc::channel(DELIVERIES_BUFFER);
     let stats = Arc::new(BrokerStats::default());
+    let nicks = Nicks::spawn(&broker, &node_epoch, claim_ttl, &reports_tx);
     let task = Task {
+        nicks,
         broker,
         node_epoch,
         in_flight: in_flight.max(1),
@@ -199,6 +210,7 @@ pub(crate) fn spawn(
 
 struct Task {
     broker: RedisBroker,
+    nicks: Nicks,
     node_epoch: String,
     in_flight: usize,
     reports: mpsc::Sender<Report>,
@@ -239,6 +251,7 @@ impl Task {
                                 (None, vec![fetch(&broker, to, room, before, limit).await])
                             });
                         }
+                        Request::Nick(op) => self.nicks.send(op),
                     }
                 }
                 Some(done) = calls.join_next(), if !calls.is_empty() => {

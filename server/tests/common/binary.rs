@@ -74,13 +74,19 @@ impl Binary {
         self.child.wait().expect("reaped")
     }
 
-    /// Opens `/ws?{query}` and reads its welcome.
-    pub async fn join(&self, query: &str) -> (Ws, Value) {
+    /// Opens `/ws?{query}` and reads its first frame (a welcome, or the join's error).
+    pub async fn open(&self, query: &str) -> (Ws, Value) {
         let url = format!("ws://{}/ws?{query}", self.addr);
         let (mut ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("handshake");
-        let welcome = recv(&mut ws).await;
+        let first = recv(&mut ws).await;
+        (ws, first)
+    }
+
+    /// Opens `/ws?{query}` and reads its welcome.
+    pub async fn join(&self, query: &str) -> (Ws, Value) {
+        let (ws, welcome) = self.open(query).await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         (ws, welcome)
     }

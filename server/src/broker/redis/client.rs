@@ -483,6 +483,15 @@ impl RedisBroker {
         }
     }
 
+    /// A number no other node that joined this Redis got before: the count of nodes that did.
+    pub async fn node_number(&self) -> Result<u64, BrokerError> {
+        let n = int(
+            self.command(::redis::cmd("INCR").arg(keys::NODES)).await?,
+            "node number",
+        )?;
+        u64::try_from(n).map_err(|_| BrokerError::malformed(format!("node number: {n}")))
+    }
+
     /// Claims `nick_key` in `room` for `owner` until `ttl` passes. The same owner claiming again
     /// refreshes the expiry; another owner gets [`Claim::Taken`] until it is released or expires.
     pub async fn claim_nick(

@@ -4,6 +4,9 @@
 /// The one pub/sub channel every node subscribes to; the envelope names the room.
 pub const DELIVERIES: &str = "chat:deliveries";
 
+/// The count of nodes that joined (each node's number, for its guests' names).
+pub(crate) const NODES: &str = "chat:nodes";
+
 /// The longest room name accepted, so a key stays small (a chat room's key, [`room_key`], is at
 /// most 64 characters of 4 bytes, each byte at most 3 bytes encoded).
 pub(crate) const ROOM_BYTES_MAX: usize = 1024;

@@ -1,0 +1,192 @@
+//! The node's nickname claims in Redis (`Output::ClaimNick`, `Output::ReleaseNick`): each claim
+//! is an atomic check-and-set with this node's client as the owner and `--presence-ttl` as the
+//! expiry, so two nodes racing for one name give it to exactly one, and a node that dies frees
+//! its names within the ttl.
+//!
+//! Claims and releases go in lanes chosen by the name's key: one name's operations are carried
+//! out in the order the engine asked (a release overtaken by a later claim of the same owner
+//! would delete the claim), while different names go at once. Each lane renews the claims it
+//! granted every third of the ttl, and forgets those released.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use chat_engine::names::room_likeness;
+use chat_engine::{ClaimOutcome, ClientId};
+use tokio::sync::mpsc;
+
+use super::node::Report;
+use super::redis::keys::room_key;
+use super::redis::{Claim, RedisBroker};
+
+/// Lanes of claims at once; one name always uses the same lane.
+const LANES: usize = 8;
+
+/// A claim or release, as the engine asked.
+#[derive(Debug)]
+pub(crate) enum NickOp {
+    Claim {
+        client: ClientId,
+        room: String,
+        likeness: String,
+    },
+    Release {
+        client: ClientId,
+        room: String,
+        likeness: String,
+    },
+}
+
+impl NickOp {
+    fn name(&self) -> (&str, &str) {
+        match self {
+            NickOp::Claim { room, likeness, .. } | NickOp::Release { room, likeness, .. } => {
+                (room, likeness)
+            }
+        }
+    }
+}
+
+/// The broker task's end of the lanes.
+pub(crate) struct Nicks {
+    lanes: Vec<mpsc::UnboundedSender<NickOp>>,
+    hasher: RandomState,
+}
+
+impl Nicks {
+    /// Starts the lanes; each reports its claims' answers on `reports`.
+    pub(crate) fn spawn(
+        broker: &RedisBroker,
+        node_epoch: &str,
+        ttl: Duration,
+        reports: &mpsc::Sender<Report>,
+    ) -> Self {
+        let lanes = (0..LANES)
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let lane = Lane {
+                    broker: broker.clone(),
+                    node_epoch: node_epoch.to_owned(),
+                    ttl,
+                    reports: reports.clone(),
+                    held: HashMap::new(),
+                };
+                tokio::spawn(lane.run(rx));
+                tx
+            })
+            .collect();
+        Self {
+            lanes,
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Hands `op` to its name's lane.
+    pub(crate) fn send(&self, op: NickOp) {
+        let (room, likeness) = op.name();
+        let lane = self.hasher.hash_one((room_likeness(room), likeness)) as usize % LANES;
+        if self.lanes[lane].send(op).is_err() {
+            tracing::warn!("a nickname lane has stopped; a claim or release was dropped");
+        }
+    }
+}
+
+struct Lane {
+    broker: RedisBroker,
+    node_epoch: String,
+    ttl: Duration,
+    reports: mpsc::Sender<Report>,
+    /// The claims this lane granted and has not released: (room key, likeness) -> owner.
+    held: HashMap<(String, String), String>,
+}
+
+impl Lane {
+    async fn run(mut self, mut ops: mpsc::UnboundedReceiver<NickOp>) {
+        let mut renew = tokio::time::interval(self.ttl / 3);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                op = ops.recv() => {
+                    let Some(op) = op else { return };
+                    if let Some(report) = self.carry_out(op).await {
+                        if self.reports.send(report).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                _ = renew.tick() => self.renew().await,
+            }
+        }
+    }
+
+    fn owner(&self, client: ClientId) -> String {
+        format!("{}/{}", self.node_epoch, client.get())
+    }
+
+    async fn carry_out(&mut self, op: NickOp) -> Option<Report> {
+        match op {
+            NickOp::Claim {
+                client,
+                room,
+                likeness,
+            } => {
+                let (key, owner) = (room_key(&room_likeness(&room)), self.owner(client));
+                let outcome = match self
+                    .broker
+                    .claim_nick(&key, &likeness, &owner, self.ttl)
+                    .await
+                {
+                    Ok(Claim::Won) => {
+                        self.held.insert((key, likeness.clone()), owner);
+                        ClaimOutcome::Granted
+                    }
+                    Ok(Claim::Taken) => ClaimOutcome::Taken,
+                    Err(e) => {
+                        tracing::warn!(%room, error = %e, "a nickname could not be claimed");
+                        ClaimOutcome::Unavailable
+                    }
+                };
+                Some(Report::NickClaimed {
+                    client,
+                    room,
+                    likeness,
+                    outcome,
+                })
+            }
+            NickOp::Release {
+                client,
+                room,
+                likeness,
+            } => {
+                let key = room_key(&room_likeness(&room));
+                let owner = self.owner(client);
+                self.held.remove(&(key.clone(), likeness.clone()));
+                // Not released (Redis is away): the claim expires within the ttl instead.
+                if let Err(e) = self.broker.release_nick(&key, &likeness, &owner).await {
+                    tracing::debug!(%room, error = %e, "a nickname could not be released");
+                }
+                None
+            }
+        }
+    }
+
+    /// Claims again, with the same owner, every name this lane holds: that renews its expiry.
+    /// One found taken was lost (it expired while Redis was away, and another node took it).
+    async fn renew(&mut self) {
+        let mut lost = Vec::new();
+        for ((key, likeness), owner) in &self.held {
+            match self.broker.claim_nick(key, likeness, owner, self.ttl).await {
+                Ok(Claim::Won) => {}
+                Ok(Claim::Taken) => lost.push((key.clone(), likeness.clone())),
+                // Redis is away: the next round tries again.
+                Err(_) => return,
+            }
+        }
+        for name in lost {
+            tracing::warn!(room = %name.0, "a nickname claim expired and another node took it");
+            self.held.remove(&name);
+        }
+    }
+}
