@@ -2,11 +2,13 @@
 //! message for the room, a typing notice, a join or a rename, a page of history, or an `error`
 //! frame back.
 
+use bytes::Bytes;
+
 use crate::engine::Engine;
 use crate::names::refused_text_char;
 use crate::protocol::{self, Command, ErrorCode, Outgoing, ProtocolError};
 use crate::time::rfc3339_millis;
-use crate::{CloseReason, Now};
+use crate::{CloseReason, Now, Output, ServerMessage};
 
 impl Engine {
     /// One text frame from the client in `slot`.
@@ -191,6 +193,30 @@ impl Engine {
             nick: &client.nick,
         }
         .to_frame();
+        if self.config.ordered_by_broker {
+            let room = room.name.clone();
+            self.outputs.push_back(Output::Relay {
+                room,
+                frame: frame.clone(),
+            });
+        }
         self.broadcast(r, &frame, Some(slot), now);
+    }
+
+    /// A typing notice from another node: to every member here, where the room relays typing.
+    pub(crate) fn on_relayed(&mut self, room: &str, frame: &Bytes, now: Now) {
+        let Some(&r) = self.room_index.get(&crate::names::room_likeness(room)) else {
+            return;
+        };
+        if !self.announces_at_once(r) {
+            return;
+        }
+        let is_typing = matches!(
+            serde_json::from_slice::<ServerMessage>(frame),
+            Ok(ServerMessage::Typing { room: named, .. }) if named == room
+        );
+        if is_typing {
+            self.broadcast(r, frame, None, now);
+        }
     }
 }

@@ -272,6 +272,11 @@ impl Engine {
                 self.on_broker_resumed();
                 Ok(())
             }
+            Input::Relayed { .. } if !self.config.ordered_by_broker => Err(Error::NotClustered),
+            Input::Relayed { room, frame } => {
+                self.on_relayed(room, frame, now);
+                Ok(())
+            }
             Input::NickClaimed { .. } if !self.config.nicks_claimed => Err(Error::NotClustered),
             Input::NickClaimed {
                 client,

@@ -114,6 +114,15 @@ pub enum Input<'a> {
         /// The answer.
         outcome: ClaimOutcome,
     },
+    /// Cluster mode: a frame another node relayed for `room`'s members (`Output::Relay`), to
+    /// every member here. Only a `typing` notice naming `room` is taken, and only where the room
+    /// relays typing (a small room); anything else is dropped.
+    Relayed {
+        /// The room's name.
+        room: &'a str,
+        /// The frame.
+        frame: &'a Bytes,
+    },
     /// Nothing happened but time passed: fires due timers. Calling it early is harmless.
     Tick,
 }

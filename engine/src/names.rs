@@ -102,7 +102,7 @@ pub fn refused_text_char(text: &str) -> Option<char> {
 /// The key under which two nicknames are the same person to a reader: the confusable skeleton of
 /// the PRECIS form (of each space-separated part). A name PRECIS refuses (only server-assigned
 /// names reach here unvalidated, and they pass) is taken in lower case instead.
-pub(crate) fn nick_likeness(nick: &str) -> String {
+pub fn nick_likeness(nick: &str) -> String {
     let profile = UsernameCaseMapped::new();
     let parts: Vec<String> = nick
         .trim()

@@ -102,6 +102,15 @@ pub enum Output {
         /// The nickname's likeness.
         likeness: String,
     },
+    /// Cluster mode: hand `frame` to room `room`'s members on the other nodes (a `typing`
+    /// notice), as `Input::Relayed` there. Unordered and best effort: never stored, dropped
+    /// while the broker is away.
+    Relay {
+        /// The room's name.
+        room: String,
+        /// The frame, as this node's members got it.
+        frame: Bytes,
+    },
     /// Read a page of room `room`'s stored messages for client `to` (its `history` command, when
     /// a store keeps them): the newest `limit` with a seq below `before`, then report them with
     /// `Input::Fetched`. Every `Store` emitted before it must be readable by then.

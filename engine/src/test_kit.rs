@@ -119,6 +119,8 @@ pub struct Shell {
     refills: VecDeque<RefillRequest>,
     /// `ClaimNick`s and `ReleaseNick`s not yet taken, in order (`Config::nicks_claimed`).
     nick_requests: VecDeque<NickRequest>,
+    /// `Relay`s not yet taken, oldest first (cluster mode): room and frame.
+    relays: VecDeque<(String, bytes::Bytes)>,
 }
 
 /// One `Output::ClaimNick` or `Output::ReleaseNick` the shell was given.
@@ -223,6 +225,7 @@ impl Shell {
             publishes: VecDeque::new(),
             refills: VecDeque::new(),
             nick_requests: VecDeque::new(),
+            relays: VecDeque::new(),
         }
     }
 
@@ -377,6 +380,11 @@ impl Shell {
         self.refills.drain(..).collect()
     }
 
+    /// The `Relay`s since last taken, oldest first: each room and frame.
+    pub fn take_relays(&mut self) -> Vec<(String, bytes::Bytes)> {
+        self.relays.drain(..).collect()
+    }
+
     /// The `ClaimNick`s and `ReleaseNick`s since last taken, in order.
     pub fn take_nick_requests(&mut self) -> Vec<NickRequest> {
         self.nick_requests.drain(..).collect()
@@ -503,7 +511,8 @@ impl Shell {
                     | Output::Publish { .. }
                     | Output::Refill { .. }
                     | Output::Fetch { .. }
-                    | Output::ReleaseNick { .. } => false,
+                    | Output::ReleaseNick { .. }
+                    | Output::Relay { .. } => false,
                     Output::ClaimNick { client, .. } => *client == gone,
                 };
                 assert!(!about_it, "{output:?} for {gone}, which disconnected");
@@ -601,6 +610,20 @@ impl Shell {
                         room,
                         likeness,
                     });
+                }
+                Output::Relay { room, frame } => {
+                    assert!(
+                        self.engine.config().ordered_by_broker,
+                        "a Relay without a broker"
+                    );
+                    let text = std::str::from_utf8(&frame).expect("frames are UTF-8");
+                    let message: ServerMessage = serde_json::from_str(text)
+                        .unwrap_or_else(|e| panic!("not a protocol message ({e}): {text}"));
+                    assert!(
+                        matches!(&message, ServerMessage::Typing { room: named, .. } if *named == room),
+                        "only a typing notice of its room is relayed: {text}"
+                    );
+                    self.relays.push_back((room, frame));
                 }
                 Output::ReleaseNick {
                     client,

@@ -1,11 +1,25 @@
-//! The operator endpoint's authentication: the `Authorization: Bearer <token>` check and the
-//! record of failed attempts (counted in `/metrics`, logged at most once per second).
+//! The operator endpoint: what became of a kick, its authentication (the `Authorization: Bearer
+//! <token>` check) and the record of failed attempts (counted in `/metrics`, logged at most once
+//! per second).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hyper::header::HeaderValue;
 use subtle::ConstantTimeEq;
+
+/// What became of an operator's kick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Kicked {
+    /// This node held the member and closed it.
+    Here(chat_engine::ClientId),
+    /// Another node of the cluster holds the name: the kick was sent to it.
+    Sent { node: String },
+    /// Nobody in the room has that name (on any node).
+    NoSuchUser,
+    /// The cluster's Redis could not be asked.
+    Unavailable,
+}
 
 /// Why a request was not let in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

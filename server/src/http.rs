@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{self, FailureLog};
+use crate::admin::{self, FailureLog, Kicked};
 use crate::clock::Clock;
 use crate::connection::serve_chat;
 use crate::hub::HubHandle;
@@ -377,18 +377,29 @@ async fn kick(req: &Request<Incoming>, state: &AppState) -> Response<Body> {
             "usage: POST /admin/kick?room=ROOM&nick=NICK\n",
         );
     };
+    let (shown_room, shown_nick) = (clip(&room), clip(&nick));
     match state.hub.kick(room, nick).await {
-        Some(Ok(client)) => {
+        Some(Kicked::Here(client)) => {
             tracing::info!(client = %client, "kicked by an operator");
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::NO_CONTENT;
             response
         }
-        Some(Err(chat_engine::Error::NoSuchUser { room, nick })) => text(
+        Some(Kicked::Sent { node }) => {
+            tracing::info!(%node, "an operator's kick sent to the node holding the name");
+            text(
+                StatusCode::ACCEPTED,
+                format!("{shown_nick} in room {shown_room} is on another node; the kick was sent to it\n"),
+            )
+        }
+        Some(Kicked::NoSuchUser) => text(
             StatusCode::NOT_FOUND,
-            format!("no user {} in room {}\n", clip(nick), clip(room)),
+            format!("no user {shown_nick} in room {shown_room}\n"),
         ),
-        Some(Err(e)) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+        Some(Kicked::Unavailable) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{shown_nick} is not on this node, and the cluster cannot be asked now\n"),
+        ),
         None => text(StatusCode::SERVICE_UNAVAILABLE, "server shutting down\n"),
     }
 }

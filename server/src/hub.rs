@@ -23,6 +23,7 @@ use chat_engine::{ClientId, Engine, Error, Input, JoinRequest, Output, Stats};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::Kicked;
 use crate::broker::link::BrokerLink;
 use crate::broker::node::BrokerHandle;
 use crate::clock::Clock;
@@ -70,7 +71,7 @@ pub(crate) enum ToHub {
     Kick {
         room: String,
         nick: String,
-        reply: oneshot::Sender<Result<ClientId, Error>>,
+        reply: oneshot::Sender<Kicked>,
     },
 }
 
@@ -101,7 +102,7 @@ impl HubHandle {
         answer.await.ok()
     }
 
-    pub(crate) async fn kick(&self, room: String, nick: String) -> Option<Result<ClientId, Error>> {
+    pub(crate) async fn kick(&self, room: String, nick: String) -> Option<Kicked> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(ToHub::Kick { room, nick, reply }).await.ok()?;
         answer.await.ok()
@@ -403,7 +404,16 @@ impl Hub {
                 self.engine.handle(now, Input::Disconnect { client })
             }
             ToHub::Kick { room, nick, reply } => {
-                let _ = reply.send(self.engine.kick(now, &room, &nick));
+                match (self.engine.kick(now, &room, &nick), self.broker.as_mut()) {
+                    (Ok(client), _) => {
+                        let _ = reply.send(Kicked::Here(client));
+                    }
+                    // Not here: the node holding the name is asked, without waiting for it.
+                    (Err(_), Some(broker)) => broker.kick_elsewhere(room, nick, reply),
+                    (Err(_), None) => {
+                        let _ = reply.send(Kicked::NoSuchUser);
+                    }
+                }
                 Ok(())
             }
         };
@@ -470,7 +480,9 @@ impl Hub {
                 Output::Refill { room, .. } => {
                     tracing::error!(%room, "the engine asked for a refill, but no broker is running");
                 }
-                Output::ClaimNick { room, .. } | Output::ReleaseNick { room, .. } => {
+                Output::ClaimNick { room, .. }
+                | Output::ReleaseNick { room, .. }
+                | Output::Relay { room, .. } => {
                     tracing::error!(%room, "the engine asked for a nickname claim, but no broker is running");
                 }
             }

@@ -7,7 +7,8 @@
 //! persistence) serves again under a new epoch, members told `recovered: false`.
 //!
 //! Nicknames are unique per room across nodes: two nodes racing for one give it to exactly one,
-//! and a join Redis cannot confirm is refused with `unavailable`.
+//! and a join Redis cannot confirm is refused with `unavailable`. Typing and an operator's kick
+//! reach the node the member is on.
 //!
 //! With the real binaries: `kill -9` of one node leaves the other serving, and the killed node's
 //! client resumes on the other with `since`, recovering everything, under its own name once the
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use chat_server::broker::redis::process::RedisServer;
 use common::binary::{recv, Binary};
-use common::{http_get, settings, Client, TestServer, WAIT};
+use common::{http_get, http_post, settings, Client, TestServer, WAIT};
 use futures_util::SinkExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -423,6 +424,48 @@ async fn a_living_node_keeps_its_names_past_the_ttl() {
         assert!(tokio::time::Instant::now() < deadline, "never freed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Typing on one node shows on the other. An operator's kick on node A of a member of node B is
+/// sent to B (`202`), which closes it with 4003; a name nobody holds is `404` on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn typing_and_an_operators_kick_reach_the_other_node() {
+    let redis = RedisServer::spawn();
+    let with_token = |name: &str| {
+        let mut settings = settings();
+        settings.epoch = Some(format!("node-{name}"));
+        settings.broker = Some(redis.url());
+        settings.admin_token = Some("tok".into());
+        TestServer::start(settings)
+    };
+    let (a, b) = (with_token("a").await, with_token("b").await);
+    ready_is(&a, 200).await;
+    ready_is(&b, 200).await;
+    let (mut ann, mut bob) = ann_on_a_bob_on_b(&a, &b).await;
+    ann.send_json(serde_json::json!({"type": "typing"})).await;
+    let typing = bob.recv_type("typing").await;
+    assert_eq!(
+        (typing["nick"].as_str(), typing["room"].as_str()),
+        (Some("ann"), Some("lobby"))
+    );
+    bob.send_json(serde_json::json!({"type": "typing"})).await;
+    assert_eq!(ann.recv_type("typing").await["nick"], "bob");
+
+    let auth = [("Authorization", "Bearer tok")];
+    let (code, body) = http_post(&a, "/admin/kick?room=lobby&nick=BOB", &auth).await;
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(bob.recv_close().await.0, 4003);
+    for node in [&a, &b] {
+        let (code, body) = http_post(node, "/admin/kick?room=lobby&nick=nobody", &auth).await;
+        assert_eq!(code, 404, "{body}");
+    }
+    // Still a plain kick where the member is.
+    let (code, _) = http_post(&a, "/admin/kick?room=lobby&nick=ann", &auth).await;
+    assert_eq!(code, 204);
+    assert_eq!(ann.recv_close().await.0, 4003);
     a.shutdown().await;
     b.shutdown().await;
 }

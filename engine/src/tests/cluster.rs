@@ -668,3 +668,62 @@ fn the_room_that_heard_from_the_broker_last_is_forgotten_last() {
     assert!(matches!(history, [m] if m.text == "hi"), "{history:?}");
     assert_eq!(h.engine.stats().dormant_rooms, 1);
 }
+
+/// Typing goes to the other nodes as a `Relay` of the very frame this node's members got; a
+/// relayed typing notice reaches every member here, and only where the room relays typing.
+#[test]
+fn typing_is_relayed_to_the_other_nodes_and_taken_from_them_in_small_rooms_only() {
+    let config = Config {
+        presence_notify_max: 2,
+        ..ordered()
+    };
+    let (mut a, mut b) = (shell(config.clone()), shell(config));
+    let ann = a.connect("ann");
+    let (bob, cid) = (b.connect("bob"), b.connect("cid"));
+    a.all_events();
+    b.all_events();
+    a.send(ann, r#"{"type":"typing"}"#);
+    let relays = a.take_relays();
+    assert_eq!(relays.len(), 1);
+    let (room, frame) = &relays[0];
+    assert_eq!(room, "general");
+    b.handle(Input::Relayed { room, frame }).unwrap();
+    for id in [bob, cid] {
+        assert!(
+            matches!(&b.take(id)[..], [ServerMessage::Typing { nick, .. }] if nick == "ann"),
+            "every member here"
+        );
+    }
+    // Nothing that is not a typing notice of that room passes.
+    let message = Bytes::from_static(
+        br#"{"type":"message","room":"general","seq":1,"nick":"x","text":"hi","ts":"t"}"#,
+    );
+    let elsewhere = Bytes::from_static(br#"{"type":"typing","room":"lobby","nick":"x"}"#);
+    for (room, frame) in [
+        ("general", &message),
+        ("general", &elsewhere),
+        ("nowhere", frame),
+    ] {
+        b.handle(Input::Relayed { room, frame }).unwrap();
+    }
+    assert!(b.take(bob).is_empty() && b.take(cid).is_empty());
+    // A large room here (over presence_notify_max) relays no typing, either way.
+    let dan = b.connect("dan");
+    b.all_events();
+    b.handle(Input::Relayed { room, frame }).unwrap();
+    assert!(b.take(bob).is_empty() && b.take(dan).is_empty());
+    b.send(dan, r#"{"type":"typing"}"#);
+    assert!(b.take_relays().is_empty());
+
+    // Without a broker there is nothing to relay to, and a relayed frame is refused.
+    let mut alone = shell(unlimited());
+    let eve = alone.connect("eve");
+    alone.connect("fay");
+    alone.send(eve, r#"{"type":"typing"}"#);
+    assert!(alone.take_relays().is_empty());
+    let input = Input::Relayed { room, frame };
+    assert_eq!(
+        alone.engine.handle(alone.at(), input),
+        Err(crate::Error::NotClustered)
+    );
+}

@@ -4,6 +4,8 @@
 
 use chat_engine::{Engine, Input, Now, Output};
 
+use crate::admin::Kicked;
+
 use super::nicks::NickOp;
 use super::node::{BrokerHandle, Publish, Report, Request};
 
@@ -53,12 +55,29 @@ impl BrokerLink {
                 room,
                 likeness,
             }),
+            Output::Relay { room, frame } => Request::Relay { room, frame },
             other => return Some(other),
         };
         if self.handle.requests.send(request).is_err() {
             tracing::warn!("the broker task has stopped; a request was dropped");
         }
         None
+    }
+
+    /// Has the node holding `nick` in `room` (another one: this one has nobody of that name)
+    /// kick it; `reply` learns whether one does.
+    pub(crate) fn kick_elsewhere(
+        &mut self,
+        room: String,
+        nick: String,
+        reply: tokio::sync::oneshot::Sender<Kicked>,
+    ) {
+        let request = Request::Kick { room, nick, reply };
+        if let Err(refused) = self.handle.requests.send(request) {
+            if let Request::Kick { reply, .. } = refused.0 {
+                let _ = reply.send(Kicked::Unavailable);
+            }
+        }
     }
 
     /// The broker's reports, for the hub to wait on beside its inbox.
@@ -100,6 +119,15 @@ impl BrokerLink {
                 },
             ),
             Report::Resumed => engine.handle(now, Input::BrokerResumed),
+            Report::Relayed { room, frame } => engine.handle(now, Input::Relayed { room, frame }),
+            Report::Kick { room, nick } => match engine.kick(now, room, nick) {
+                Ok(client) => {
+                    tracing::info!(%client, "kicked by an operator (through another node)");
+                    Ok(())
+                }
+                // It left, or was renamed, since the other node looked.
+                Err(_) => Ok(()),
+            },
             Report::NickClaimed {
                 client,
                 room,

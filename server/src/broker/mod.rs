@@ -6,4 +6,5 @@ pub(crate) mod link;
 pub(crate) mod nicks;
 pub(crate) mod node;
 pub mod redis;
+pub(crate) mod relay;
 pub(crate) mod stats;

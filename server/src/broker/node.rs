@@ -19,14 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chat_engine::names::room_likeness;
+use chat_engine::names::{nick_likeness, room_likeness};
 use chat_engine::{ClaimOutcome, ClientId, OpId, RestoredRoom, Unnumbered};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::nicks::{NickOp, Nicks};
 use super::redis::{keys::room_key, subscribe, BrokerError, Event, Numbered, RedisBroker};
+use super::relay::{owner_node, Relay};
 use super::stats::BrokerStats;
+use crate::admin::Kicked;
 
 /// Messages one refill asks for at most; the engine asks again after a full page.
 const REFILL_PAGE: usize = 256;
@@ -58,6 +60,17 @@ pub(crate) enum Request {
         limit: usize,
     },
     Nick(NickOp),
+    /// A typing notice for the room's members on the other nodes.
+    Relay {
+        room: String,
+        frame: Bytes,
+    },
+    /// An operator's kick this node could not carry out: for the node holding the name.
+    Kick {
+        room: String,
+        nick: String,
+        reply: oneshot::Sender<Kicked>,
+    },
 }
 
 /// One message for the broker to order.
@@ -107,6 +120,16 @@ pub(crate) enum Report {
         room: String,
         likeness: String,
         outcome: ClaimOutcome,
+    },
+    /// Another node's typing notice for this node's members.
+    Relayed {
+        room: String,
+        frame: Bytes,
+    },
+    /// An operator's kick of a member of this node, asked on another.
+    Kick {
+        room: String,
+        nick: String,
     },
 }
 
@@ -252,6 +275,26 @@ impl Task {
                             });
                         }
                         Request::Nick(op) => self.nicks.send(op),
+                        Request::Relay { room, frame } => {
+                            let relay = Relay::Typing {
+                                from: self.node_epoch.clone(),
+                                room,
+                                frame: String::from_utf8_lossy(&frame).into_owned(),
+                            };
+                            let broker = self.broker.clone();
+                            calls.spawn(async move {
+                                // Typing is a hint: without Redis it is dropped.
+                                let _ = broker.relay(&relay.encode()).await;
+                                (None, Vec::new())
+                            });
+                        }
+                        Request::Kick { room, nick, reply } => {
+                            let (broker, epoch) = (self.broker.clone(), self.node_epoch.clone());
+                            calls.spawn(async move {
+                                let _ = reply.send(kick_elsewhere(&broker, &epoch, room, nick).await);
+                                (None, Vec::new())
+                            });
+                        }
                     }
                 }
                 Some(done) = calls.join_next(), if !calls.is_empty() => {
@@ -286,6 +329,19 @@ impl Task {
                                 frame: ordered.body,
                             }
                         }
+                        Event::Relayed(payload) => match Relay::decode(&payload) {
+                            Some(Relay::Typing { from, room, frame }) if from != self.node_epoch => {
+                                Report::Relayed { room, frame: Bytes::from(frame) }
+                            }
+                            Some(Relay::Kick { to, room, nick }) if to == self.node_epoch => {
+                                Report::Kick { room, nick }
+                            }
+                            Some(_) => continue,
+                            None => {
+                                tracing::warn!("a relay that is not one of ours; skipped");
+                                continue;
+                            }
+                        },
                         Event::Lost => {
                             tracing::warn!("lost the broker's deliveries; resubscribing");
                             self.stats.set_subscribed(false);
@@ -412,6 +468,41 @@ async fn refill(broker: &RedisBroker, node_epoch: &str, room: String, after: u64
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
+    }
+}
+
+/// Sends an operator's kick to the node whose client holds `nick` in `room` (the claim names
+/// it), unless nobody does.
+async fn kick_elsewhere(
+    broker: &RedisBroker,
+    node_epoch: &str,
+    room: String,
+    nick: String,
+) -> Kicked {
+    let owner = match broker
+        .nick_owner(&key(&room), &nick_likeness(nick.trim()))
+        .await
+    {
+        Ok(Some(owner)) => owner,
+        Ok(None) => return Kicked::NoSuchUser,
+        Err(e) => {
+            tracing::warn!(%room, error = %e, "a kick could not look the name up");
+            return Kicked::Unavailable;
+        }
+    };
+    let node = owner_node(&owner).to_owned();
+    // Ours, yet not here: the member left since the engine looked.
+    if node == node_epoch {
+        return Kicked::NoSuchUser;
+    }
+    let relay = Relay::Kick {
+        to: node.clone(),
+        room,
+        nick,
+    };
+    match broker.relay(&relay.encode()).await {
+        Ok(()) => Kicked::Sent { node },
+        Err(_) => Kicked::Unavailable,
     }
 }
 

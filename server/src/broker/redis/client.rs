@@ -492,6 +492,35 @@ impl RedisBroker {
         u64::try_from(n).map_err(|_| BrokerError::malformed(format!("node number: {n}")))
     }
 
+    /// Publishes `payload` on [`RELAY`](keys::RELAY), to every node subscribed now.
+    pub async fn relay(&self, payload: &[u8]) -> Result<(), BrokerError> {
+        int(
+            self.command(::redis::cmd("PUBLISH").arg(keys::RELAY).arg(payload))
+                .await?,
+            "relay",
+        )?;
+        Ok(())
+    }
+
+    /// Who holds `nick_key` in `room` (the owner a claim named), if anyone.
+    pub async fn nick_owner(
+        &self,
+        room: &str,
+        nick_key: &str,
+    ) -> Result<Option<String>, BrokerError> {
+        check_room(room)?;
+        match self
+            .command(::redis::cmd("GET").arg(keys::nick(room, nick_key)))
+            .await?
+        {
+            Value::Nil => Ok(None),
+            Value::BulkString(owner) => String::from_utf8(owner)
+                .map(Some)
+                .map_err(|_| BrokerError::malformed("a nickname's owner is not UTF-8")),
+            other => Err(BrokerError::malformed(format!("nick owner: {other:?}"))),
+        }
+    }
+
     /// Claims `nick_key` in `room` for `owner` until `ttl` passes. The same owner claiming again
     /// refreshes the expiry; another owner gets [`Claim::Taken`] until it is released or expires.
     pub async fn claim_nick(

@@ -4,6 +4,9 @@
 /// The one pub/sub channel every node subscribes to; the envelope names the room.
 pub const DELIVERIES: &str = "chat:deliveries";
 
+/// The pub/sub channel of what nodes tell each other outside the rooms' order (typing, kicks).
+pub const RELAY: &str = "chat:relay";
+
 /// The count of nodes that joined (each node's number, for its guests' names).
 pub(crate) const NODES: &str = "chat:nodes";
 

@@ -1,5 +1,6 @@
 //! The deliveries subscription: one task per node holds one pub/sub connection to
-//! [`DELIVERIES`], turns envelopes into [`Event::Delivery`], and reconnects with backoff.
+//! [`DELIVERIES`] (and [`RELAY`]), turns envelopes into [`Event::Delivery`] (relays into
+//! [`Event::Relayed`]), and reconnects with backoff.
 //!
 //! Pub/sub is lossy: a message published while the connection is down is never seen, and Redis
 //! drops a subscriber whose output buffer passes `client-output-buffer-limit pubsub`. So the task
@@ -15,13 +16,15 @@ use tokio::task::JoinHandle;
 use super::client::{bounded, open, Ordered};
 use super::envelope;
 use super::error::BrokerError;
-use super::keys::DELIVERIES;
+use super::keys::{DELIVERIES, RELAY};
 
 /// What the subscription task reports, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A message as ordered by the broker.
     Delivery(Ordered),
+    /// What a node published on [`RELAY`] (its payload, undecoded).
+    Relayed(bytes::Bytes),
     /// The task is (re)subscribed: anything published while it was not may have been missed.
     Subscribed,
     /// The subscription dropped; [`Event::Subscribed`] follows once it is back.
@@ -94,7 +97,7 @@ enum Held {
 async fn hold(client: &::redis::Client, tx: &mpsc::Sender<Event>, backoff: &mut Duration) -> Held {
     let subscribed = bounded(CONNECT_TIMEOUT, async {
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(DELIVERIES).await?;
+        pubsub.subscribe(&[DELIVERIES, RELAY]).await?;
         Ok(pubsub)
     })
     .await;
@@ -113,6 +116,14 @@ async fn hold(client: &::redis::Client, tx: &mpsc::Sender<Event>, backoff: &mut 
         tokio::select! {
             msg = stream.next() => {
                 let Some(msg) = msg else { return Held::Dropped };
+                if msg.get_channel_name() == RELAY {
+                    let relayed = bytes::Bytes::copy_from_slice(msg.get_payload_bytes());
+                    match tx.try_send(Event::Relayed(relayed)) {
+                        Ok(()) => continue,
+                        Err(mpsc::error::TrySendError::Full(_)) => return Held::Overflow,
+                        Err(mpsc::error::TrySendError::Closed(_)) => return Held::ReceiverGone,
+                    }
+                }
                 match envelope::parse(msg.get_payload_bytes()) {
                     Ok(e) => {
                         let ordered =

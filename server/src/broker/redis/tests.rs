@@ -370,6 +370,7 @@ async fn a_slow_consumer_gets_lost_instead_of_an_unbounded_backlog() {
             Event::Delivery(d) => seqs.push(d.seq),
             Event::Lost => break,
             Event::Subscribed => panic!("subscribed again before lost"),
+            Event::Relayed(_) => panic!("nothing was relayed"),
         }
     }
     assert_eq!(
@@ -613,4 +614,38 @@ async fn bad_arguments_are_refused_before_redis() {
         RedisBroker::connect("nonsense://x", options()).await,
         Err(BrokerError::BadUrl { .. })
     ));
+}
+
+/// A relay reaches every subscriber as it was sent, beside the deliveries; a claim's owner can be
+/// read back (and is gone once released); every node that joins gets a number of its own.
+#[tokio::test]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn relays_reach_subscribers_and_owners_and_node_numbers_can_be_read() {
+    let server = RedisServer::spawn();
+    let b = broker(&server).await;
+    let (mut rx, _task) = subscribe(&server.url(), 16).unwrap();
+    assert_eq!(next(&mut rx).await, Event::Subscribed);
+    b.relay(b"{\"kind\":\"x\"}").await.unwrap();
+    let p = b.publish("r", b"m", "1", "E").await.unwrap();
+    assert_eq!(
+        next(&mut rx).await,
+        Event::Relayed(Bytes::from_static(b"{\"kind\":\"x\"}"))
+    );
+    assert_eq!(delivery(&mut rx).await.seq, p.seq);
+
+    let ttl = Duration::from_secs(10);
+    assert_eq!(b.nick_owner("r", "ann").await.unwrap(), None);
+    assert_eq!(
+        b.claim_nick("r", "ann", "node-a/7", ttl).await.unwrap(),
+        Claim::Won
+    );
+    assert_eq!(
+        b.nick_owner("r", "ann").await.unwrap().as_deref(),
+        Some("node-a/7")
+    );
+    b.release_nick("r", "ann", "node-a/7").await.unwrap();
+    assert_eq!(b.nick_owner("r", "ann").await.unwrap(), None);
+
+    let first = b.node_number().await.unwrap();
+    assert_eq!(b.node_number().await.unwrap(), first + 1);
 }
