@@ -1,0 +1,229 @@
+//! Nicknames claimed across a cluster, under a broker whose answers come late and interleaved:
+//! three engines (nodes) share one claim registry, and proptest scripts joins, renames, room
+//! switches and leaves on every node, and which node's oldest claim or release the broker
+//! carries out next (each node's in the order asked, as the server's lanes keep one name's).
+//!
+//! Invariants: **no two members of one room, on any nodes, have names alike** (checked after
+//! every step), and once every claim and release is carried out, **the registry holds exactly
+//! the names members use**: none leaked by a late answer or a leave, none used without a claim.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use chat_engine::names::{nick_likeness, room_likeness};
+use chat_engine::protocol::JoinRequest;
+use chat_engine::test_kit::{unlimited, NickRequest, Shell};
+use chat_engine::{ClaimOutcome, ClientId, Config, Input};
+use proptest::prelude::*;
+
+const NODES: usize = 3;
+/// Few names, some alike (by case or look), so claims collide.
+const NAMES: [&str; 5] = ["ann", "ANN", "bob", "\u{430}nn", "cid"];
+const ROOMS: [&str; 2] = ["general", "GENERAL2"];
+
+fn config() -> Config {
+    Config {
+        ordered_by_broker: true,
+        nicks_claimed: true,
+        ..unlimited()
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// A new client on `node` asks for `name` in `room`.
+    Connect {
+        node: usize,
+        name: usize,
+        room: usize,
+    },
+    /// A client of `node` asks to be `name` (a rename, in its room).
+    Rename {
+        node: usize,
+        who: usize,
+        name: usize,
+    },
+    /// A client of `node` switches to `room`.
+    Switch {
+        node: usize,
+        who: usize,
+        room: usize,
+    },
+    /// A client of `node` leaves.
+    Leave { node: usize, who: usize },
+    /// The broker carries out `node`'s oldest claim or release.
+    Answer { node: usize },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let node = 0..NODES;
+    prop_oneof![
+        3 => (node.clone(), 0..NAMES.len(), 0..ROOMS.len())
+            .prop_map(|(node, name, room)| Step::Connect { node, name, room }),
+        2 => (node.clone(), 0..4usize, 0..NAMES.len())
+            .prop_map(|(node, who, name)| Step::Rename { node, who, name }),
+        1 => (node.clone(), 0..4usize, 0..ROOMS.len())
+            .prop_map(|(node, who, room)| Step::Switch { node, who, room }),
+        1 => (node.clone(), 0..4usize).prop_map(|(node, who)| Step::Leave { node, who }),
+        6 => node.prop_map(|node| Step::Answer { node }),
+    ]
+}
+
+/// The broker's registry: (room likeness, nick likeness) -> (node, client).
+type Registry = BTreeMap<(String, String), (usize, ClientId)>;
+
+struct Cluster {
+    nodes: Vec<Shell>,
+    registry: Registry,
+    /// Claims and releases each node asked for, not yet carried out, oldest first.
+    asked: Vec<VecDeque<NickRequest>>,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Self {
+            nodes: (0..NODES)
+                .map(|n| Shell::new(config(), &format!("n{n}")))
+                .collect(),
+            registry: Registry::new(),
+            asked: vec![VecDeque::new(); NODES],
+        }
+    }
+
+    fn pick(&self, node: usize, who: usize) -> Option<ClientId> {
+        let live = self.nodes[node].live_clients();
+        (!live.is_empty()).then(|| live[who % live.len()])
+    }
+
+    fn run(&mut self, step: Step) {
+        match step {
+            Step::Connect { node, name, room } => {
+                let join = JoinRequest {
+                    room: Some(ROOMS[room].to_owned()),
+                    nick: Some(NAMES[name].to_owned()),
+                    ..JoinRequest::default()
+                };
+                self.nodes[node].connect_with(join);
+            }
+            Step::Rename { node, who, name } => {
+                if let Some(id) = self.pick(node, who) {
+                    let frame = format!(r#"{{"type":"nick","nick":"{}"}}"#, NAMES[name]);
+                    self.nodes[node].send(id, &frame);
+                }
+            }
+            Step::Switch { node, who, room } => {
+                if let Some(id) = self.pick(node, who) {
+                    let frame = format!(r#"{{"type":"join","room":"{}"}}"#, ROOMS[room]);
+                    self.nodes[node].send(id, &frame);
+                }
+            }
+            Step::Leave { node, who } => {
+                if let Some(id) = self.pick(node, who) {
+                    self.nodes[node].disconnect(id);
+                }
+            }
+            Step::Answer { node } => {
+                self.collect();
+                if let Some(request) = self.asked[node].pop_front() {
+                    self.carry_out(node, request);
+                }
+            }
+        }
+        self.collect();
+        for shell in &mut self.nodes {
+            shell.all_events();
+        }
+    }
+
+    fn collect(&mut self) {
+        for (node, shell) in self.nodes.iter_mut().enumerate() {
+            self.asked[node].extend(shell.take_nick_requests());
+        }
+    }
+
+    fn carry_out(&mut self, node: usize, request: NickRequest) {
+        match request {
+            NickRequest::Claim {
+                client,
+                room,
+                likeness,
+            } => {
+                let key = (room_likeness(&room), likeness.clone());
+                let outcome = match self.registry.get(&key) {
+                    Some(&owner) if owner != (node, client) => ClaimOutcome::Taken,
+                    _ => {
+                        self.registry.insert(key, (node, client));
+                        ClaimOutcome::Granted
+                    }
+                };
+                let input = Input::NickClaimed {
+                    client,
+                    room: &room,
+                    likeness: &likeness,
+                    outcome,
+                };
+                self.nodes[node]
+                    .handle(input)
+                    .expect("an answer is an input");
+            }
+            NickRequest::Release {
+                client,
+                room,
+                likeness,
+            } => {
+                let key = (room_likeness(&room), likeness);
+                if self.registry.get(&key) == Some(&(node, client)) {
+                    self.registry.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Everyone in a room, on every node: (room likeness, nick likeness) -> (node, client).
+    fn in_rooms(&self) -> Result<Registry, String> {
+        let mut seen = Registry::new();
+        for (node, shell) in self.nodes.iter().enumerate() {
+            for id in shell.live_clients() {
+                let Some((nick, Some(room))) = shell.engine.client_info(id) else {
+                    continue;
+                };
+                let key = (room_likeness(room), nick_likeness(nick));
+                if let Some(other) = seen.insert(key.clone(), (node, id)) {
+                    return Err(format!("{key:?} held by {other:?} and ({node}, {id})"));
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    fn quiesce(&mut self) {
+        for _ in 0..10_000 {
+            self.collect();
+            let Some(node) = (0..NODES).find(|&n| !self.asked[n].is_empty()) else {
+                return;
+            };
+            let request = self.asked[node].pop_front().expect("found above");
+            self.carry_out(node, request);
+        }
+        panic!("the claims did not go quiet");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::default())]
+
+    /// No two members of one room, on any nodes, have names alike; once everything is carried
+    /// out the registry holds exactly the names in use.
+    #[test]
+    fn names_stay_unique_across_nodes_and_no_claim_leaks(
+        steps in proptest::collection::vec(step(), 1..60)
+    ) {
+        let mut cluster = Cluster::new();
+        for step in steps {
+            cluster.run(step);
+            prop_assert!(cluster.in_rooms().is_ok(), "{:?}", cluster.in_rooms());
+        }
+        cluster.quiesce();
+        let in_rooms = cluster.in_rooms().map_err(TestCaseError::fail)?;
+        prop_assert_eq!(&in_rooms, &cluster.registry);
+    }
+}
