@@ -6,7 +6,7 @@
 //! Claims and releases go in lanes chosen by the name's key: one name's operations are carried
 //! out in the order the engine asked (a release overtaken by a later claim of the same owner
 //! would delete the claim), while different names go at once. Each lane renews the claims it
-//! granted every third of the ttl, and forgets those released.
+//! granted every third of the ttl, a room's in one call per 256, and forgets those released.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -22,6 +22,8 @@ use super::redis::{Claim, RedisBroker};
 
 /// Lanes of claims at once; one name always uses the same lane.
 const LANES: usize = 8;
+/// Claims renewed in one call at most (a room's: its keys share the room's hash tag).
+const RENEW_BATCH: usize = 256;
 
 /// A claim or release, as the engine asked.
 #[derive(Debug)]
@@ -172,16 +174,26 @@ impl Lane {
         }
     }
 
-    /// Claims again, with the same owner, every name this lane holds: that renews its expiry.
-    /// One found taken was lost (it expired while Redis was away, and another node took it).
+    /// Renews every claim this lane holds, a room's at a time in calls of at most
+    /// [`RENEW_BATCH`] claims. One found taken was lost (it expired while Redis was away, and
+    /// another node took it).
     async fn renew(&mut self) {
+        let mut by_room: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+        for ((room, likeness), owner) in &self.held {
+            by_room.entry(room).or_default().push((likeness, owner));
+        }
         let mut lost = Vec::new();
-        for ((key, likeness), owner) in &self.held {
-            match self.broker.claim_nick(key, likeness, owner, self.ttl).await {
-                Ok(Claim::Won) => {}
-                Ok(Claim::Taken) => lost.push((key.clone(), likeness.clone())),
-                // Redis is away: the next round tries again.
-                Err(_) => return,
+        for (room, claims) in by_room {
+            for batch in claims.chunks(RENEW_BATCH) {
+                match self.broker.renew_nicks(room, batch, self.ttl).await {
+                    Ok(kept) => lost.extend(
+                        (batch.iter().zip(kept))
+                            .filter(|(_, kept)| !kept)
+                            .map(|(&(likeness, _), _)| (room.to_owned(), likeness.to_owned())),
+                    ),
+                    // Redis is away: the next round tries again.
+                    Err(_) => return,
+                }
             }
         }
         for name in lost {

@@ -547,6 +547,38 @@ impl RedisBroker {
         }
     }
 
+    /// Renews the claims of `room` this node holds, `(nick_key, owner)` each, in one call: each
+    /// gets `ttl` afresh, in order, `true` for one still (or again) its owner's, `false` for one
+    /// another owner took meanwhile (it expired while its owner could not renew it).
+    pub async fn renew_nicks(
+        &self,
+        room: &str,
+        claims: &[(&str, &str)],
+        ttl: Duration,
+    ) -> Result<Vec<bool>, BrokerError> {
+        check_room(room)?;
+        check_ttl(ttl)?;
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = scripts::RENEW_NICKS.prepare_invoke();
+        invocation.arg(millis(ttl));
+        for (nick_key, owner) in claims {
+            invocation.key(keys::nick(room, nick_key)).arg(*owner);
+        }
+        let kept = array(self.run(&invocation).await?, "renew")?;
+        if kept.len() != claims.len() {
+            return Err(BrokerError::malformed(format!(
+                "renew: {} answers for {} claims",
+                kept.len(),
+                claims.len()
+            )));
+        }
+        kept.into_iter()
+            .map(|v| Ok(int(v, "renew")? == 1))
+            .collect()
+    }
+
     /// Releases `nick_key` in `room` if `owner` still holds it; otherwise does nothing.
     pub async fn release_nick(
         &self,

@@ -124,6 +124,26 @@ return 0
     )
 });
 
+/// Renew many claims of one room. KEYS: nick 1..N. ARGV: ttl (ms), owner 1..N. Each key still
+/// (or again, once expired) its owner's gets the ttl afresh and 1; one another owner took gets 0.
+pub(crate) static RENEW_NICKS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local out = {}
+for i, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if owner == false or owner == ARGV[i + 1] then
+    redis.call('SET', key, ARGV[i + 1], 'PX', ARGV[1])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"#,
+    )
+});
+
 /// Release a nickname. KEYS: nick. ARGV: owner. Deletes only if the owner still holds it.
 pub(crate) static RELEASE_NICK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
