@@ -136,8 +136,6 @@ impl FakeNicks {
     /// Carries out every claim and release node `node` asked for, in order, answering each claim
     /// (`Input::NickClaimed`) at once; `unavailable`: answer every claim so, change nothing.
     pub fn serve(&mut self, node: usize, shell: &mut crate::test_kit::Shell, unavailable: bool) {
-        use crate::test_kit::NickRequest;
-        use crate::{ClaimOutcome, Input};
         // Answers can ask for more (a late grant is released): serve until none is left.
         loop {
             let requests = shell.take_nick_requests();
@@ -145,45 +143,63 @@ impl FakeNicks {
                 return;
             }
             for request in requests {
-                match request {
-                    NickRequest::Claim {
-                        client,
-                        room,
-                        likeness,
-                    } => {
-                        let key = (crate::names::room_likeness(&room), likeness.clone());
-                        let outcome = if unavailable {
-                            ClaimOutcome::Unavailable
-                        } else {
-                            match self.held.get(&key) {
-                                Some(&owner) if owner != (node, client) => ClaimOutcome::Taken,
-                                _ => {
-                                    self.held.insert(key, (node, client));
-                                    ClaimOutcome::Granted
-                                }
-                            }
-                        };
-                        let answer = Input::NickClaimed {
-                            client,
-                            room: &room,
-                            likeness: &likeness,
-                            outcome,
-                        };
-                        shell.handle(answer).expect("a claim's answer is an input");
-                    }
-                    NickRequest::Release {
-                        client,
-                        room,
-                        likeness,
-                    } => {
-                        let key = (crate::names::room_likeness(&room), likeness);
-                        if self.held.get(&key) == Some(&(node, client)) {
-                            self.held.remove(&key);
+                self.carry_out(node, shell, request, unavailable);
+            }
+        }
+    }
+
+    /// Carries out one claim or release node `node` asked for, answering a claim at once.
+    pub fn carry_out(
+        &mut self,
+        node: usize,
+        shell: &mut crate::test_kit::Shell,
+        request: crate::test_kit::NickRequest,
+        unavailable: bool,
+    ) {
+        use crate::test_kit::NickRequest;
+        use crate::{ClaimOutcome, Input};
+        match request {
+            NickRequest::Claim {
+                client,
+                room,
+                likeness,
+            } => {
+                let key = (crate::names::room_likeness(&room), likeness.clone());
+                let outcome = if unavailable {
+                    ClaimOutcome::Unavailable
+                } else {
+                    match self.held.get(&key) {
+                        Some(&owner) if owner != (node, client) => ClaimOutcome::Taken,
+                        _ => {
+                            self.held.insert(key, (node, client));
+                            ClaimOutcome::Granted
                         }
                     }
+                };
+                let answer = Input::NickClaimed {
+                    client,
+                    room: &room,
+                    likeness: &likeness,
+                    outcome,
+                };
+                shell.handle(answer).expect("a claim's answer is an input");
+            }
+            NickRequest::Release {
+                client,
+                room,
+                likeness,
+            } => {
+                let key = (crate::names::room_likeness(&room), likeness);
+                if self.held.get(&key) == Some(&(node, client)) {
+                    self.held.remove(&key);
                 }
             }
         }
+    }
+
+    /// Every name held: (room likeness, nick likeness) -> (node, client).
+    pub fn held(&self) -> &BTreeMap<(String, String), (usize, crate::ClientId)> {
+        &self.held
     }
 
     /// Who holds `likeness` in `room` (a likeness, as a claim names it).

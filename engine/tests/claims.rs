@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use chat_engine::names::{nick_likeness, room_likeness};
 use chat_engine::protocol::JoinRequest;
-use chat_engine::test_kit::{unlimited, NickRequest, Shell};
-use chat_engine::{ClaimOutcome, ClientId, Config, Input};
+use chat_engine::test_kit::{unlimited, FakeNicks, NickRequest, Shell};
+use chat_engine::{ClientId, Config};
 use proptest::prelude::*;
 
 const NODES: usize = 3;
@@ -68,12 +68,12 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// The broker's registry: (room likeness, nick likeness) -> (node, client).
+/// Who holds each name: (room likeness, nick likeness) -> (node, client).
 type Registry = BTreeMap<(String, String), (usize, ClientId)>;
 
 struct Cluster {
     nodes: Vec<Shell>,
-    registry: Registry,
+    registry: FakeNicks,
     /// Claims and releases each node asked for, not yet carried out, oldest first.
     asked: Vec<VecDeque<NickRequest>>,
 }
@@ -84,7 +84,7 @@ impl Cluster {
             nodes: (0..NODES)
                 .map(|n| Shell::new(config(), &format!("n{n}")))
                 .collect(),
-            registry: Registry::new(),
+            registry: FakeNicks::default(),
             asked: vec![VecDeque::new(); NODES],
         }
     }
@@ -141,41 +141,7 @@ impl Cluster {
     }
 
     fn carry_out(&mut self, node: usize, request: NickRequest) {
-        match request {
-            NickRequest::Claim {
-                client,
-                room,
-                likeness,
-            } => {
-                let key = (room_likeness(&room), likeness.clone());
-                let outcome = match self.registry.get(&key) {
-                    Some(&owner) if owner != (node, client) => ClaimOutcome::Taken,
-                    _ => {
-                        self.registry.insert(key, (node, client));
-                        ClaimOutcome::Granted
-                    }
-                };
-                let input = Input::NickClaimed {
-                    client,
-                    room: &room,
-                    likeness: &likeness,
-                    outcome,
-                };
-                self.nodes[node]
-                    .handle(input)
-                    .expect("an answer is an input");
-            }
-            NickRequest::Release {
-                client,
-                room,
-                likeness,
-            } => {
-                let key = (room_likeness(&room), likeness);
-                if self.registry.get(&key) == Some(&(node, client)) {
-                    self.registry.remove(&key);
-                }
-            }
-        }
+        (self.registry).carry_out(node, &mut self.nodes[node], request, false);
     }
 
     /// Everyone in a room, on every node: (room likeness, nick likeness) -> (node, client).
@@ -224,6 +190,6 @@ proptest! {
         }
         cluster.quiesce();
         let in_rooms = cluster.in_rooms().map_err(TestCaseError::fail)?;
-        prop_assert_eq!(&in_rooms, &cluster.registry);
+        prop_assert_eq!(&in_rooms, cluster.registry.held());
     }
 }

@@ -29,9 +29,19 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn node(redis: &RedisServer, name: &str) -> TestServer {
+    node_with(redis, name, |_| {}).await
+}
+
+/// A node as [`node`] makes it, with `tweak` applied to its settings first.
+async fn node_with(
+    redis: &RedisServer,
+    name: &str,
+    tweak: impl FnOnce(&mut chat_server::settings::Settings),
+) -> TestServer {
     let mut settings = settings();
     settings.epoch = Some(format!("node-{name}"));
     settings.broker = Some(redis.url());
+    tweak(&mut settings);
     TestServer::start(settings).await
 }
 
@@ -402,12 +412,10 @@ async fn a_nickname_race_between_two_nodes_gives_it_to_exactly_one() {
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn a_living_node_keeps_its_names_past_the_ttl() {
     let redis = RedisServer::spawn();
-    let short = |name: &str| {
-        let mut settings = settings();
-        settings.epoch = Some(format!("node-{name}"));
-        settings.broker = Some(redis.url());
-        settings.presence_ttl = Duration::from_millis(600);
-        TestServer::start(settings)
+    let short = |name| {
+        node_with(&redis, name, |s| {
+            s.presence_ttl = Duration::from_millis(600)
+        })
     };
     let (a, b) = (short("a").await, short("b").await);
     ready_is(&a, 200).await;
@@ -434,13 +442,7 @@ async fn a_living_node_keeps_its_names_past_the_ttl() {
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn typing_and_an_operators_kick_reach_the_other_node() {
     let redis = RedisServer::spawn();
-    let with_token = |name: &str| {
-        let mut settings = settings();
-        settings.epoch = Some(format!("node-{name}"));
-        settings.broker = Some(redis.url());
-        settings.admin_token = Some("tok".into());
-        TestServer::start(settings)
-    };
+    let with_token = |name| node_with(&redis, name, |s| s.admin_token = Some("tok".into()));
     let (a, b) = (with_token("a").await, with_token("b").await);
     ready_is(&a, 200).await;
     ready_is(&b, 200).await;
