@@ -91,6 +91,12 @@ pub struct Config {
     /// (`Input::NickClaimed`); a name given up is released (`Output::ReleaseNick`). Needs
     /// `ordered_by_broker`.
     pub nicks_claimed: bool,
+    /// Cluster mode: a room's members on every node are its members here too: counted in
+    /// `user_count`, listed in `welcome` and `who`, announced in `join`, `leave`, `nick` and
+    /// `presence`, and judged by the large-room rules together. This node tells its seats
+    /// (`Output::Seated`, `Output::Unseated`) and takes the others' (`Input::RemoteSeated`,
+    /// `Input::RemoteUnseated`, `Input::RemoteNode`). Needs `nicks_claimed`.
+    pub members_shared: bool,
     /// Put between the guest prefix and a guest's number (`guest-<tag><n>`), so guests of
     /// different nodes of a cluster get different names: ASCII letters, digits and '-', at most
     /// 16 bytes. Empty (the default) on a node of its own.
@@ -132,6 +138,7 @@ impl Default for Config {
             store_relaxed: false,
             ordered_by_broker: false,
             nicks_claimed: false,
+            members_shared: false,
             guest_tag: String::new(),
         }
     }
@@ -178,6 +185,9 @@ impl Config {
         }
         if self.nicks_claimed && !self.ordered_by_broker {
             return fail("nicks_claimed needs ordered_by_broker: only a cluster claims names");
+        }
+        if self.members_shared && !self.nicks_claimed {
+            return fail("members_shared needs nicks_claimed: shared members need unique names");
         }
         let tag_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
         if self.guest_tag.len() > 16 || !self.guest_tag.bytes().all(tag_byte) {

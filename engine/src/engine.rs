@@ -17,7 +17,7 @@ use crate::dormant::Dormant;
 use crate::history::{Budget, Histories};
 use crate::names::{nick_key, room_likeness};
 use crate::protocol::JoinRequest;
-use crate::room::Room;
+use crate::room::{Holder, Room};
 use crate::timer::{Timer, TimerTable};
 use crate::{ClientId, CloseReason, Config, Error, Input, LeaveReason, Now, Output};
 
@@ -79,6 +79,8 @@ pub struct Engine {
     pub(crate) dormant: Dormant,
     /// Publishes the broker has not answered yet (with `ordered_by_broker`).
     pub(crate) publishing: crate::ordering::Publishing,
+    /// Members on other nodes, where they sit (with `members_shared`).
+    pub(crate) remotes: crate::remote::Remotes,
     pub(crate) stats: Stats,
 }
 
@@ -141,6 +143,7 @@ impl Engine {
             histories: Histories::default(),
             uncommitted: Uncommitted::default(),
             publishing: Default::default(),
+            remotes: Default::default(),
             departures: Departures::default(),
             dormant: Dormant::default(),
             stats: Stats::default(),
@@ -287,6 +290,38 @@ impl Engine {
                 self.on_nick_claimed(client, room, likeness, outcome, now);
                 Ok(())
             }
+            Input::RemoteSeated { .. }
+            | Input::RemoteUnseated { .. }
+            | Input::RemoteNode { .. }
+                if !self.config.members_shared =>
+            {
+                Err(Error::NotClustered)
+            }
+            Input::RemoteSeated {
+                node,
+                client,
+                room,
+                nick,
+            } => {
+                self.on_remote_seated(node, client, room, nick, now);
+                Ok(())
+            }
+            Input::RemoteUnseated {
+                node,
+                client,
+                reason,
+            } => {
+                self.on_remote_unseated(node, client, reason, now);
+                Ok(())
+            }
+            Input::RemoteNode {
+                node,
+                seats,
+                missing,
+            } => {
+                self.on_remote_node(node, seats, missing, now);
+                Ok(())
+            }
             Input::Tick => Ok(()),
         };
         self.finish(now);
@@ -297,10 +332,13 @@ impl Engine {
     pub fn kick(&mut self, now: Now, room: &str, nick: &str) -> Result<ClientId, Error> {
         let now = self.advance(now);
         self.fire_timers(now);
-        let slot = self
-            .room_index
-            .get(&room_likeness(room))
-            .and_then(|&r| self.rooms[r].nicks.get(&nick_key(nick.trim())).copied());
+        let slot = self.room_index.get(&room_likeness(room)).and_then(|&r| {
+            match self.rooms[r].nicks.get(&nick_key(nick.trim())) {
+                Some(&Holder::Local(slot)) => Some(slot),
+                // On another node: the shell asks that node (see `Error::NoSuchUser`).
+                _ => None,
+            }
+        });
         let result = match slot {
             Some(slot) => {
                 self.doom(slot, CloseReason::Kicked);
@@ -365,6 +403,12 @@ impl Engine {
         let &slot = self.ids.get(&client)?;
         let c = &self.clients[slot];
         Some((c.queued_frames, c.queued_bytes))
+    }
+
+    /// Everyone in `room` on every node (`welcome`'s `user_count`), if the room exists here.
+    pub fn user_count(&self, room: &str) -> Option<usize> {
+        let &r = self.room_index.get(&room_likeness(room))?;
+        Some(self.rooms[r].user_count())
     }
 
     /// The nickname and room of a connected client.

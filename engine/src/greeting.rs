@@ -51,7 +51,7 @@ impl Engine {
                 nick: &client.nick,
                 room: &room.name,
                 users,
-                user_count: room.members.len(),
+                user_count: room.user_count(),
                 history,
                 recovered,
                 seq: room.seq,

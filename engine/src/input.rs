@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::{ClaimOutcome, ClientId, OpId};
+use crate::{ClaimOutcome, ClientId, LeaveReason, OpId, RemoteSeat};
 
 /// One event from the outside world, handed to `Engine::handle` with the time it happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,6 +122,41 @@ pub enum Input<'a> {
         room: &'a str,
         /// The frame.
         frame: &'a Bytes,
+    },
+    /// Cluster mode with `Config::members_shared`: client `client` of node `node` sits in `room`
+    /// as `nick` now (that node's `Output::Seated`): it joined, switched rooms or was renamed.
+    /// Announced here like a member of this node. A seat whose room or nick this engine would
+    /// refuse is ignored, and so is one whose name a member here holds.
+    RemoteSeated {
+        /// The other node's name (anything that tells nodes apart, never this node's).
+        node: &'a str,
+        /// The client's number on that node.
+        client: u64,
+        /// Its room.
+        room: &'a str,
+        /// Its nickname.
+        nick: &'a str,
+    },
+    /// Cluster mode with `Config::members_shared`: client `client` of node `node` left its room
+    /// for `reason` (that node's `Output::Unseated`). One not known here is ignored.
+    RemoteUnseated {
+        /// The other node's name.
+        node: &'a str,
+        /// The client's number on that node.
+        client: u64,
+        /// Why, as the room is told.
+        reason: LeaveReason,
+    },
+    /// Cluster mode with `Config::members_shared`: everything node `node` seats now, replacing
+    /// what this engine knew of it. Whoever of it is not among `seats` leaves with `missing`:
+    /// empty with `LeaveReason::Timeout` when the node died.
+    RemoteNode {
+        /// The other node's name.
+        node: &'a str,
+        /// Its members, each once.
+        seats: &'a [RemoteSeat],
+        /// Why the members it no longer seats left.
+        missing: LeaveReason,
     },
     /// Nothing happened but time passed: fires due timers. Calling it early is harmless.
     Tick,

@@ -4,7 +4,8 @@
 
 use crate::engine::Engine;
 use crate::flow::is_behind;
-use crate::names::{nick_key, room_likeness};
+use crate::names::{nick_key, nick_likeness, room_likeness};
+use crate::room::{Holder, PresenceKey, RemoteKey};
 use crate::timer::Timer;
 
 impl Engine {
@@ -101,13 +102,13 @@ impl Engine {
                     let room = &self.rooms[r];
                     assert_eq!(
                         room.nicks.get(&nick_key(&client.nick)),
-                        Some(&slot),
+                        Some(&Holder::Local(slot)),
                         "{} not in its room's nick index",
                         client.id
                     );
                     assert_eq!(
                         room.likeness.get(&client.likeness),
-                        Some(&slot),
+                        Some(&Holder::Local(slot)),
                         "{} not in its room's likeness index (or someone looks like it)",
                         client.id
                     );
@@ -136,16 +137,17 @@ impl Engine {
             );
             assert_eq!(
                 room.nicks.len(),
-                room.members.len(),
+                room.user_count(),
                 "room {} nick index size",
                 room.name
             );
             assert_eq!(
                 room.likeness.len(),
-                room.members.len(),
+                room.user_count(),
                 "room {} likeness index size",
                 room.name
             );
+            self.check_remote(r);
             for (pos, &slot) in room.members.iter().enumerate() {
                 assert_eq!(
                     self.clients.get(slot).and_then(|c| c.room),
@@ -294,7 +296,7 @@ impl Engine {
     /// pending; every pending change names the client's membership as it is now.
     fn check_presence(&self, r: usize) {
         let room = &self.rooms[r];
-        if room.members.len() > self.config.presence_notify_max {
+        if room.user_count() > self.config.presence_notify_max {
             assert!(
                 room.coalescing,
                 "room {} large but not coalescing",
@@ -311,7 +313,7 @@ impl Engine {
         if let Some(page) = &room.first_page {
             let names: Vec<&str> = (room.nicks.values())
                 .take(self.config.presence_list_max)
-                .map(|&s| self.clients[s].nick.as_str())
+                .map(|holder| room.name_of(holder, &self.clients))
                 .collect();
             let fresh = serde_json::to_string(&names).expect("strings serialize");
             assert_eq!(
@@ -332,18 +334,80 @@ impl Engine {
             );
         }
         for (id, change) in &room.pending {
-            let now = self
-                .ids
-                .get(id)
-                .map(|&slot| &self.clients[slot])
-                .filter(|client| client.room == Some(r))
-                .map(|client| client.nick.as_str());
+            let now = match id {
+                PresenceKey::Local(id) => (self.ids.get(id))
+                    .map(|&slot| &self.clients[slot])
+                    .filter(|client| client.room == Some(r))
+                    .map(|client| client.nick.as_str()),
+                PresenceKey::Remote(key) => room.remote.get(key).map(|m| m.nick.as_str()),
+            };
             assert_eq!(
                 change.after.as_deref(),
                 now,
-                "room {} pending change of {id} is not its membership now",
+                "room {} pending change of {id:?} is not its membership now",
                 room.name
             );
+        }
+    }
+
+    /// Room `r`'s members on other nodes: each is where the engine's map of them says, under
+    /// its own name in both indexes; and a room's index lists nobody but its members.
+    fn check_remote(&self, r: usize) {
+        let room = &self.rooms[r];
+        for (key, member) in &room.remote {
+            assert_eq!(
+                self.remotes.get(&key.node).and_then(|c| c.get(&key.client)),
+                Some(&r),
+                "room {} remote member {key:?} not mapped to it",
+                room.name
+            );
+            let holder = Some(Holder::Remote(key.clone()));
+            assert_eq!(
+                room.nicks.get(&nick_key(&member.nick)).cloned(),
+                holder,
+                "room {} remote {key:?} not in the nick index",
+                room.name
+            );
+            assert_eq!(
+                room.likeness.get(&member.likeness).cloned(),
+                holder,
+                "room {} remote {key:?} not in the likeness index",
+                room.name
+            );
+            assert_eq!(member.likeness, nick_likeness(&member.nick));
+        }
+        for (key, member) in &room.shadowed {
+            assert!(
+                !room.remote.contains_key(key),
+                "room {} remote {key:?} both shown and shadowed",
+                room.name
+            );
+            assert!(
+                room.holder(&member.nick, &member.likeness).is_some(),
+                "room {} remote {key:?} shadowed though its name is free",
+                room.name
+            );
+            assert_eq!(
+                self.remotes.get(&key.node).and_then(|c| c.get(&key.client)),
+                Some(&r),
+                "room {} shadowed {key:?} not mapped to it",
+                room.name
+            );
+        }
+        for (node, clients) in &self.remotes {
+            assert!(!clients.is_empty(), "node {node} kept with nobody");
+            for (&client, &seat) in clients {
+                let key = RemoteKey {
+                    node: node.clone(),
+                    client,
+                };
+                assert!(
+                    self.rooms.get(seat).is_some_and(|room| {
+                        room.remote.contains_key(&key) || room.shadowed.contains_key(&key)
+                    }),
+                    "remote {key:?} mapped to a room that does not hold it"
+                );
+            }
         }
     }
 }

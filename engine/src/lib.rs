@@ -30,6 +30,7 @@ mod output;
 mod presence;
 pub mod protocol;
 mod rate;
+mod remote;
 mod room;
 mod scrollback;
 mod time;
@@ -45,6 +46,7 @@ pub use input::Input;
 pub use ordering::Unnumbered;
 pub use output::{close_code, CloseReason, LeaveReason, Output};
 pub use protocol::{JoinRequest, Renamed, ServerMessage};
+pub use remote::RemoteSeat;
 pub use time::Now;
 
 #[cfg(any(test, feature = "test-kit"))]

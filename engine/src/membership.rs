@@ -1,13 +1,14 @@
 //! Membership and naming: joining, switching and leaving rooms, renaming, nickname uniqueness
 //! per room (ignoring case), and creating rooms within `rooms_max` (forgetting the stalest empty
-//! one when full). In a cluster, a name is claimed across nodes before it is taken (`claims`).
+//! one when full). In a cluster, a name is claimed across nodes before it is taken (`claims`),
+//! and the other nodes hear of every seat taken or left (`remote`).
 
 use crate::claims::Claimed;
 use crate::dormant::DormantRoom;
 use crate::engine::Engine;
 use crate::names::{checked_nick, nick_likeness, room_likeness, validate_room};
 use crate::protocol::{ErrorCode, JoinRequest, Outgoing};
-use crate::room::Room;
+use crate::room::{Holder, PresenceKey, Room};
 use crate::time::rfc3339_millis;
 use crate::timer::Timer;
 use crate::{LeaveReason, Now};
@@ -43,7 +44,7 @@ impl Engine {
         let target = self.room_index.get(&room_likeness(&room_name)).copied();
         if let Some(t) = target {
             if let Some(holder) = self.rooms[t].holder(&nick, &likeness) {
-                if holder != slot {
+                if *holder != Holder::Local(slot) {
                     return self.nick_taken(slot, now, &nick, t);
                 }
             }
@@ -93,7 +94,7 @@ impl Engine {
             Err(why) => return self.reply_error(slot, now, ErrorCode::InvalidNick, &why),
         };
         if let Some(holder) = self.rooms[r].holder(&nick, &likeness) {
-            if holder != slot {
+            if *holder != Holder::Local(slot) {
                 return self.nick_taken(slot, now, &nick, r);
             }
         }
@@ -124,7 +125,12 @@ impl Engine {
         let list_max = self.config.presence_list_max;
         let old_likeness = std::mem::replace(&mut client.likeness, likeness);
         room.unindex_nick(&old, &old_likeness, list_max);
-        room.index_nick(&client.nick, &client.likeness, slot, list_max);
+        room.index_nick(
+            &client.nick,
+            &client.likeness,
+            Holder::Local(slot),
+            list_max,
+        );
         let frame = Outgoing::Nick {
             room: &room.name,
             old: &old,
@@ -133,12 +139,14 @@ impl Engine {
         }
         .to_frame();
         let (id, nick) = (client.id, client.nick.clone());
+        self.tell_seated(slot, r);
         if self.announces_at_once(r) {
             self.broadcast(r, &frame, None, now);
         } else {
-            self.pend_presence(r, id, Some(&old), Some(&nick), now);
+            self.pend_presence(r, PresenceKey::Local(id), Some(&old), Some(&nick), now);
             self.send_to(slot, now, frame);
         }
+        self.unshadow(r, now);
     }
 
     fn enter_room(&mut self, slot: usize, r: usize, nick: String, likeness: String, now: Now) {
@@ -154,7 +162,7 @@ impl Engine {
         room.index_nick(
             &client.nick,
             &client.likeness,
-            slot,
+            Holder::Local(slot),
             self.config.presence_list_max,
         );
         if client.behind {
@@ -162,10 +170,11 @@ impl Engine {
         }
         self.note_size(r);
         self.sync_pause(slot, now);
+        self.tell_seated(slot, r);
         let (room, client) = (&self.rooms[r], &self.clients[slot]);
         if !self.announces_at_once(r) {
             let (id, nick) = (client.id, client.nick.clone());
-            self.pend_presence(r, id, None, Some(&nick), now);
+            self.pend_presence(r, PresenceKey::Local(id), None, Some(&nick), now);
             // No notice goes out, whose broadcast would look at flow control again: the share
             // of members behind changed, so look now.
             return self.rebalance(r, now);
@@ -203,20 +212,24 @@ impl Engine {
             room.behind -= 1;
         }
         self.sync_pause(slot, now);
+        self.tell_unseated(slot, reason);
         let (room, client) = (&self.rooms[r], &self.clients[slot]);
         if !self.announces_at_once(r) {
             let (id, nick) = (client.id, client.nick.clone());
-            self.pend_presence(r, id, Some(&nick), None, now);
-            return self.rebalance(r, now);
+            self.pend_presence(r, PresenceKey::Local(id), Some(&nick), None, now);
+            self.rebalance(r, now);
+        } else {
+            let frame = Outgoing::Leave {
+                room: &room.name,
+                nick: &client.nick,
+                ts: &rfc3339_millis(now.wall),
+                reason: reason.as_str(),
+            }
+            .to_frame();
+            self.broadcast(r, &frame, None, now);
         }
-        let frame = Outgoing::Leave {
-            room: &room.name,
-            nick: &client.nick,
-            ts: &rfc3339_millis(now.wall),
-            reason: reason.as_str(),
-        }
-        .to_frame();
-        self.broadcast(r, &frame, None, now);
+        // Told after the leave, so whoever sees both ends up with the name listed.
+        self.unshadow(r, now);
     }
 
     /// A new room, making space by forgetting the stalest empty one; `None` if every room is
@@ -228,7 +241,7 @@ impl Engine {
             let (stale, _) = self
                 .rooms
                 .iter()
-                .filter(|(_, room)| room.members.is_empty() && room.assigned == room.seq)
+                .filter(|(_, room)| room.user_count() == 0 && room.assigned == room.seq)
                 .min_by_key(|(_, room)| room.last_active)?;
             self.histories.clear(&mut self.rooms, stale);
             let room = self.rooms.remove(stale);

@@ -22,9 +22,10 @@ pub fn validate_nick(raw: &str) -> Result<&str, String> {
     checked_nick(raw).map(|(nick, _)| nick)
 }
 
-/// [`validate_nick`] and the nickname's likeness (see [`nick_likeness`]), normalizing it once:
-/// a join or rename needs both, and PRECIS and the skeleton are the costly part of a join.
-pub(crate) fn checked_nick(raw: &str) -> Result<(&str, String), String> {
+/// The trimmed nickname and its likeness (see [`nick_likeness`]), normalizing it once (a join
+/// or rename needs both, and PRECIS and the skeleton are the costly part of a join), or why it
+/// is refused. Guests' names pass: another node's members may be guests.
+pub(crate) fn normalized_nick(raw: &str) -> Result<(&str, String), String> {
     let nick = raw.trim();
     let chars = nick.chars().count();
     if chars == 0 {
@@ -57,7 +58,13 @@ pub(crate) fn checked_nick(raw: &str) -> Result<(&str, String), String> {
             }
         }
     }
-    let likeness: String = skeleton(&parts.join(" ")).collect();
+    Ok((nick, skeleton(&parts.join(" ")).collect()))
+}
+
+/// A name a client may choose: [`validate_nick`] and its likeness (`normalized_nick`, and not
+/// a guest's name).
+pub(crate) fn checked_nick(raw: &str) -> Result<(&str, String), String> {
+    let (nick, likeness) = normalized_nick(raw)?;
     // Checked on the skeleton, so neither width, case nor a look-alike letter gets past it.
     if likeness.starts_with(GUEST_PREFIX) {
         return Err(format!(

@@ -69,6 +69,25 @@ pub enum Output {
         /// The frame, waiting for its seq.
         message: Unnumbered,
     },
+    /// Cluster mode with `Config::members_shared`: tell the other nodes that `client` sits in
+    /// `room` as `nick` now (`Input::RemoteSeated` there): it joined, switched or was renamed.
+    /// Keep a client's seats in order; only its latest one matters, so they may be coalesced.
+    Seated {
+        /// The client, whose number (`ClientId::get`) names it to the other nodes.
+        client: ClientId,
+        /// Its room.
+        room: String,
+        /// Its nickname.
+        nick: String,
+    },
+    /// Cluster mode with `Config::members_shared`: tell the other nodes that `client` left its
+    /// room for `reason` (`Input::RemoteUnseated` there). A switch is followed by its `Seated`.
+    Unseated {
+        /// The client.
+        client: ClientId,
+        /// Why.
+        reason: LeaveReason,
+    },
     /// Cluster mode: room `room` missed messages (a gap, or the deliveries broke off): report
     /// what the broker keeps after seq `after` with `Input::Refilled`.
     Refill {
@@ -220,6 +239,11 @@ impl LeaveReason {
         LeaveReason::Kicked,
     ];
 
+    /// The reason of a wire spelling (`as_str`'s inverse).
+    pub fn parse(spelling: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == spelling)
+    }
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -260,5 +284,9 @@ mod tests {
             .map(|r| r.leave_reason().as_str())
             .collect();
         assert_eq!(from_closes, ["evicted", "timeout", "flooding", "kicked"]);
+        for reason in LeaveReason::ALL {
+            assert_eq!(LeaveReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(LeaveReason::parse("Left"), None);
     }
 }

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::protocol::{ErrorCode, Outgoing, RenamedRef};
-use crate::room::{Change, FirstPage};
+use crate::room::{Change, FirstPage, PresenceKey};
 use crate::timer::Timer;
-use crate::{ClientId, Now};
+use crate::Now;
 
 impl Engine {
     /// Whether room `r` announces membership changes one by one (a small room).
@@ -26,7 +26,7 @@ impl Engine {
     /// Room `r` just got a member: past `presence_notify_max` it coalesces from now on.
     pub(crate) fn note_size(&mut self, r: usize) {
         let room = &mut self.rooms[r];
-        if room.members.len() > self.config.presence_notify_max {
+        if room.user_count() > self.config.presence_notify_max {
             room.coalescing = true;
         }
     }
@@ -37,7 +37,7 @@ impl Engine {
     pub(crate) fn pend_presence(
         &mut self,
         r: usize,
-        id: ClientId,
+        id: PresenceKey,
         before: Option<&str>,
         after: Option<&str>,
         now: Now,
@@ -106,7 +106,7 @@ impl Engine {
         let max = self.config.presence_changes_max;
         let room = &mut self.rooms[r];
         let pending = std::mem::take(&mut room.pending);
-        if room.members.len() <= self.config.presence_notify_max {
+        if room.user_count() <= self.config.presence_notify_max {
             room.coalescing = false;
         }
         let mut joined = Vec::new();
@@ -131,7 +131,7 @@ impl Engine {
         renamed.truncate(max);
         let frame = Outgoing::Presence {
             room: &room.name,
-            user_count: room.members.len(),
+            user_count: room.user_count(),
             joined: &joined,
             left: &left,
             renamed: &renamed,
@@ -159,7 +159,7 @@ impl Engine {
             .nicks
             .range::<str, _>((start, Bound::Unbounded))
             .take(max + 1)
-            .map(|(_, &s)| self.clients[s].nick.as_str())
+            .map(|(_, holder)| room.name_of(holder, &self.clients))
             .collect();
         let next = (users.len() > max).then(|| {
             users.truncate(max);
@@ -168,7 +168,7 @@ impl Engine {
         let frame = Outgoing::Users {
             room: &room.name,
             users: &users,
-            user_count: room.members.len(),
+            user_count: room.user_count(),
             next,
         }
         .to_frame();
@@ -184,7 +184,7 @@ impl Engine {
                 .nicks
                 .iter()
                 .take(self.config.presence_list_max)
-                .map(|(key, &s)| (key, self.clients[s].nick.as_str()))
+                .map(|(key, holder)| (key, room.name_of(holder, &self.clients)))
                 .collect();
             let names: Vec<&str> = page.iter().map(|&(_, nick)| nick).collect();
             let json = serde_json::value::to_raw_value(&names)
@@ -199,7 +199,8 @@ impl Engine {
         for (r, _) in std::mem::take(&mut self.presence_due).into_values() {
             let room = &mut self.rooms[r];
             room.pending.clear();
-            room.coalescing = false;
+            // Members on other nodes still count.
+            room.coalescing = room.user_count() > self.config.presence_notify_max;
         }
     }
 }

@@ -1,5 +1,6 @@
-//! A room: its members, the nickname index, the sequence counter, the history ring, and the
-//! presence changes waiting to be announced in a large room.
+//! A room: its members (here and, in a cluster, on other nodes), the nickname index, the
+//! sequence counter, the history ring, and the presence changes waiting to be announced in a
+//! large room.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -23,6 +24,34 @@ pub(crate) struct FirstPage {
     pub(crate) json: Box<serde_json::value::RawValue>,
     /// The nickname key of the page's last name (`None`: the page is empty).
     pub(crate) last_key: Option<String>,
+}
+
+/// Who holds a name in a room: a client of this node (its slot), or a member on another node.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Holder {
+    Local(usize),
+    Remote(RemoteKey),
+}
+
+/// A member on another node: the node's name and its client's number there.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct RemoteKey {
+    pub(crate) node: String,
+    pub(crate) client: u64,
+}
+
+/// A member on another node, as that node last told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RemoteMember {
+    pub(crate) nick: String,
+    pub(crate) likeness: String,
+}
+
+/// Whose change a pending presence change is.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum PresenceKey {
+    Local(ClientId),
+    Remote(RemoteKey),
 }
 
 /// One client's changes in a room within a presence interval.
@@ -57,17 +86,24 @@ pub(crate) struct Room {
     /// Client slots, in no particular order: a member leaves in O(1) by swapping the last one
     /// into its place (each client knows its position, `Client::member_pos`).
     pub(crate) members: Vec<usize>,
-    /// Nickname key to client slot: uniqueness ignoring case, and the order of `who` pages.
-    pub(crate) nicks: BTreeMap<String, usize>,
-    /// Member slots by the likeness of their nickname (see `names::nick_likeness`): no two
-    /// members of a room look alike.
-    pub(crate) likeness: BTreeMap<String, usize>,
+    /// Members on other nodes (cluster mode with `members_shared`): counted, listed and named
+    /// like the members here, but nothing is sent to them from here.
+    pub(crate) remote: BTreeMap<RemoteKey, RemoteMember>,
+    /// Members on other nodes whose name someone here already holds: one of the two
+    /// announcements is stale (a leave or a rename still on its way), so neither is counted
+    /// twice; the first to free the name lets it in (see `remote`).
+    pub(crate) shadowed: BTreeMap<RemoteKey, RemoteMember>,
+    /// Nickname key to its holder: uniqueness ignoring case, and the order of `who` pages.
+    pub(crate) nicks: BTreeMap<String, Holder>,
+    /// Holders by the likeness of their nickname (see `names::nick_likeness`): no two members
+    /// of a room look alike.
+    pub(crate) likeness: BTreeMap<String, Holder>,
     /// Membership changes are announced in coalesced `presence` frames rather than one notice
     /// each (the room grew past `presence_notify_max`; it returns to notices at a presence tick
     /// that finds it small again).
     pub(crate) coalescing: bool,
-    /// Changes since the last `presence` frame, by client.
-    pub(crate) pending: BTreeMap<ClientId, Change>,
+    /// Changes since the last `presence` frame, by member.
+    pub(crate) pending: BTreeMap<PresenceKey, Change>,
     /// The welcome's `users` (the first page of `nicks`) as serialized, and the key of its last
     /// name; `None` once a change may have altered it. Every welcome would otherwise serialize
     /// up to `presence_list_max` names again, which was a tenth of the CPU of filling a room of
@@ -96,6 +132,8 @@ impl Room {
             history: VecDeque::new(),
             history_bytes: 0,
             members: Vec::new(),
+            remote: BTreeMap::new(),
+            shadowed: BTreeMap::new(),
             nicks: BTreeMap::new(),
             likeness: BTreeMap::new(),
             coalescing: false,
@@ -109,13 +147,24 @@ impl Room {
         }
     }
 
+    /// Everyone in the room, on every node.
+    pub(crate) fn user_count(&self) -> usize {
+        self.members.len() + self.remote.len()
+    }
+
     /// Indexes a member's nickname, under its ordering key and its likeness (computed once, by
     /// the caller, and kept by the client).
-    pub(crate) fn index_nick(&mut self, nick: &str, likeness: &str, slot: usize, list_max: usize) {
+    pub(crate) fn index_nick(
+        &mut self,
+        nick: &str,
+        likeness: &str,
+        holder: Holder,
+        list_max: usize,
+    ) {
         let key = nick_key(nick);
         self.forget_page_if_changed(&key, list_max);
-        self.nicks.insert(key, slot);
-        self.likeness.insert(likeness.to_owned(), slot);
+        self.nicks.insert(key, holder.clone());
+        self.likeness.insert(likeness.to_owned(), holder);
     }
 
     /// Removes a member's nickname from the index.
@@ -128,10 +177,20 @@ impl Room {
 
     /// The member whose nickname is `nick` (of this `likeness`, see `names::nick_likeness`) to a
     /// reader: the same ignoring case, or one that looks the same.
-    pub(crate) fn holder(&self, nick: &str, likeness: &str) -> Option<usize> {
-        (self.nicks.get(&nick_key(nick)))
-            .or_else(|| self.likeness.get(likeness))
-            .copied()
+    pub(crate) fn holder(&self, nick: &str, likeness: &str) -> Option<&Holder> {
+        (self.nicks.get(&nick_key(nick))).or_else(|| self.likeness.get(likeness))
+    }
+
+    /// The name `holder` goes by (`clients` are the engine's, for a holder here).
+    pub(crate) fn name_of<'a>(
+        &'a self,
+        holder: &Holder,
+        clients: &'a slab::Slab<crate::client::Client>,
+    ) -> &'a str {
+        match holder {
+            Holder::Local(slot) => &clients[*slot].nick,
+            Holder::Remote(key) => &self.remote[key].nick,
+        }
     }
 
     /// A key came or went: the cached first page stays only if the key sorts after its last
@@ -181,7 +240,12 @@ mod tests {
     fn room_with_page(members: usize) -> Room {
         let mut room = Room::new("r".into(), 1, "e".into(), 0);
         for i in 0..members {
-            room.index_nick(&format!("k{i}"), &format!("k{i}"), i, LIST_MAX);
+            room.index_nick(
+                &format!("k{i}"),
+                &format!("k{i}"),
+                Holder::Local(i),
+                LIST_MAX,
+            );
         }
         let last_key = room.nicks.keys().take(LIST_MAX).next_back().cloned();
         room.first_page = Some(FirstPage {
@@ -196,7 +260,7 @@ mod tests {
         // Full pages: a key past the end leaves them as they are, coming or going.
         for members in [LIST_MAX, LIST_MAX + 1, LIST_MAX + 5] {
             let mut room = room_with_page(members);
-            room.index_nick("z", "z", members, LIST_MAX);
+            room.index_nick("z", "z", Holder::Local(members), LIST_MAX);
             assert!(
                 room.first_page.is_some(),
                 "join past a full page of {members}"
@@ -209,14 +273,14 @@ mod tests {
         }
         // A page that lists everyone gains the newcomer, wherever it sorts.
         let mut room = room_with_page(LIST_MAX - 1);
-        room.index_nick("z", "z", LIST_MAX, LIST_MAX);
+        room.index_nick("z", "z", Holder::Local(LIST_MAX), LIST_MAX);
         assert!(
             room.first_page.is_none(),
             "join into a page that lists everyone"
         );
         // A key on the page changes it.
         let mut room = room_with_page(LIST_MAX + 5);
-        room.index_nick("a", "a", 99, LIST_MAX);
+        room.index_nick("a", "a", Holder::Local(99), LIST_MAX);
         assert!(room.first_page.is_none(), "join onto the page");
         let mut room = room_with_page(LIST_MAX + 5);
         room.unindex_nick("k0", "k0", LIST_MAX);

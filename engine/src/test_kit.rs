@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use crate::fake_broker::{Delivery, FakeBroker, FakeNicks, Range};
 use crate::protocol::JoinRequest;
 use crate::{
-    ClientId, CloseReason, Config, Engine, Error, Input, Now, OpId, Output, RestoredRoom,
-    ServerMessage,
+    ClientId, CloseReason, Config, Engine, Error, Input, LeaveReason, Now, OpId, Output,
+    RestoredRoom, ServerMessage,
 };
 
 /// What one client got from the engine, in order.
@@ -121,6 +121,48 @@ pub struct Shell {
     nick_requests: VecDeque<NickRequest>,
     /// `Relay`s not yet taken, oldest first (cluster mode): room and frame.
     relays: VecDeque<(String, bytes::Bytes)>,
+    /// `Seated`s and `Unseated`s not yet taken, in order (`Config::members_shared`).
+    seats: VecDeque<SeatChange>,
+}
+
+/// One `Output::Seated` or `Output::Unseated` the shell was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SeatChange {
+    /// `client` sits in `room` as `nick` now.
+    Seated {
+        /// Who.
+        client: ClientId,
+        /// Its room.
+        room: String,
+        /// Its nick.
+        nick: String,
+    },
+    /// `client` left its room.
+    Unseated {
+        /// Who.
+        client: ClientId,
+        /// Why.
+        reason: LeaveReason,
+    },
+}
+
+impl SeatChange {
+    /// The input that tells another node's engine of this change, made on node `node`.
+    pub fn input<'a>(&'a self, node: &'a str) -> Input<'a> {
+        match self {
+            SeatChange::Seated { client, room, nick } => Input::RemoteSeated {
+                node,
+                client: client.get(),
+                room,
+                nick,
+            },
+            SeatChange::Unseated { client, reason } => Input::RemoteUnseated {
+                node,
+                client: client.get(),
+                reason: *reason,
+            },
+        }
+    }
 }
 
 /// One `Output::ClaimNick` or `Output::ReleaseNick` the shell was given.
@@ -226,6 +268,7 @@ impl Shell {
             refills: VecDeque::new(),
             nick_requests: VecDeque::new(),
             relays: VecDeque::new(),
+            seats: VecDeque::new(),
         }
     }
 
@@ -385,6 +428,11 @@ impl Shell {
         self.relays.drain(..).collect()
     }
 
+    /// The `Seated`s and `Unseated`s since last taken, in order.
+    pub fn take_seats(&mut self) -> Vec<SeatChange> {
+        self.seats.drain(..).collect()
+    }
+
     /// The `ClaimNick`s and `ReleaseNick`s since last taken, in order.
     pub fn take_nick_requests(&mut self) -> Vec<NickRequest> {
         self.nick_requests.drain(..).collect()
@@ -512,8 +560,11 @@ impl Shell {
                     | Output::Refill { .. }
                     | Output::Fetch { .. }
                     | Output::ReleaseNick { .. }
-                    | Output::Relay { .. } => false,
-                    Output::ClaimNick { client, .. } => *client == gone,
+                    | Output::Relay { .. }
+                    | Output::Unseated { .. } => false,
+                    Output::ClaimNick { client, .. } | Output::Seated { client, .. } => {
+                        *client == gone
+                    }
                 };
                 assert!(!about_it, "{output:?} for {gone}, which disconnected");
             }
@@ -610,6 +661,21 @@ impl Shell {
                         room,
                         likeness,
                     });
+                }
+                Output::Seated { client, room, nick } => {
+                    assert!(
+                        self.engine.config().members_shared,
+                        "a seat, members unshared"
+                    );
+                    self.live(client, "Seated");
+                    (self.seats).push_back(SeatChange::Seated { client, room, nick });
+                }
+                Output::Unseated { client, reason } => {
+                    assert!(
+                        self.engine.config().members_shared,
+                        "a seat, members unshared"
+                    );
+                    (self.seats).push_back(SeatChange::Unseated { client, reason });
                 }
                 Output::Relay { room, frame } => {
                     assert!(

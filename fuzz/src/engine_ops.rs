@@ -14,7 +14,9 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 use chat_engine::protocol::Command;
 use chat_engine::test_kit::{Event, FakeBroker, FakeNicks, Shell};
-use chat_engine::{ClientId, Config, Error, Input, JoinRequest, ServerMessage};
+use chat_engine::{
+    ClientId, Config, Error, Input, JoinRequest, LeaveReason, RemoteSeat, ServerMessage,
+};
 
 /// Names drawn mostly from a small pool, so nicknames collide (also by case) and rooms fill up.
 #[derive(Arbitrary, Debug, Clone)]
@@ -176,6 +178,15 @@ enum Op {
     Claims {
         unavailable: bool,
     },
+    /// Cluster mode with shared members: another node's client sits somewhere (`kind` 0-1), leaves
+    /// (2), or the node tells all it seats (3: this one seat; 4: none, it died).
+    Remote {
+        node: u8,
+        client: u8,
+        room: u8,
+        nick: u8,
+        kind: u8,
+    },
 }
 
 const EPOCH: &str = "fz";
@@ -246,6 +257,7 @@ impl Limits {
             store_relaxed: self.store % 4 == 2,
             ordered_by_broker: self.store % 4 == 3,
             nicks_claimed: self.store % 8 == 7,
+            members_shared: self.store % 16 == 15,
             guest_tag: if self.store % 8 == 7 { "n1-" } else { "" }.to_owned(),
         };
         match config.validate() {
@@ -440,7 +452,54 @@ fn step(shell: &mut Shell, broker: &mut FakeBroker, nicks: &mut FakeNicks, op: &
         Op::BrokerLost => broker.lose_everything(),
         Op::BrokerResumed => broker_input(shell, Input::BrokerResumed),
         Op::Claims { unavailable } => nicks.serve(0, shell, *unavailable),
+        Op::Remote {
+            node,
+            client,
+            room,
+            nick,
+            kind,
+        } => {
+            let node = format!("node{}", node % 3);
+            let (client, room) = (u64::from(client % 8), format!("r{}", room % 3));
+            // Names like the local clients', so remote seats collide with them now and then.
+            let nick = format!("u{}", nick % 8);
+            let input = match kind % 5 {
+                0 | 1 => Input::RemoteSeated {
+                    node: &node,
+                    client,
+                    room: &room,
+                    nick: &nick,
+                },
+                2 => Input::RemoteUnseated {
+                    node: &node,
+                    client,
+                    reason: LeaveReason::ALL[usize::from(*kind) % LeaveReason::ALL.len()],
+                },
+                n => {
+                    let seats = if n == 3 {
+                        vec![RemoteSeat { client, room, nick }]
+                    } else {
+                        Vec::new()
+                    };
+                    let input = Input::RemoteNode {
+                        node: &node,
+                        seats: &seats,
+                        missing: LeaveReason::Timeout,
+                    };
+                    return remote_input(shell, input);
+                }
+            };
+            remote_input(shell, input);
+        }
     }
+}
+
+/// Feeds another node's seats: refused exactly when members are not shared.
+fn remote_input(shell: &mut Shell, input: Input<'_>) {
+    let shared = shell.engine.config().members_shared;
+    let result = shell.handle(input);
+    assert_eq!(result.is_ok(), shared, "{input:?}: {result:?}");
+    shell.take_seats();
 }
 
 fn run(u: &mut Unstructured<'_>, reached: &mut Reached) -> arbitrary::Result<()> {

@@ -330,6 +330,7 @@ impl Args {
                 // Set when the node joins a cluster (`--broker`).
                 ordered_by_broker: false,
                 nicks_claimed: false,
+                members_shared: false,
                 guest_tag: String::new(),
             },
             epoch: None,

@@ -38,6 +38,7 @@ pub(crate) async fn join(url: &str, settings: &mut Settings) -> io::Result<Clust
     let engine = &mut settings.engine;
     engine.ordered_by_broker = true;
     engine.nicks_claimed = true;
+    engine.members_shared = true;
     engine.hold_until_committed = false;
     engine.store_relaxed = false;
     let options = BrokerOptions {

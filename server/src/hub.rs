@@ -482,8 +482,12 @@ impl Hub {
                 }
                 Output::ClaimNick { room, .. }
                 | Output::ReleaseNick { room, .. }
-                | Output::Relay { room, .. } => {
-                    tracing::error!(%room, "the engine asked for a nickname claim, but no broker is running");
+                | Output::Relay { room, .. }
+                | Output::Seated { room, .. } => {
+                    tracing::error!(%room, "the engine asked for a cluster's help, but no broker is running");
+                }
+                Output::Unseated { client, .. } => {
+                    tracing::error!(%client, "the engine told a seat, but no broker is running");
                 }
             }
         }

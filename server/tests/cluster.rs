@@ -84,6 +84,90 @@ async fn message(client: &mut Client) -> Value {
     }
 }
 
+/// The next frame of `kind` `client` gets, skipping presence (members come and go on every
+/// node).
+async fn next_of(client: &mut Client, kind: &str) -> Value {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == kind {
+            return frame;
+        }
+        assert!(
+            matches!(
+                frame["type"].as_str(),
+                Some("join" | "leave" | "nick" | "presence")
+            ),
+            "unexpected {frame} before a {kind}"
+        );
+    }
+}
+
+/// What a member believes its room holds: its welcome, then every notice applied in order.
+#[derive(Debug, Default)]
+struct View {
+    names: std::collections::BTreeSet<String>,
+    count: Option<u64>,
+    /// Every `leave` seen, as (nick, reason).
+    leaves: Vec<(String, String)>,
+}
+
+impl View {
+    fn apply(&mut self, frame: &Value) {
+        let name = |v: &Value| v.as_str().expect("a name").to_owned();
+        let names = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map_or_else(Vec::new, |a| a.iter().map(name).collect())
+        };
+        match frame["type"].as_str() {
+            Some("welcome") => {
+                self.names = names(&frame["users"]).into_iter().collect();
+                self.count = frame["user_count"].as_u64();
+            }
+            Some("join") => {
+                self.names.insert(name(&frame["nick"]));
+                self.count = self.count.map(|c| c + 1);
+            }
+            Some("leave") => {
+                self.names.remove(&name(&frame["nick"]));
+                self.count = self.count.map(|c| c.saturating_sub(1));
+                self.leaves
+                    .push((name(&frame["nick"]), name(&frame["reason"])));
+            }
+            Some("nick") => {
+                self.names.remove(&name(&frame["old"]));
+                self.names.insert(name(&frame["nick"]));
+            }
+            Some("presence") => {
+                for gone in names(&frame["left"]) {
+                    self.names.remove(&gone);
+                }
+                for renamed in frame["renamed"].as_array().into_iter().flatten() {
+                    self.names.remove(&name(&renamed["old"]));
+                    self.names.insert(name(&renamed["nick"]));
+                }
+                self.names.extend(names(&frame["joined"]));
+                self.count = frame["user_count"].as_u64();
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads `client`'s frames into the view until it lists exactly `names` (and, in a large
+    /// room, counts them).
+    async fn until(&mut self, client: &mut Client, names: &[&str]) {
+        let want: std::collections::BTreeSet<String> =
+            names.iter().map(|n| n.to_string()).collect();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.names != want || self.count.is_some_and(|c| c != want.len() as u64) {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = tokio::time::timeout(left, client.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{self:?} never came to {want:?}"));
+            self.apply(&frame);
+        }
+    }
+}
+
 /// Waits until `server`'s `/readyz` answers `status`.
 async fn ready_is(server: &TestServer, status: u16) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -448,13 +532,13 @@ async fn typing_and_an_operators_kick_reach_the_other_node() {
     ready_is(&b, 200).await;
     let (mut ann, mut bob) = ann_on_a_bob_on_b(&a, &b).await;
     ann.send_json(serde_json::json!({"type": "typing"})).await;
-    let typing = bob.recv_type("typing").await;
+    let typing = next_of(&mut bob, "typing").await;
     assert_eq!(
         (typing["nick"].as_str(), typing["room"].as_str()),
         (Some("ann"), Some("lobby"))
     );
     bob.send_json(serde_json::json!({"type": "typing"})).await;
-    assert_eq!(ann.recv_type("typing").await["nick"], "bob");
+    assert_eq!(next_of(&mut ann, "typing").await["nick"], "bob");
 
     let auth = [("Authorization", "Bearer tok")];
     let (code, body) = http_post(&a, "/admin/kick?room=lobby&nick=BOB", &auth).await;
@@ -468,6 +552,113 @@ async fn typing_and_an_operators_kick_reach_the_other_node() {
     let (code, _) = http_post(&a, "/admin/kick?room=lobby&nick=ann", &auth).await;
     assert_eq!(code, 204);
     assert_eq!(ann.recv_close().await.0, 4003);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A room's members on every node are its members everywhere: welcomes and `who` list them and
+/// count them, and joins, renames and leaves on one node reach the other's members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn presence_covers_the_members_on_every_node() {
+    let redis = RedisServer::spawn();
+    let (a, b) = ready_pair(&redis).await;
+    let (mut ann, first) = Client::join(&a, "?nick=ann&room=lobby").await;
+    let mut anns = View::default();
+    anns.apply(&first);
+    let (mut bob, first) = Client::join(&b, "?nick=bob&room=lobby").await;
+    let mut bobs = View::default();
+    bobs.apply(&first);
+    anns.until(&mut ann, &["ann", "bob"]).await;
+    bobs.until(&mut bob, &["ann", "bob"]).await;
+
+    // A newcomer's welcome lists and counts both nodes' members.
+    // ann and bob each saw the other, so both nodes know both: a welcome lists them.
+    let (mut cid, welcome) = Client::join(&b, "?nick=cid&room=lobby").await;
+    assert_eq!(welcome["user_count"], 3, "{welcome}");
+    let users: Vec<&str> = (welcome["users"].as_array().unwrap().iter())
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["ann", "bob", "cid"]);
+    cid.send_json(serde_json::json!({"type": "who"})).await;
+    let page = next_of(&mut cid, "users").await;
+    assert_eq!(
+        (
+            page["user_count"].as_u64(),
+            page["users"].as_array().map(Vec::len)
+        ),
+        (Some(3), Some(3))
+    );
+
+    ann.send_json(serde_json::json!({"type": "nick", "nick": "anna"}))
+        .await;
+    bobs.until(&mut bob, &["anna", "bob", "cid"]).await;
+    anns.until(&mut ann, &["anna", "bob", "cid"]).await;
+    // A name held on the other node is taken.
+    cid.send_json(serde_json::json!({"type": "nick", "nick": "ANNA"}))
+        .await;
+    assert_eq!(next_of(&mut cid, "error").await["code"], "nick_taken");
+    drop(ann);
+    bobs.until(&mut bob, &["bob", "cid"]).await;
+    assert_eq!(bobs.leaves, [("anna".to_owned(), "left".to_owned())]);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Past `--presence-notify-max`, counted over every node, a room coalesces its notices into
+/// `presence` frames on every node, and their count covers both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn the_large_room_rules_count_the_members_of_every_node() {
+    let redis = RedisServer::spawn();
+    let tiny = |s: &mut chat_server::settings::Settings| {
+        s.engine.presence_notify_max = 2;
+        s.engine.presence_interval = Duration::from_millis(200);
+    };
+    let (a, b) = (
+        node_with(&redis, "a", tiny).await,
+        node_with(&redis, "b", tiny).await,
+    );
+    ready_is(&a, 200).await;
+    ready_is(&b, 200).await;
+    let (mut ann, first) = Client::join(&a, "?nick=ann&room=hall").await;
+    let mut anns = View::default();
+    anns.apply(&first);
+    let (_bob, _) = Client::join(&b, "?nick=bob&room=hall").await;
+    anns.until(&mut ann, &["ann", "bob"]).await;
+    let (_cid, _) = Client::join(&b, "?nick=cid&room=hall").await;
+    // A third member in all: the join comes in a presence frame that counts three.
+    let presence = next_of(&mut ann, "presence").await;
+    assert_eq!(presence["user_count"], 3, "{presence}");
+    anns.apply(&presence);
+    anns.until(&mut ann, &["ann", "bob", "cid"]).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Redis restarted empty forgets every node's seats: each node tells all of its own again, and
+/// a newcomer still sees the members of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn presence_survives_redis_restarted_empty() {
+    let mut redis = RedisServer::spawn();
+    let (a, b) = ready_pair(&redis).await;
+    let (mut ann, first) = Client::join(&a, "?nick=ann&room=lobby").await;
+    let mut anns = View::default();
+    anns.apply(&first);
+    let (_bob, _) = Client::join(&b, "?nick=bob&room=lobby").await;
+    anns.until(&mut ann, &["ann", "bob"]).await;
+    redis.stop();
+    ready_is(&a, 503).await;
+    redis.start();
+    ready_is(&a, 200).await;
+    ready_is(&b, 200).await;
+    // The newcomer on b may come before a's seats are told again: then ann joins its view.
+    let (mut cid, first) = Client::join(&b, "?nick=cid&room=lobby").await;
+    let mut cids = View::default();
+    cids.apply(&first);
+    cids.until(&mut cid, &["ann", "bob", "cid"]).await;
+    anns.until(&mut ann, &["ann", "bob", "cid"]).await;
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -543,7 +734,20 @@ async fn a_node_killed_with_sigkill_loses_nothing_its_clients_resume_on_the_othe
     }
     .expect("re-welcomed in the broker's epoch");
     a.kill();
+    let killed = tokio::time::Instant::now();
     drop(ann);
+    // Within the ttl (give or take a busy machine), ann leaves bob's view, with `timeout`.
+    let leave = loop {
+        let frame = recv(&mut bob).await;
+        if frame["type"] == "leave" {
+            break frame;
+        }
+    };
+    assert_eq!(
+        (leave["nick"].as_str(), leave["reason"].as_str()),
+        (Some("ann"), Some("timeout"))
+    );
+    assert!(killed.elapsed() < Duration::from_secs(2) + WAIT);
     // Node B goes on; what it orders now, ann missed.
     let missed = say(&mut bob, "while ann was away").await;
     assert_eq!(missed["seq"], first["seq"].as_u64().unwrap() + 1);
@@ -569,5 +773,16 @@ async fn a_node_killed_with_sigkill_loses_nothing_its_clients_resume_on_the_othe
         .map(|m| m["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts, ["while ann was away"]);
+    // Once: bob's next presence news is ann's return, not a second leave.
+    let next = loop {
+        let frame = recv(&mut bob).await;
+        if matches!(frame["type"].as_str(), Some("join" | "leave")) {
+            break frame;
+        }
+    };
+    assert_eq!(
+        (next["type"].as_str(), next["nick"].as_str()),
+        (Some("join"), Some("ann"))
+    );
     assert!(b.terminate().success());
 }

@@ -7,6 +7,7 @@ mod history;
 mod limits;
 mod presence;
 mod reconnect;
+mod remote;
 mod scrollback;
 
 use std::collections::BTreeSet;

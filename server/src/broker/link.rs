@@ -8,6 +8,7 @@ use crate::admin::Kicked;
 
 use super::nicks::NickOp;
 use super::node::{BrokerHandle, Publish, Report, Request};
+use super::seats::{RemoteChange, SeatOp};
 
 #[derive(Debug)]
 pub(crate) struct BrokerLink {
@@ -56,6 +57,15 @@ impl BrokerLink {
                 likeness,
             }),
             Output::Relay { room, frame } => Request::Relay { room, frame },
+            Output::Seated { client, room, nick } => Request::Seat(SeatOp::Seated {
+                client: client.get(),
+                room,
+                nick,
+            }),
+            Output::Unseated { client, reason } => Request::Seat(SeatOp::Unseated {
+                client: client.get(),
+                reason,
+            }),
             other => return Some(other),
         };
         if self.handle.requests.send(request).is_err() {
@@ -119,6 +129,38 @@ impl BrokerLink {
                 },
             ),
             Report::Resumed => engine.handle(now, Input::BrokerResumed),
+            Report::RemoteSeats { node, changes } => {
+                let mut result = Ok(());
+                for change in changes {
+                    let input = match change {
+                        RemoteChange::Seated { client, room, nick } => Input::RemoteSeated {
+                            node,
+                            client: *client,
+                            room,
+                            nick,
+                        },
+                        RemoteChange::Unseated { client, reason } => Input::RemoteUnseated {
+                            node,
+                            client: *client,
+                            reason: *reason,
+                        },
+                    };
+                    result = result.and(engine.handle(now, input));
+                }
+                result
+            }
+            Report::RemoteNode {
+                node,
+                seats,
+                missing,
+            } => engine.handle(
+                now,
+                Input::RemoteNode {
+                    node,
+                    seats,
+                    missing: *missing,
+                },
+            ),
             Report::Relayed { room, frame } => engine.handle(now, Input::Relayed { room, frame }),
             Report::Kick { room, nick } => match engine.kick(now, room, nick) {
                 Ok(client) => {

@@ -7,4 +7,5 @@ pub(crate) mod nicks;
 pub(crate) mod node;
 pub mod redis;
 pub(crate) mod relay;
+pub(crate) mod seats;
 pub(crate) mod stats;

@@ -20,13 +20,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chat_engine::names::{nick_likeness, room_likeness};
-use chat_engine::{ClaimOutcome, ClientId, OpId, RestoredRoom, Unnumbered};
+use chat_engine::{
+    ClaimOutcome, ClientId, LeaveReason, OpId, RemoteSeat, RestoredRoom, Unnumbered,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::nicks::{NickOp, Nicks};
 use super::redis::{keys::room_key, subscribe, BrokerError, Event, Numbered, RedisBroker};
 use super::relay::{owner_node, Relay};
+use super::seats::{Announcement, RemoteChange, SeatOp, Seats};
 use super::stats::BrokerStats;
 use crate::admin::Kicked;
 
@@ -65,6 +68,8 @@ pub(crate) enum Request {
         room: String,
         frame: Bytes,
     },
+    /// A seat of this node's, for the other nodes.
+    Seat(SeatOp),
     /// An operator's kick this node could not carry out: for the node holding the name.
     Kick {
         room: String,
@@ -130,6 +135,17 @@ pub(crate) enum Report {
     Kick {
         room: String,
         nick: String,
+    },
+    /// Another node's seat changes, in its order.
+    RemoteSeats {
+        node: String,
+        changes: Vec<RemoteChange>,
+    },
+    /// Everything another node seats now (empty with `Timeout`: it died).
+    RemoteNode {
+        node: String,
+        seats: Vec<RemoteSeat>,
+        missing: LeaveReason,
     },
 }
 
@@ -212,8 +228,10 @@ pub(crate) fn spawn(
     let (reports_tx, reports) = mpsc::channel(DELIVERIES_BUFFER);
     let stats = Arc::new(BrokerStats::default());
     let nicks = Nicks::spawn(&broker, &node_epoch, claim_ttl, &reports_tx);
+    let seats = Seats::spawn(&broker, &node_epoch, claim_ttl, &reports_tx);
     let task = Task {
         nicks,
+        seats,
         broker,
         node_epoch,
         in_flight: in_flight.max(1),
@@ -234,6 +252,7 @@ pub(crate) fn spawn(
 struct Task {
     broker: RedisBroker,
     nicks: Nicks,
+    seats: Seats,
     node_epoch: String,
     in_flight: usize,
     reports: mpsc::Sender<Report>,
@@ -275,6 +294,7 @@ impl Task {
                             });
                         }
                         Request::Nick(op) => self.nicks.send(op),
+                        Request::Seat(op) => self.seats.send(op),
                         Request::Relay { room, frame } => {
                             let relay = Relay::Typing {
                                 from: self.node_epoch.clone(),
@@ -336,6 +356,10 @@ impl Task {
                             Some(Relay::Kick { to, room, nick }) if to == self.node_epoch => {
                                 Report::Kick { room, nick }
                             }
+                            Some(Relay::Seats { from, n, full, changes }) => {
+                                self.seats.heard(Announcement { from, n, full, changes });
+                                continue;
+                            }
                             Some(_) => continue,
                             None => {
                                 tracing::warn!("a relay that is not one of ours; skipped");
@@ -350,6 +374,7 @@ impl Task {
                         Event::Subscribed => {
                             tracing::info!("subscribed to the broker's deliveries");
                             self.stats.set_subscribed(true);
+                            self.seats.resubscribed();
                             Report::Resumed
                         }
                     };

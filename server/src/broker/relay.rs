@@ -1,8 +1,9 @@
 //! What nodes tell each other outside the rooms' order, on the relay channel
-//! ([`RELAY`](super::redis::keys::RELAY)): typing notices for the members on other nodes, and an
-//! operator's kick for the node that holds the member. Pub/sub, so best effort: a relay lost
-//! while a node is away is a typing hint or a kick the operator is told was sent, never a
-//! message.
+//! ([`RELAY`](super::redis::keys::RELAY)): typing notices for the members on other nodes, an
+//! operator's kick for the node that holds the member, and each node's seat announcements
+//! (`seats`). Pub/sub, so best effort: a relay lost while a node is away is a typing hint or a
+//! kick the operator is told was sent, never a message; a lost announcement is a gap in its
+//! node's numbers, which `seats` repairs from Redis.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,13 @@ pub(crate) enum Relay {
         to: String,
         room: String,
         nick: String,
+    },
+    /// Node `from`'s seat changes, its `n`th announcement (see `seats`); `full`: all its seats.
+    Seats {
+        from: String,
+        n: u64,
+        full: bool,
+        changes: Vec<super::seats::Change>,
     },
 }
 

@@ -77,6 +77,17 @@ pub struct RoomState {
     pub seq: u64,
 }
 
+/// A node's seats as Redis keeps them (`RedisBroker::seats_of`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSeats {
+    /// Its alive key is there: it announced within its ttl.
+    pub alive: bool,
+    /// The number of its last announcement (0: none kept).
+    pub n: u64,
+    /// Each client's number and its `[room, nick]` JSON.
+    pub seats: Vec<(String, String)>,
+}
+
 /// Messages after `after`, oldest first, read together with the room's epoch and seq.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
@@ -96,16 +107,6 @@ pub enum Claim {
     Won,
     /// Another owner holds it.
     Taken,
-}
-
-/// A room's presence after the purge.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Presence {
-    /// Live members with their info, sorted by member.
-    pub members: Vec<(String, String)>,
-    /// Members this very call purged because their expiry passed: each one is reported once, to
-    /// one caller, so one node emits the leave (reason timeout).
-    pub expired: Vec<String>,
 }
 
 /// The client of the shared Redis. Cheap to clone (one multiplexed connection underneath, which
@@ -502,6 +503,77 @@ impl RedisBroker {
         Ok(())
     }
 
+    /// Announces this node's seat changes: `changes` pairs a client's number with its
+    /// `[room, nick]` JSON, or an empty value for a client that left (`full`: these are all its
+    /// seats, replacing what Redis kept). `json` is the relay's announcement up to its number,
+    /// which Redis appends (and then `}`). Keeps the node alive for `ttl`. Returns the number.
+    pub async fn announce_seats(
+        &self,
+        node: &str,
+        ttl: Duration,
+        full: bool,
+        json: &str,
+        changes: &[(String, String)],
+    ) -> Result<u64, BrokerError> {
+        check_ttl(ttl)?;
+        let mut invocation = scripts::SEATS_ANNOUNCE.prepare_invoke();
+        invocation
+            .key(keys::seats(node))
+            .key(keys::seats_counter(node))
+            .key(keys::alive(node))
+            .key(keys::SEAT_NODES)
+            .arg(node)
+            .arg(millis(ttl))
+            .arg(if full { "1" } else { "0" })
+            .arg(keys::RELAY)
+            .arg(json);
+        for (field, value) in changes {
+            invocation.arg(field).arg(value);
+        }
+        seq_of(self.run(&invocation).await?, "announce")
+    }
+
+    /// Node `node`'s seats as Redis keeps them: whether it is alive, its last announcement's
+    /// number, and each client's number with its `[room, nick]` JSON.
+    pub async fn seats_of(&self, node: &str) -> Result<NodeSeats, BrokerError> {
+        let mut invocation = scripts::SEATS_SNAPSHOT.prepare_invoke();
+        invocation
+            .key(keys::seats(node))
+            .key(keys::seats_counter(node))
+            .key(keys::alive(node));
+        let [alive, n, pairs] = fixed::<3>(self.run(&invocation).await?, "seats")?;
+        let mut items = array(pairs, "seats pairs")?.into_iter();
+        let mut seats = Vec::new();
+        while let Some(field) = items.next() {
+            let value = (items.next()).ok_or_else(|| BrokerError::malformed("seats: odd"))?;
+            seats.push((text(field, "seat client")?, text(value, "seat")?));
+        }
+        Ok(NodeSeats {
+            alive: int(alive, "alive")? == 1,
+            n: seq_of(n, "seats n")?,
+            seats,
+        })
+    }
+
+    /// The nodes that announced seats; those found dead are taken out of the set meanwhile.
+    pub async fn seat_nodes(&self) -> Result<Vec<String>, BrokerError> {
+        let mut cmd = ::redis::cmd("SMEMBERS");
+        cmd.arg(keys::SEAT_NODES);
+        let mut nodes = Vec::new();
+        for node in array(self.command(&cmd).await?, "seat nodes")? {
+            nodes.push(text(node, "seat node")?);
+        }
+        Ok(nodes)
+    }
+
+    /// Forgets a dead node: out of the set of nodes with seats.
+    pub async fn forget_seat_node(&self, node: &str) -> Result<(), BrokerError> {
+        let mut cmd = ::redis::cmd("SREM");
+        cmd.arg(keys::SEAT_NODES).arg(node);
+        int(self.command(&cmd).await?, "forget node")?;
+        Ok(())
+    }
+
     /// Who holds `nick_key` in `room` (the owner a claim named), if anyone.
     pub async fn nick_owner(
         &self,
@@ -591,66 +663,6 @@ impl RedisBroker {
         invocation.key(keys::nick(room, nick_key)).arg(owner);
         int(self.run(&invocation).await?, "release")?;
         Ok(())
-    }
-
-    /// Marks `member` present in `room` with `info` until `ttl` passes (by Redis's clock).
-    pub async fn presence_put(
-        &self,
-        room: &str,
-        member: &str,
-        info: &str,
-        ttl: Duration,
-    ) -> Result<(), BrokerError> {
-        check_room(room)?;
-        check_ttl(ttl)?;
-        let mut invocation = scripts::PRESENCE_PUT.prepare_invoke();
-        invocation
-            .key(keys::presence(room))
-            .key(keys::presence_info(room))
-            .arg(member)
-            .arg(info)
-            .arg(millis(ttl));
-        int(self.run(&invocation).await?, "presence put")?;
-        Ok(())
-    }
-
-    /// Removes `member` from `room`'s presence.
-    pub async fn presence_remove(&self, room: &str, member: &str) -> Result<(), BrokerError> {
-        check_room(room)?;
-        let mut invocation = scripts::PRESENCE_REMOVE.prepare_invoke();
-        invocation
-            .key(keys::presence(room))
-            .key(keys::presence_info(room))
-            .arg(member);
-        int(self.run(&invocation).await?, "presence remove")?;
-        Ok(())
-    }
-
-    /// Purges the expired members of `room`, then lists the live ones.
-    pub async fn presence_list(&self, room: &str) -> Result<Presence, BrokerError> {
-        check_room(room)?;
-        let mut invocation = scripts::PRESENCE_LIST.prepare_invoke();
-        invocation
-            .key(keys::presence(room))
-            .key(keys::presence_info(room));
-        let [expired, live] = fixed::<2>(self.run(&invocation).await?, "presence list")?;
-        let expired = array(expired, "presence expired")?
-            .into_iter()
-            .map(|m| text(m, "presence member"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut members = Vec::new();
-        let mut live = array(live, "presence live")?.into_iter();
-        while let Some(member) = live.next() {
-            let info = live
-                .next()
-                .ok_or_else(|| BrokerError::malformed("presence: odd list"))?;
-            members.push((
-                text(member, "presence member")?,
-                text(info, "presence info")?,
-            ));
-        }
-        members.sort();
-        Ok(Presence { members, expired })
     }
 }
 

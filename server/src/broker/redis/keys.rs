@@ -7,6 +7,9 @@ pub const DELIVERIES: &str = "chat:deliveries";
 /// The pub/sub channel of what nodes tell each other outside the rooms' order (typing, kicks).
 pub const RELAY: &str = "chat:relay";
 
+/// The set of nodes that announced seats (see `seats`), alive or not yet found dead.
+pub(crate) const SEAT_NODES: &str = "chat:seat-nodes";
+
 /// The count of nodes that joined (each node's number, for its guests' names).
 pub(crate) const NODES: &str = "chat:nodes";
 
@@ -39,6 +42,21 @@ pub fn valid_room(room: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// A node's seats: client number to `[room, nick]`.
+pub(crate) fn seats(node: &str) -> String {
+    format!("chat:{{node:{node}}}:seats")
+}
+
+/// A node's announcement counter.
+pub(crate) fn seats_counter(node: &str) -> String {
+    format!("chat:{{node:{node}}}:seats-n")
+}
+
+/// Present while a node lives (it renews it with every announcement).
+pub(crate) fn alive(node: &str) -> String {
+    format!("chat:{{node:{node}}}:alive")
+}
+
 pub(crate) fn meta(room: &str) -> String {
     format!("chat:{{{room}}}:meta")
 }
@@ -53,14 +71,6 @@ pub(crate) fn op(room: &str, idem: &str) -> String {
 
 pub(crate) fn nick(room: &str, nick_key: &str) -> String {
     format!("chat:{{{room}}}:nick:{nick_key}")
-}
-
-pub(crate) fn presence(room: &str) -> String {
-    format!("chat:{{{room}}}:presence")
-}
-
-pub(crate) fn presence_info(room: &str) -> String {
-    format!("chat:{{{room}}}:presence:info")
 }
 
 /// The SCAN pattern for every room's meta key. Braces are literal in Redis's glob.

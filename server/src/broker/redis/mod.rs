@@ -8,9 +8,11 @@
 //! - `chat:{R}:log` STREAM: entry id `<seq>-0`, one field `p` = the message body, exact `MAXLEN`;
 //! - `chat:{R}:op:<idem>` STRING `"<seq>\n<epoch>"` with a short expiry: a retried publish;
 //! - `chat:{R}:nick:<nick_key>` STRING = owner, with an expiry: a claimed nickname;
-//! - `chat:{R}:presence` ZSET member -> expiry (ms, Redis's clock) and `chat:{R}:presence:info`
-//!   HASH member -> info;
-//! - one pub/sub channel for all rooms, [`DELIVERIES`]: every node subscribes once.
+//! - per node N (hash tag `{node:N}`): `chat:{node:N}:seats` HASH client -> `[room, nick]` (its
+//!   members), `chat:{node:N}:seats-n` its announcements' counter, `chat:{node:N}:alive` present
+//!   while it announces; `chat:seat-nodes` SET of the nodes that announced;
+//! - one pub/sub channel for all rooms, [`DELIVERIES`]: every node subscribes once; and one for
+//!   what nodes tell each other (typing, kicks, seat announcements), [`keys::RELAY`].
 //!
 //! Every step that touches more than one key is one Lua script ([`scripts`]), so it is atomic.
 
@@ -26,7 +28,7 @@ mod subscription;
 mod tests;
 
 pub use client::{
-    BrokerOptions, Claim, Numbered, Ordered, Presence, Published, Range, RedisBroker, RoomState,
+    BrokerOptions, Claim, NodeSeats, Numbered, Ordered, Published, Range, RedisBroker, RoomState,
 };
 pub use error::BrokerError;
 pub use keys::DELIVERIES;

@@ -157,61 +157,44 @@ return 0
     )
 });
 
-/// Presence put. KEYS: presence zset, info hash. ARGV: member, info, ttl (ms). The expiry is
-/// Redis's own clock plus the ttl, so the nodes' clocks never matter. Both keys live at least as
-/// long as their newest member, so a room nobody refreshes disappears by itself.
-pub(crate) static PRESENCE_PUT: LazyLock<Script> = LazyLock::new(|| {
+/// Announce a node's seats. KEYS: the node's seats hash, its announcement counter, its alive
+/// key, the set of nodes with seats. ARGV: node, alive ttl (ms), full (1: the hash is replaced),
+/// the relay channel, the announcement's JSON up to its number, then field/value pairs (an
+/// empty value removes the field). Numbers the announcement (the counter), keeps the node alive
+/// for the ttl (its seats for four), and publishes the JSON with `n` last. Replies `n`.
+pub(crate) static SEATS_ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local t = redis.call('TIME')
-local ttl = tonumber(ARGV[3])
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-for _, key in ipairs(KEYS) do
-  if redis.call('PTTL', key) < ttl then
-    redis.call('PEXPIRE', key, ttl)
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[1])
+end
+for i = 6, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   end
 end
-return 1
+local n = redis.call('INCR', KEYS[2])
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[3], '1', 'PX', ttl)
+redis.call('PEXPIRE', KEYS[1], ttl * 4)
+redis.call('PEXPIRE', KEYS[2], ttl * 4)
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. n .. '}')
+return n
 "#,
     )
 });
 
-/// Presence remove. KEYS: presence zset, info hash. ARGV: member.
-pub(crate) static PRESENCE_REMOVE: LazyLock<Script> = LazyLock::new(|| {
+/// A node's seats as they stand. KEYS: its seats hash, its counter, its alive key. Replies
+/// `{alive, n, {field1, value1, ...}}` (`alive` 0 once its key expired: the node is gone).
+pub(crate) static SEATS_SNAPSHOT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-"#,
-    )
-});
-
-/// Presence list. KEYS: presence zset, info hash. Purges the members whose expiry has passed (by
-/// Redis's clock), then replies `{{expired...}, {member1, info1, member2, info2, ...}}`. A purge
-/// happens once, so exactly one caller sees a given member expire.
-pub(crate) static PRESENCE_LIST: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-if #expired > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  -- one HDEL per member: unpack() of a long list would overflow Lua's stack
-  for _, m in ipairs(expired) do
-    redis.call('HDEL', KEYS[2], m)
-  end
-end
-local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-local live = {}
-for _, m in ipairs(members) do
-  live[#live + 1] = m
-  live[#live + 1] = redis.call('HGET', KEYS[2], m) or ''
-end
-return {expired, live}
+local alive = redis.call('EXISTS', KEYS[3])
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+return {alive, n, redis.call('HGETALL', KEYS[1])}
 "#,
     )
 });

@@ -518,53 +518,6 @@ async fn only_the_owner_releases_a_nick_and_claims_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server (CI stage: redis)"]
-async fn presence_expiry_purges_once() {
-    let server = RedisServer::spawn();
-    let b = broker(&server).await;
-    b.presence_put(
-        "r",
-        "alice",
-        "{\"nick\":\"Alice\"}",
-        Duration::from_millis(200),
-    )
-    .await
-    .unwrap();
-    b.presence_put("r", "bob", "{\"nick\":\"Bob\"}", Duration::from_secs(30))
-        .await
-        .unwrap();
-    let all = b.presence_list("r").await.unwrap();
-    assert_eq!(
-        all.members,
-        [
-            ("alice".to_owned(), "{\"nick\":\"Alice\"}".to_owned()),
-            ("bob".to_owned(), "{\"nick\":\"Bob\"}".to_owned())
-        ]
-    );
-    assert!(all.expired.is_empty());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let later = b.presence_list("r").await.unwrap();
-    assert_eq!(later.expired, ["alice"]);
-    assert_eq!(
-        later.members,
-        [("bob".to_owned(), "{\"nick\":\"Bob\"}".to_owned())]
-    );
-    assert!(
-        b.presence_list("r").await.unwrap().expired.is_empty(),
-        "reported once"
-    );
-    let mut hlen = ::redis::cmd("HLEN");
-    hlen.arg(keys::presence_info("r"));
-    assert_eq!(
-        raw(&b, &hlen).await,
-        ::redis::Value::Int(1),
-        "alice's info is gone too"
-    );
-    b.presence_remove("r", "bob").await.unwrap();
-    assert_eq!(b.presence_list("r").await.unwrap(), Presence::default());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs redis-server (CI stage: redis)"]
 async fn rooms_lists_every_room_with_an_epoch() {
     let server = RedisServer::spawn();
     let b = broker(&server).await;
@@ -693,4 +646,55 @@ async fn renewing_claims_keeps_them_and_names_the_lost_ones() {
         b.renew_nicks("r", &[], short).await.unwrap(),
         Vec::<bool>::new()
     );
+}
+
+/// A node's seat announcements keep its seats in Redis and reach every subscriber numbered one
+/// after another; a full one replaces the seats; a read gives the seats with the last number;
+/// once the node stops announcing, its alive key lapses and a read says it is gone.
+#[tokio::test]
+#[ignore = "needs redis-server (CI stage: redis)"]
+async fn seat_announcements_are_numbered_kept_and_lapse_with_their_node() {
+    let server = RedisServer::spawn();
+    let b = broker(&server).await;
+    let (mut rx, _task) = subscribe(&server.url(), 16).unwrap();
+    assert_eq!(next(&mut rx).await, Event::Subscribed);
+    let ttl = Duration::from_millis(400);
+    let seat = |c: &str, v: &str| (c.to_owned(), v.to_owned());
+    let n1 = (b.announce_seats("A", ttl, false, "{\"n\":", &[seat("1", r#"["r","ann"]"#)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut rx).await,
+        Event::Relayed(Bytes::from(format!("{{\"n\":{n1}}}")))
+    );
+    let n2 = (b.announce_seats(
+        "A",
+        ttl,
+        false,
+        "{\"n\":",
+        &[seat("2", r#"["r","bob"]"#), seat("1", "")],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(n2, n1 + 1);
+    next(&mut rx).await;
+    let read = b.seats_of("A").await.unwrap();
+    assert!(read.alive);
+    assert_eq!(
+        (read.n, read.seats),
+        (n2, vec![seat("2", r#"["r","bob"]"#)])
+    );
+    let n3 = (b.announce_seats("A", ttl, true, "{\"n\":", &[seat("3", r#"["s","cid"]"#)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.seats_of("A").await.unwrap().seats,
+        [seat("3", r#"["s","cid"]"#)]
+    );
+    assert_eq!(b.seats_of("A").await.unwrap().n, n3);
+    assert_eq!(b.seat_nodes().await.unwrap(), ["A"]);
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(!b.seats_of("A").await.unwrap().alive, "lapsed");
+    b.forget_seat_node("A").await.unwrap();
+    assert!(b.seat_nodes().await.unwrap().is_empty());
 }
