@@ -164,10 +164,8 @@ impl Engine {
 
     /// Shows remote member `key` in room `r`, whose name nobody there holds.
     fn seat_remote(&mut self, r: usize, key: RemoteKey, member: RemoteMember, now: Now) {
-        self.activity += 1;
         let list_max = self.config.presence_list_max;
         let room = &mut self.rooms[r];
-        room.last_active = self.activity;
         let holder = Holder::Remote(key.clone());
         room.index_nick(&member.nick, &member.likeness, holder, list_max);
         let nick = member.nick.clone();

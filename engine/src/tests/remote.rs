@@ -309,6 +309,26 @@ fn a_late_leave_gives_way_to_the_next_holder_but_a_name_held_here_wins() {
 }
 
 #[test]
+fn renames_elsewhere_onto_a_held_name_wait_and_a_waiting_member_renamed_free_is_shown() {
+    let mut a = Node::new(shared());
+    let ann = a.connect("lobby", "ann");
+    a.seat("b", 1, "lobby", "bob");
+    a.seat("c", 2, "lobby", "cy");
+    a.h.take(ann);
+    // bob's rename to a name someone here holds is stale news: bob waits, unlisted.
+    a.seat("b", 1, "lobby", "Cy");
+    assert_eq!(notices(&a.h.take(ann)), ["-bob:left"]);
+    assert_eq!(a.who(ann), (vec!["ann".into(), "cy".into()], 2));
+    // Renamed again, to a free name: shown under it.
+    a.seat("b", 1, "lobby", "dan");
+    assert_eq!(notices(&a.h.take(ann)), ["+dan"]);
+    assert_eq!(
+        a.who(ann),
+        (vec!["ann".into(), "cy".into(), "dan".into()], 3)
+    );
+}
+
+#[test]
 fn a_room_with_members_elsewhere_only_is_kept_and_seats_not_valid_here_are_ignored() {
     let mut a = Node::new(Config {
         rooms_max: 2,

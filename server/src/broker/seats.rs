@@ -352,6 +352,8 @@ enum Done {
         seats: Option<NodeSeats>,
     },
     Listed(Vec<String>),
+    /// A dead node was taken out of the set of nodes.
+    Forgot,
 }
 
 struct Task {
@@ -505,6 +507,7 @@ impl Task {
                 Err(_) => self.mine.failed(full, changes),
             },
             Done::Read { node, seats } => self.read_done(node, seats, calls, reports),
+            Done::Forgot => {}
             Done::Listed(nodes) => {
                 let known: Vec<String> = self.peers.keys().cloned().collect();
                 let all = nodes.into_iter().chain(known);
@@ -546,7 +549,7 @@ impl Task {
             let broker = self.broker.clone();
             calls.spawn(async move {
                 let _ = broker.forget_seat_node(&node).await;
-                Done::Listed(Vec::new())
+                Done::Forgot
             });
             return;
         }
