@@ -277,6 +277,8 @@ fn remote_members_count_toward_the_large_room_rules() {
         matches!(&got[..], [ServerMessage::Presence { user_count: 3, joined, .. }] if *joined == ["cy"]),
         "{got:?}"
     );
+    assert_eq!(a.h.engine.user_count("lobby"), Some(3));
+    assert_eq!(a.h.engine.user_count("nowhere"), None);
     // Typing is not relayed in a large room, wherever its members are.
     a.h.send(ann, r#"{"type":"typing"}"#);
     assert!(a.h.take_relays().is_empty());
@@ -290,6 +292,32 @@ fn remote_members_count_toward_the_large_room_rules() {
     );
     a.unseat("b", 1, LeaveReason::Left);
     assert_eq!(notices(&a.h.take(ann)), ["-bob:left"]);
+}
+
+#[test]
+fn a_room_left_by_everyone_here_is_judged_small_or_large_by_the_members_elsewhere() {
+    let mut a = Node::new(shared_tiny());
+    let ann = a.connect("lobby", "ann");
+    a.seat("b", 1, "lobby", "bob");
+    a.seat("b", 2, "lobby", "cy");
+    // Nobody here: two members elsewhere is small again, three would not be.
+    a.h.disconnect(ann);
+    a.unseat("b", 2, LeaveReason::Left);
+    let dan = a.connect("lobby", "dan");
+    a.h.take(dan);
+    a.seat("b", 1, "lobby", "bobby");
+    assert_eq!(notices(&a.h.take(dan)), ["bob>bobby"], "small: at once");
+
+    let mut a = Node::new(shared_tiny());
+    let ann = a.connect("lobby", "ann");
+    for (client, nick) in [(1, "bob"), (2, "cy"), (3, "eve")] {
+        a.seat("b", client, "lobby", nick);
+    }
+    a.h.disconnect(ann);
+    let dan = a.connect("lobby", "dan");
+    a.h.take(dan);
+    a.seat("b", 1, "lobby", "bobby");
+    assert!(a.h.take(dan).is_empty(), "large: at the tick");
 }
 
 #[test]
