@@ -7,8 +7,10 @@ pub const DELIVERIES: &str = "chat:deliveries";
 /// The pub/sub channel of what nodes tell each other outside the rooms' order (typing, kicks).
 pub const RELAY: &str = "chat:relay";
 
-/// The set of nodes that announced seats (see `seats`), alive or not yet found dead.
-pub(crate) const SEAT_NODES: &str = "chat:seat-nodes";
+/// The set of nodes that announced seats (see `seats`), alive or not yet found dead. Every seat
+/// key carries the hash tag `{seats}`, so one announcement's script stays on one slot of a Redis
+/// Cluster (presence is small beside the rooms, which shard by their own tags).
+pub(crate) const SEAT_NODES: &str = "chat:{seats}:nodes";
 
 /// The count of nodes that joined (each node's number, for its guests' names).
 pub(crate) const NODES: &str = "chat:nodes";
@@ -44,17 +46,17 @@ pub fn valid_room(room: &str) -> bool {
 
 /// A node's seats: client number to `[room, nick]`.
 pub(crate) fn seats(node: &str) -> String {
-    format!("chat:{{node:{node}}}:seats")
+    format!("chat:{{seats}}:{node}")
 }
 
 /// A node's announcement counter.
 pub(crate) fn seats_counter(node: &str) -> String {
-    format!("chat:{{node:{node}}}:seats-n")
+    format!("chat:{{seats}}:{node}:n")
 }
 
 /// Present while a node lives (it renews it with every announcement).
 pub(crate) fn alive(node: &str) -> String {
-    format!("chat:{{node:{node}}}:alive")
+    format!("chat:{{seats}}:{node}:alive")
 }
 
 pub(crate) fn meta(room: &str) -> String {

@@ -8,9 +8,9 @@
 //! - `chat:{R}:log` STREAM: entry id `<seq>-0`, one field `p` = the message body, exact `MAXLEN`;
 //! - `chat:{R}:op:<idem>` STRING `"<seq>\n<epoch>"` with a short expiry: a retried publish;
 //! - `chat:{R}:nick:<nick_key>` STRING = owner, with an expiry: a claimed nickname;
-//! - per node N (hash tag `{node:N}`): `chat:{node:N}:seats` HASH client -> `[room, nick]` (its
-//!   members), `chat:{node:N}:seats-n` its announcements' counter, `chat:{node:N}:alive` present
-//!   while it announces; `chat:seat-nodes` SET of the nodes that announced;
+//! - per node N (all under the hash tag `{seats}`): `chat:{seats}:N` HASH client -> `[room,
+//!   nick]` (its members), `chat:{seats}:N:n` its announcements' counter, `chat:{seats}:N:alive`
+//!   present while it announces; `chat:{seats}:nodes` SET of the nodes that announced;
 //! - one pub/sub channel for all rooms, [`DELIVERIES`]: every node subscribes once; and one for
 //!   what nodes tell each other (typing, kicks, seat announcements), [`keys::RELAY`].
 //!
