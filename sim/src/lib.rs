@@ -5,6 +5,7 @@
 //! client records what it sees in a [`trace::Trace`]; after a run, [`checker::check`] asserts the
 //! chat invariants over the whole record. [`seeds::run`] repeats a scenario over seeds and prints
 //! the command that replays a failing one. The scenarios are the tests in `sim/tests/`.
+//! Cluster scenarios run several nodes ([`add_node`]) on the in-memory broker of [`broker`].
 //!
 //! ```text
 //! cargo test -p chat-sim                     # 3 seeds per scenario
