@@ -3,13 +3,15 @@
 //! reached at start stops the start with one line naming it, as an unreadable data directory
 //! does: a node that started alone would hand out seqs no other node knows.
 
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
 use chat_engine::RestoredRoom;
 
 use crate::broker::node::{self, BrokerHandle};
-use crate::broker::redis::{BrokerOptions, RedisBroker};
+use crate::broker::redis::{BrokerError, BrokerOptions};
+use crate::broker::Backend;
 use crate::settings::Settings;
 
 /// Redis calls at once from one node.
@@ -18,17 +20,34 @@ const IN_FLIGHT: usize = 64;
 const PRESENCE_TTL_MIN: Duration = Duration::from_millis(300);
 
 /// A node connected to its cluster, before it serves.
-pub(crate) struct Cluster {
-    broker: RedisBroker,
-    url: String,
+pub(crate) struct Cluster<B> {
+    broker: B,
+    /// The broker's name in errors (its URL).
+    name: String,
     /// The rooms Redis keeps, each with its latest messages (`--history`).
     pub(crate) rooms: Vec<RestoredRoom>,
     /// How long this node's nickname claims outlive it.
     claim_ttl: Duration,
 }
 
-/// Connects to the broker at `url` and sets the engine up for it.
-pub(crate) async fn join(url: &str, settings: &mut Settings) -> io::Result<Cluster> {
+/// How the Redis broker keeps history and waits, for these settings.
+pub(crate) fn redis_options(settings: &Settings) -> BrokerOptions {
+    BrokerOptions {
+        retention: usize::try_from(settings.store.retention_messages)
+            .unwrap_or(usize::MAX)
+            .max(1),
+        op_ttl: Duration::from_secs(60),
+        call_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Connects to the broker `name` (`connect` is awaited only once the settings are found fit)
+/// and sets the engine up for it.
+pub(crate) async fn join<B: Backend>(
+    name: &str,
+    connect: impl Future<Output = Result<B, BrokerError>>,
+    settings: &mut Settings,
+) -> io::Result<Cluster<B>> {
     if settings.presence_ttl < PRESENCE_TTL_MIN {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -41,41 +60,28 @@ pub(crate) async fn join(url: &str, settings: &mut Settings) -> io::Result<Clust
     engine.members_shared = true;
     engine.hold_until_committed = false;
     engine.store_relaxed = false;
-    let options = BrokerOptions {
-        retention: usize::try_from(settings.store.retention_messages)
-            .unwrap_or(usize::MAX)
-            .max(1),
-        op_ttl: Duration::from_secs(60),
-        call_timeout: Duration::from_secs(2),
-    };
-    let unreachable =
-        |e: crate::broker::redis::BrokerError| io::Error::other(format!("broker {url}: {e}"));
-    let broker = RedisBroker::connect(url, options)
-        .await
-        .map_err(unreachable)?;
+    let unreachable = |e: BrokerError| io::Error::other(format!("broker {name}: {e}"));
+    let broker = connect.await.map_err(unreachable)?;
     let rooms = node::rooms(&broker, settings.engine.history_max)
         .await
         .map_err(unreachable)?;
     // Guests of different nodes get different names; their claims make sure of it.
     let number = broker.node_number().await.map_err(unreachable)?;
     settings.engine.guest_tag = format!("{}-", number % 1_000_000_000);
-    tracing::info!(broker = url, rooms = rooms.len(), "joined the cluster");
+    tracing::info!(broker = name, rooms = rooms.len(), "joined the cluster");
     Ok(Cluster {
         broker,
-        url: url.to_owned(),
+        name: name.to_owned(),
         rooms,
         claim_ttl: settings.presence_ttl,
     })
 }
 
 /// Starts the broker task of a node that joined.
-pub(crate) fn spawn(cluster: Cluster, node_epoch: String) -> io::Result<BrokerHandle> {
-    node::spawn(
-        cluster.broker,
-        &cluster.url,
-        node_epoch,
-        IN_FLIGHT,
-        cluster.claim_ttl,
-    )
-    .map_err(|e| io::Error::other(format!("broker {}: {e}", cluster.url)))
+pub(crate) fn spawn<B: Backend>(
+    cluster: Cluster<B>,
+    node_epoch: String,
+) -> io::Result<BrokerHandle> {
+    node::spawn(cluster.broker, node_epoch, IN_FLIGHT, cluster.claim_ttl)
+        .map_err(|e| io::Error::other(format!("broker {}: {e}", cluster.name)))
 }

@@ -2,6 +2,8 @@
 //!
 //! [`run`] serves HTTP and WebSockets on any [`Listener`], so tests pass a TCP listener on
 //! `127.0.0.1:0` and the simulations pass turmoil's: the very same code runs on both.
+//! [`run_with_backend`] is the same for a cluster node whose shared broker is any
+//! [`broker::Backend`] (the simulations' in-memory one), not a Redis.
 
 mod admin;
 pub mod broker;
@@ -37,7 +39,7 @@ mod ws_write;
 
 pub use connection::serve_echo;
 pub use listener::Listener;
-pub use server::{display_url, run};
+pub use server::{display_url, run, run_with_backend};
 pub use settings::{
     ConnLimits, Durability, Settings, StaticSource, StoreAt, StoreSettings, WallClock,
 };

@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::broker::redis::RedisBroker;
+use crate::broker::Backend;
 use crate::clock::{new_epoch, Clock};
 use crate::clustering;
 use crate::http::{self, AppState};
@@ -52,13 +54,47 @@ const PER_IP_SPARE_ENTRIES: usize = 4096;
 const REFUSED_LINGER: Duration = Duration::from_secs(1);
 
 /// Serves until `shutdown` resolves, then closes every WebSocket with 1001 and waits (at most
-/// `shutdown_grace`) for connections to finish.
+/// `shutdown_grace`) for connections to finish. With `settings.broker`, the node joins the
+/// cluster sharing that Redis first.
 pub async fn run<L: Listener>(
-    mut listener: L,
-    settings: Settings,
+    listener: L,
+    mut settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let server = Server::start(listener.local_addr()?, settings).await?;
+    let addr = listener.local_addr()?;
+    let cluster = match settings.broker.clone() {
+        Some(url) => {
+            let options = clustering::redis_options(&settings);
+            let connect = RedisBroker::connect(&url, options);
+            Some(clustering::join(&url, connect, &mut settings).await?)
+        }
+        None => None,
+    };
+    serve(listener, addr, settings, cluster, shutdown).await
+}
+
+/// As [`run`], for a node of a cluster whose shared broker is `backend` instead of a Redis
+/// (`settings.broker` is not used): the simulations run nodes on an in-memory broker this way.
+pub async fn run_with_backend<L: Listener, B: Backend>(
+    listener: L,
+    mut settings: Settings,
+    backend: B,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    let connect = async { Ok(backend) };
+    let cluster = clustering::join("(backend)", connect, &mut settings).await?;
+    serve(listener, addr, settings, Some(cluster), shutdown).await
+}
+
+async fn serve<L: Listener, B: Backend>(
+    mut listener: L,
+    addr: SocketAddr,
+    settings: Settings,
+    cluster: Option<clustering::Cluster<B>>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let server = Server::start(addr, settings, cluster).await?;
     let fatal = server.fatal.clone();
     // The accept loop never ends on its own: it runs until `shutdown` resolves (or the store
     // fails for good) and drops it.
@@ -104,12 +140,12 @@ impl Server {
     /// Builds the engine from `settings` (a fresh epoch unless one is given), spawns the hub
     /// that owns it, and opens the web client's files. Fails on settings the engine refuses and
     /// on a `--static-dir` that cannot be read, before anything is served.
-    async fn start(addr: SocketAddr, mut settings: Settings) -> io::Result<Self> {
+    async fn start<B: Backend>(
+        addr: SocketAddr,
+        mut settings: Settings,
+        cluster: Option<clustering::Cluster<B>>,
+    ) -> io::Result<Self> {
         let epoch = settings.epoch.clone().unwrap_or_else(new_epoch);
-        let cluster = match settings.broker.clone() {
-            Some(url) => Some(clustering::join(&url, &mut settings).await?),
-            None => None,
-        };
         let kept = match cluster {
             Some(_) => None,
             None => keeping::open(&mut settings, &epoch)?,

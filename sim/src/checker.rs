@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use chat_engine::names::nick_likeness;
 use chat_engine::protocol::ChatMessage;
 use chat_engine::ServerMessage;
 
@@ -389,6 +390,77 @@ pub fn presence_converges(record: &Record) -> Vec<String> {
     violations
 }
 
+/// How close together two clients' frames may be and still not prove they were members at the
+/// same instant (a client-to-node hop plus ticks).
+const SAME_INSTANT_SLACK: Duration = Duration::from_millis(100);
+
+/// No two clients were members of one room under alike nicknames at one instant, on any nodes:
+/// wherever the trace can tell, i.e. one of them was welcomed under the name before the other
+/// last received a frame under it (beyond a hop's slack), both being served meanwhile.
+pub fn nicks_unique_per_room(record: &Record) -> Vec<String> {
+    // Per client: (room, likeness, welcomed at, last frame at) while it held the name.
+    let mut held: Vec<(&str, &str, String, Duration, Duration)> = Vec::new();
+    for (name, log) in &record.clients {
+        for session in &log.sessions {
+            let mut current: Option<(&str, String, Duration, Duration)> = None;
+            for seen in &session.seen {
+                let Received::Frame(message) = &seen.what else {
+                    continue;
+                };
+                let renamed = match message {
+                    ServerMessage::Welcome { room, nick, .. } => {
+                        Some((room.as_str(), nick.as_str()))
+                    }
+                    ServerMessage::Nick {
+                        room, old, nick, ..
+                    } if current
+                        .as_ref()
+                        .is_some_and(|c| c.0 == room && c.1 == nick_likeness(old)) =>
+                    {
+                        Some((room.as_str(), nick.as_str()))
+                    }
+                    _ => None,
+                };
+                if let Some((room, nick)) = renamed {
+                    if let Some((room, likeness, from, to)) = current.take() {
+                        held.push((name, room, likeness, from, to));
+                    }
+                    current = Some((room, nick_likeness(nick), seen.at, seen.at));
+                } else if let Some(c) = &mut current {
+                    c.3 = seen.at;
+                }
+            }
+            if let Some((room, likeness, from, to)) = current {
+                held.push((name, room, likeness, from, to));
+            }
+        }
+    }
+    // (room, likeness) -> (client, from, to).
+    type Holders<'a> = Vec<(&'a str, Duration, Duration)>;
+    let mut by_name: BTreeMap<(&str, &str), Holders<'_>> = BTreeMap::new();
+    for (client, room, likeness, from, to) in &held {
+        by_name
+            .entry((room, likeness.as_str()))
+            .or_default()
+            .push((client, *from, *to));
+    }
+    let mut violations = Vec::new();
+    for ((room, likeness), holders) in by_name {
+        for (i, a) in holders.iter().enumerate() {
+            for b in &holders[i + 1..] {
+                let overlap = a.1 + SAME_INSTANT_SLACK < b.2 && b.1 + SAME_INSTANT_SLACK < a.2;
+                if a.0 != b.0 && overlap {
+                    violations.push(format!(
+                        "{} ({:?}..{:?}) and {} ({:?}..{:?}) both held {likeness:?} in {room}",
+                        a.0, a.1, a.2, b.0, b.1, b.2
+                    ));
+                }
+            }
+        }
+    }
+    violations
+}
+
 /// Runs every invariant; `Err` lists the violations (the first few of each).
 pub fn check(trace: &Trace, limits: Limits) -> Result<(), String> {
     let record = trace.lock();
@@ -409,6 +481,7 @@ pub fn check(trace: &Trace, limits: Limits) -> Result<(), String> {
             only_overflowing_clients_evicted(&record, limits),
         ),
         ("presence converges", presence_converges(&record)),
+        ("nicknames unique per room", nicks_unique_per_room(&record)),
     ];
     let mut report = String::new();
     for (invariant, violations) in results {

@@ -207,6 +207,8 @@ pub struct Client {
     view: Arc<Mutex<View>>,
     conn: Option<Conn>,
     sent: usize,
+    /// The host it connects to ([`SERVER`] unless a cluster scenario picks a node).
+    server: String,
 }
 
 /// Hyper's executor for the client connection task.
@@ -251,14 +253,14 @@ fn query(join: &JoinRequest) -> String {
     parts.join("&")
 }
 
-async fn open(join: &JoinRequest) -> Result<fastwebsockets::WebSocket<Io>, String> {
-    let stream = turmoil::net::TcpStream::connect((SERVER, PORT))
+async fn open(server: &str, join: &JoinRequest) -> Result<fastwebsockets::WebSocket<Io>, String> {
+    let stream = turmoil::net::TcpStream::connect((server, PORT))
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let request = hyper::Request::builder()
         .method("GET")
-        .uri(format!("http://{SERVER}:{PORT}/ws?{}", query(join)))
-        .header("Host", format!("{SERVER}:{PORT}"))
+        .uri(format!("http://{server}:{PORT}/ws?{}", query(join)))
+        .header("Host", format!("{server}:{PORT}"))
         .header(hyper::header::UPGRADE, "websocket")
         .header(hyper::header::CONNECTION, "upgrade")
         // A fixed key keeps the run byte-for-byte the same (the key is no secret).
@@ -283,7 +285,18 @@ impl Client {
             view: Arc::default(),
             conn: None,
             sent: 0,
+            server: SERVER.to_owned(),
         }
+    }
+
+    /// Makes later connections go to host `server` (a node of a cluster) instead of [`SERVER`].
+    pub fn set_server(&mut self, server: &str) {
+        self.server = server.to_owned();
+    }
+
+    /// The host this client connects to.
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     pub fn name(&self) -> &str {
@@ -350,7 +363,7 @@ impl Client {
             });
             log.sessions.len() - 1
         };
-        let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, open(&join)).await {
+        let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, open(&self.server, &join)).await {
             Ok(Ok(ws)) => ws,
             Ok(Err(why)) => return self.refused(session, why),
             Err(_) => return self.refused(session, "handshake timed out".to_owned()),
@@ -493,13 +506,13 @@ impl Client {
 
     /// Stops reading: holds every segment between the server and this client (a slow reader).
     pub fn stop_reading(&self) {
-        turmoil::hold(SERVER, self.name.as_str());
+        turmoil::hold(self.server.as_str(), self.name.as_str());
         self.log(|log| log.stopped_reading = Some(trace::now()));
     }
 
     /// Reads again: delivers what was held.
     pub fn resume_reading(&self) {
-        turmoil::release(SERVER, self.name.as_str());
+        turmoil::release(self.server.as_str(), self.name.as_str());
     }
 
     /// Pages the whole member list with `who` and makes it the view's list (what a client does

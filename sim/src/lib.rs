@@ -5,6 +5,7 @@
 //! client records what it sees in a [`trace::Trace`]; after a run, [`checker::check`] asserts the
 //! chat invariants over the whole record. [`seeds::run`] repeats a scenario over seeds and prints
 //! the command that replays a failing one. The scenarios are the tests in `sim/tests/`.
+//! Cluster scenarios run several nodes ([`add_node`]) on the in-memory broker of [`broker`].
 //!
 //! ```text
 //! cargo test -p chat-sim                     # 3 seeds per scenario
@@ -12,6 +13,7 @@
 //! CHAT_SIM_SEED=17 cargo test -p chat-sim --test slow NAME -- --exact --nocapture  # replay
 //! ```
 
+pub mod broker;
 pub mod checker;
 pub mod client;
 pub mod seeds;
@@ -141,6 +143,40 @@ pub fn add_server(sim: &mut turmoil::Sim<'_>, spec: ServerSpec) -> Arc<AtomicU64
                 }
             };
             chat_server::run(SimListener(listener), settings(&spec, start), shutdown).await?;
+            Ok(())
+        }
+    });
+    starts
+}
+
+/// How a cluster node is started, besides its [`ServerSpec`].
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub server: ServerSpec,
+    /// How long its nickname claims and its alive key outlive it (`--presence-ttl`).
+    pub presence_ttl: Duration,
+}
+
+/// Adds a cluster node: host `name` running `chat_server::run_with_backend` on the sim broker
+/// ([`broker::add_broker`]). Its epoch, which is also its identity among the nodes, is
+/// `NAME-N` for its `N`th start. Returns its start counter.
+pub fn add_node(sim: &mut turmoil::Sim<'_>, name: &str, spec: NodeSpec) -> Arc<AtomicU64> {
+    let starts = Arc::new(AtomicU64::new(0));
+    let counter = starts.clone();
+    let host = name.to_owned();
+    sim.host(name, move || {
+        let start = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        let spec = spec.clone();
+        let epoch = format!("{host}-{start}");
+        async move {
+            let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
+            let mut settings = settings(&spec.server, start);
+            settings.epoch = Some(epoch);
+            settings.presence_ttl = spec.presence_ttl;
+            let backend = broker::SimBackend::new();
+            let shutdown = std::future::pending();
+            chat_server::run_with_backend(SimListener(listener), settings, backend, shutdown)
+                .await?;
             Ok(())
         }
     });

@@ -2,6 +2,7 @@
 //! hub talks to the broker task (`node`) through its link (`link`), never to a backend's client
 //! library.
 
+mod backend;
 pub(crate) mod link;
 pub(crate) mod nicks;
 pub(crate) mod node;
@@ -9,3 +10,5 @@ pub mod redis;
 pub(crate) mod relay;
 pub(crate) mod seats;
 pub(crate) mod stats;
+
+pub use backend::Backend;

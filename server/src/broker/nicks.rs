@@ -16,9 +16,10 @@ use chat_engine::names::room_likeness;
 use chat_engine::{ClaimOutcome, ClientId};
 use tokio::sync::mpsc;
 
+use super::backend::Backend;
 use super::node::Report;
 use super::redis::keys::room_key;
-use super::redis::{Claim, RedisBroker};
+use super::redis::Claim;
 
 /// Lanes of claims at once; one name always uses the same lane.
 const LANES: usize = 8;
@@ -58,8 +59,8 @@ pub(crate) struct Nicks {
 
 impl Nicks {
     /// Starts the lanes; each reports its claims' answers on `reports`.
-    pub(crate) fn spawn(
-        broker: &RedisBroker,
+    pub(crate) fn spawn<B: Backend>(
+        broker: &B,
         node_epoch: &str,
         ttl: Duration,
         reports: &mpsc::Sender<Report>,
@@ -94,8 +95,8 @@ impl Nicks {
     }
 }
 
-struct Lane {
-    broker: RedisBroker,
+struct Lane<B: Backend> {
+    broker: B,
     node_epoch: String,
     ttl: Duration,
     reports: mpsc::Sender<Report>,
@@ -103,7 +104,7 @@ struct Lane {
     held: HashMap<(String, String), String>,
 }
 
-impl Lane {
+impl<B: Backend> Lane<B> {
     async fn run(mut self, mut ops: mpsc::UnboundedReceiver<NickOp>) {
         let mut renew = tokio::time::interval(self.ttl / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -26,8 +26,9 @@ use chat_engine::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use super::backend::Backend;
 use super::nicks::{NickOp, Nicks};
-use super::redis::{keys::room_key, subscribe, BrokerError, Event, Numbered, RedisBroker};
+use super::redis::{keys::room_key, BrokerError, Event, Numbered};
 use super::relay::{owner_node, Relay};
 use super::seats::{Announcement, RemoteChange, SeatOp, Seats};
 use super::stats::BrokerStats;
@@ -178,8 +179,8 @@ fn key(room: &str) -> String {
 /// Every room Redis keeps with messages, each with its last `history` messages, to start the
 /// engine from (`Engine::restore`). A room whose messages name it in several spellings keeps
 /// those of its latest spelling.
-pub(crate) async fn rooms(
-    broker: &RedisBroker,
+pub(crate) async fn rooms<B: Backend>(
+    broker: &B,
     history: usize,
 ) -> Result<Vec<RestoredRoom>, BrokerError> {
     let mut restored = Vec::new();
@@ -214,14 +215,13 @@ pub(crate) async fn rooms(
 }
 
 /// Starts the broker task: requests in, reports out, at most `in_flight` Redis calls at once.
-pub(crate) fn spawn(
-    broker: RedisBroker,
-    url: &str,
+pub(crate) fn spawn<B: Backend>(
+    broker: B,
     node_epoch: String,
     in_flight: usize,
     claim_ttl: Duration,
 ) -> Result<BrokerHandle, BrokerError> {
-    let (events, subscription) = subscribe(url, DELIVERIES_BUFFER)?;
+    let (events, subscription) = broker.subscribe(DELIVERIES_BUFFER)?;
     let (requests, inbox) = mpsc::unbounded_channel();
     // Bounded: a hub that falls behind stops this task, whose subscription then overflows and is
     // dropped (a refill repairs it), rather than deliveries piling up here.
@@ -249,8 +249,8 @@ pub(crate) fn spawn(
     })
 }
 
-struct Task {
-    broker: RedisBroker,
+struct Task<B: Backend> {
+    broker: B,
     nicks: Nicks,
     seats: Seats,
     node_epoch: String,
@@ -259,7 +259,7 @@ struct Task {
     stats: Arc<BrokerStats>,
 }
 
-impl Task {
+impl<B: Backend> Task<B> {
     async fn run(
         self,
         mut inbox: mpsc::UnboundedReceiver<Request>,
@@ -402,7 +402,7 @@ fn next_batch(waiting: &mut VecDeque<Publish>) -> Option<Vec<Publish>> {
     Some(batch)
 }
 
-impl Task {
+impl<B: Backend> Task<B> {
     /// Starts one publish call for the room under `key`, which names it in its answer so the
     /// room's next batch can follow.
     fn start_batch(
@@ -422,8 +422,8 @@ impl Task {
 
 /// Orders one room's `batch` in one script call, tried up to [`PUBLISH_TRIES`] times with the
 /// same idempotency keys; one report per message.
-async fn publish(
-    broker: &RedisBroker,
+async fn publish<B: Backend>(
+    broker: &B,
     node_epoch: &str,
     key: &str,
     batch: Vec<Publish>,
@@ -467,7 +467,7 @@ async fn publish(
 
 /// The room's messages after `after`, retried until Redis answers: the engine's room waits for
 /// them, and Redis coming back is exactly when they are needed.
-async fn refill(broker: &RedisBroker, node_epoch: &str, room: String, after: u64) -> Report {
+async fn refill<B: Backend>(broker: &B, node_epoch: &str, room: String, after: u64) -> Report {
     let key = key(&room);
     loop {
         let range = match broker.range(&key, after, REFILL_PAGE).await {
@@ -498,8 +498,8 @@ async fn refill(broker: &RedisBroker, node_epoch: &str, room: String, after: u64
 
 /// Sends an operator's kick to the node whose client holds `nick` in `room` (the claim names
 /// it), unless nobody does.
-async fn kick_elsewhere(
-    broker: &RedisBroker,
+async fn kick_elsewhere<B: Backend>(
+    broker: &B,
     node_epoch: &str,
     room: String,
     nick: String,
@@ -532,8 +532,8 @@ async fn kick_elsewhere(
 }
 
 /// A page of the room's history for `to` (`history`); empty and incomplete if Redis fails.
-async fn fetch(
-    broker: &RedisBroker,
+async fn fetch<B: Backend>(
+    broker: &B,
     to: ClientId,
     room: String,
     before: u64,

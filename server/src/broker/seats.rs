@@ -26,8 +26,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::backend::Backend;
 use super::node::Report;
-use super::redis::{NodeSeats, RedisBroker};
+use super::redis::NodeSeats;
 
 /// Seat changes one announcement carries at most (a full one carries every seat).
 const BATCH: usize = 1024;
@@ -156,8 +157,8 @@ pub(crate) struct Seats {
 }
 
 impl Seats {
-    pub(crate) fn spawn(
-        broker: &RedisBroker,
+    pub(crate) fn spawn<B: Backend>(
+        broker: &B,
         node: &str,
         ttl: Duration,
         reports: &mpsc::Sender<Report>,
@@ -356,8 +357,8 @@ enum Done {
     Forgot,
 }
 
-struct Task {
-    broker: RedisBroker,
+struct Task<B: Backend> {
+    broker: B,
     node: String,
     ttl: Duration,
     reports: mpsc::Sender<Report>,
@@ -365,7 +366,7 @@ struct Task {
     peers: HashMap<String, Peer>,
 }
 
-impl Task {
+impl<B: Backend> Task<B> {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Message>) {
         let mut calls: JoinSet<Done> = JoinSet::new();
         let mut beat = tokio::time::interval(self.ttl / 4);
@@ -600,7 +601,7 @@ fn apply(peer: &mut Peer, announcement: Announcement, reports: &mut Vec<Report>)
 }
 
 /// The nodes with seats, retried until Redis answers.
-async fn list(broker: &RedisBroker) -> Vec<String> {
+async fn list<B: Backend>(broker: &B) -> Vec<String> {
     loop {
         match broker.seat_nodes().await {
             Ok(nodes) => return nodes,

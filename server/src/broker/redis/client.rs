@@ -115,6 +115,8 @@ pub enum Claim {
 pub struct RedisBroker {
     conn: ConnectionManager,
     options: BrokerOptions,
+    /// Where it connected: the subscription opens its own connection there.
+    url: String,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -198,9 +200,18 @@ impl RedisBroker {
             client.get_connection_manager_with_config(config),
         )
         .await?;
-        let broker = Self { conn, options };
+        let broker = Self {
+            conn,
+            options,
+            url: url.to_owned(),
+        };
         broker.ping().await?;
         Ok(broker)
+    }
+
+    /// The URL this broker connected to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The options this broker was built with.
@@ -737,4 +748,126 @@ fn stream_entry(v: Value) -> Result<(u64, Bytes), BrokerError> {
         return Err(BrokerError::malformed("entry: field is not p"));
     }
     Ok((entry_id(id)?, Bytes::from(bulk(body, "entry body")?)))
+}
+
+/// The production backend: each method is the inherent one of the same name, unchanged.
+impl crate::broker::Backend for RedisBroker {
+    fn publish_batch(
+        &self,
+        room: &str,
+        batch: &[Numbered<'_>],
+        fresh_epoch: &str,
+    ) -> impl Future<Output = Result<Vec<Published>, BrokerError>> + Send {
+        RedisBroker::publish_batch(self, room, batch, fresh_epoch)
+    }
+
+    fn state(
+        &self,
+        room: &str,
+        fresh_epoch: &str,
+    ) -> impl Future<Output = Result<RoomState, BrokerError>> + Send {
+        RedisBroker::state(self, room, fresh_epoch)
+    }
+
+    fn range(
+        &self,
+        room: &str,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<Range>, BrokerError>> + Send {
+        RedisBroker::range(self, room, after, limit)
+    }
+
+    fn page_before(
+        &self,
+        room: &str,
+        before: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(u64, Bytes)>, BrokerError>> + Send {
+        RedisBroker::page_before(self, room, before, limit)
+    }
+
+    fn rooms(&self) -> impl Future<Output = Result<Vec<RoomState>, BrokerError>> + Send {
+        RedisBroker::rooms(self)
+    }
+
+    fn node_number(&self) -> impl Future<Output = Result<u64, BrokerError>> + Send {
+        RedisBroker::node_number(self)
+    }
+
+    fn relay(&self, payload: &[u8]) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        RedisBroker::relay(self, payload)
+    }
+
+    fn announce_seats(
+        &self,
+        node: &str,
+        ttl: Duration,
+        full: bool,
+        json: &str,
+        changes: &[(String, String)],
+    ) -> impl Future<Output = Result<u64, BrokerError>> + Send {
+        RedisBroker::announce_seats(self, node, ttl, full, json, changes)
+    }
+
+    fn seats_of(&self, node: &str) -> impl Future<Output = Result<NodeSeats, BrokerError>> + Send {
+        RedisBroker::seats_of(self, node)
+    }
+
+    fn seat_nodes(&self) -> impl Future<Output = Result<Vec<String>, BrokerError>> + Send {
+        RedisBroker::seat_nodes(self)
+    }
+
+    fn forget_seat_node(&self, node: &str) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        RedisBroker::forget_seat_node(self, node)
+    }
+
+    fn nick_owner(
+        &self,
+        room: &str,
+        nick_key: &str,
+    ) -> impl Future<Output = Result<Option<String>, BrokerError>> + Send {
+        RedisBroker::nick_owner(self, room, nick_key)
+    }
+
+    fn claim_nick(
+        &self,
+        room: &str,
+        nick_key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Claim, BrokerError>> + Send {
+        RedisBroker::claim_nick(self, room, nick_key, owner, ttl)
+    }
+
+    fn renew_nicks(
+        &self,
+        room: &str,
+        claims: &[(&str, &str)],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Vec<bool>, BrokerError>> + Send {
+        RedisBroker::renew_nicks(self, room, claims, ttl)
+    }
+
+    fn release_nick(
+        &self,
+        room: &str,
+        nick_key: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send {
+        RedisBroker::release_nick(self, room, nick_key, owner)
+    }
+
+    fn subscribe(
+        &self,
+        capacity: usize,
+    ) -> Result<
+        (
+            tokio::sync::mpsc::Receiver<super::Event>,
+            tokio::task::JoinHandle<()>,
+        ),
+        BrokerError,
+    > {
+        super::subscribe(&self.url, capacity)
+    }
 }

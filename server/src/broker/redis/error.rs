@@ -26,6 +26,10 @@ pub enum BrokerError {
     /// Redis answered a script or command with an error (a bug or a misconfigured server).
     #[error("redis replied with an error: {0}")]
     Redis(#[source] ::redis::RedisError),
+    /// A broker other than Redis (the simulations' in-memory one) could not be reached, or its
+    /// connection dropped: retry later.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
     /// Redis answered, but not in the shape the broker expects.
     #[error("malformed reply from redis: {0}")]
     Malformed(String),
@@ -34,10 +38,20 @@ pub enum BrokerError {
 impl BrokerError {
     /// True when a retry may succeed once Redis is back.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unreachable(_) | Self::Timeout(_))
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::Timeout(_) | Self::Unavailable(_)
+        )
     }
 
-    pub(crate) fn malformed(what: impl Into<String>) -> Self {
+    /// An [`Unavailable`](Self::Unavailable) error: what a backend other than Redis reports
+    /// when its broker cannot be reached.
+    pub fn unavailable(why: impl Into<String>) -> Self {
+        Self::Unavailable(why.into())
+    }
+
+    /// A [`Malformed`](Self::Malformed) error: the broker answered in a shape not expected.
+    pub fn malformed(what: impl Into<String>) -> Self {
         Self::Malformed(what.into())
     }
 }
