@@ -455,7 +455,7 @@ impl<B: Backend> Task<B> {
             }
             return;
         }
-        if !apply(peer, announcement, reports) {
+        if !apply(peer, announcement, reports, false) {
             self.read(node, calls);
         }
     }
@@ -556,17 +556,17 @@ impl<B: Backend> Task<B> {
         }
         peer.heard = Instant::now();
         let mut early = std::mem::take(&mut peer.early);
-        if seats.n >= peer.n {
-            peer.n = seats.n;
-            reports.push(Report::RemoteNode {
-                node: node.clone(),
-                seats: snapshot_seats(&seats),
-                missing: LeaveReason::Left,
-            });
-        }
+        // A read is the node's seats as they stand, whatever came before it: even numbered
+        // below the last one applied (Redis lost the counter, and it counts again).
+        peer.n = seats.n;
+        reports.push(Report::RemoteNode {
+            node: node.clone(),
+            seats: snapshot_seats(&seats),
+            missing: LeaveReason::Left,
+        });
         early.sort_by_key(|a| a.n);
         for announcement in early {
-            if !apply(peer, announcement, reports) {
+            if !apply(peer, announcement, reports, true) {
                 return self.read(node, calls);
             }
         }
@@ -574,10 +574,17 @@ impl<B: Backend> Task<B> {
 }
 
 /// Applies `announcement` to what is known of its node, if it follows on (or is full); `false`
-/// if it is past a gap, which only the node's seats in Redis can close.
-fn apply(peer: &mut Peer, announcement: Announcement, reports: &mut Vec<Report>) -> bool {
-    if announcement.n <= peer.n && !announcement.full && peer.n != 0 {
-        // Already covered by a read of the node's seats.
+/// if only the node's seats in Redis can tell: it is past a gap, from a node not read yet, or
+/// numbered at or below the last one applied (Redis lost the node's counter and it counts
+/// again from 1; or it was on its way while a read overtook it, and a second read costs
+/// nothing). `after_read`: it waited for a read, which covers every one numbered up to it.
+fn apply(
+    peer: &mut Peer,
+    announcement: Announcement,
+    reports: &mut Vec<Report>,
+    after_read: bool,
+) -> bool {
+    if after_read && announcement.n <= peer.n {
         return true;
     }
     if announcement.full {
@@ -718,9 +725,10 @@ mod tests {
     }
 
     /// Announcements apply in order; one past a gap does not (the node's seats are read); a
-    /// full one always applies; an old one is dropped.
+    /// full one always applies; one numbered at or below the last asks for a read (Redis may
+    /// have lost the node's counter), unless it waited for a read, which covers it.
     #[test]
-    fn announcements_apply_in_order_and_a_gap_asks_for_a_read() {
+    fn announcements_apply_in_order_and_a_gap_or_a_restart_asks_for_a_read() {
         let mut peer = Peer {
             n: 0,
             heard: Instant::now(),
@@ -728,38 +736,54 @@ mod tests {
             early: Vec::new(),
         };
         let mut reports = Vec::new();
-        assert!(!apply(
-            &mut peer,
-            announcement(5, false, vec![sits(1, "a")]),
-            &mut reports
-        ));
-        assert!(reports.is_empty(), "a node first heard of is read first");
-        assert!(apply(
-            &mut peer,
-            announcement(5, true, vec![sits(1, "a")]),
-            &mut reports
-        ));
+        let mut live = |peer: &mut Peer, n, full, changes| {
+            apply(peer, announcement(n, full, changes), &mut reports, false)
+        };
         assert!(
-            matches!(&reports[..], [Report::RemoteNode { seats, missing: LeaveReason::Left, .. }] if seats.len() == 1)
+            !live(&mut peer, 5, false, vec![sits(1, "a")]),
+            "a node first heard of is read first"
         );
+        assert!(live(&mut peer, 5, true, vec![sits(1, "a")]));
+        assert!(live(&mut peer, 6, false, vec![sits(2, "b")]));
+        assert_eq!(peer.n, 6);
+        assert!(!live(&mut peer, 8, false, vec![]), "past a gap");
+        assert!(
+            !live(&mut peer, 1, false, vec![sits(3, "c")]),
+            "counting again"
+        );
+        assert!(!live(&mut peer, 6, false, vec![]), "the same number again");
+        assert!(
+            live(&mut peer, 1, true, vec![sits(3, "c")]),
+            "a full one, whatever its number"
+        );
+        assert_eq!(peer.n, 1);
+        assert!(
+            matches!(
+                &reports[..],
+                [
+                    Report::RemoteNode { seats: first, missing: LeaveReason::Left, .. },
+                    Report::RemoteSeats { .. },
+                    Report::RemoteNode { seats: after_restart, .. },
+                ] if first.len() == 1 && after_restart.len() == 1
+            ),
+            "{reports:?}"
+        );
+        let mut after = Vec::new();
+        peer.n = 9;
         assert!(apply(
             &mut peer,
-            announcement(6, false, vec![sits(2, "b")]),
-            &mut reports
+            announcement(9, false, vec![]),
+            &mut after,
+            true
         ));
-        assert_eq!(peer.n, 6);
+        assert!(after.is_empty(), "covered by the read it waited for");
         assert!(apply(
             &mut peer,
-            announcement(6, false, vec![sits(3, "c")]),
-            &mut reports
+            announcement(10, false, vec![]),
+            &mut after,
+            true
         ));
-        assert_eq!(reports.len(), 2, "an old one is dropped");
-        assert!(!apply(
-            &mut peer,
-            announcement(8, false, vec![]),
-            &mut reports
-        ));
-        assert_eq!(peer.n, 6);
+        assert_eq!(after.len(), 1);
     }
 
     #[test]
