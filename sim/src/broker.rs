@@ -496,7 +496,7 @@ async fn serve(stream: turmoil::net::TcpStream, state: Arc<Mutex<State>>, conn: 
 /// One connection of a node to the broker, shared by its calls.
 struct Link {
     out: mpsc::UnboundedSender<Vec<u8>>,
-    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>>,
+    pending: Arc<Mutex<BTreeMap<u64, oneshot::Sender<Reply>>>>,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -548,7 +548,7 @@ impl SimBackend {
             .await
             .map_err(|e| BrokerError::unavailable(format!("connect: {e}")))?;
         let (read, mut write) = tokio::io::split(stream);
-        let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Reply>>>> = Arc::default();
+        let pending: Arc<Mutex<BTreeMap<u64, oneshot::Sender<Reply>>>> = Arc::default();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let writer = tokio::spawn(async move {
             while let Some(line) = out_rx.recv().await {
@@ -893,8 +893,9 @@ async fn subscription(host: String, tx: mpsc::Sender<Event>) {
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(BACKOFF) => {}
+            biased;
             () = tx.closed() => return,
+            () = tokio::time::sleep(BACKOFF) => {}
         }
     }
 }

@@ -23,11 +23,10 @@
 //! - **Progress:** each fault was survived by clients that went on chatting: every surviving
 //!   client ends connected, and the racing pair had exactly one winner.
 //!
-//! A seed fixes the faults, the latencies and every client's choices, but unlike the one-node
-//! scenarios a run does not repeat byte for byte: the node's broker tasks (`server/src/broker/`)
-//! select among their branches without `biased` and hash nickname lanes with `RandomState`, so
-//! interleavings vary between runs (the trace's fingerprint is printed to show it). A failing
-//! seed fails again often, not always; `CHAT_SIM_SEEDS=40` is the sweep to run.
+//! A seed fixes the faults, the latencies and every client's choices, and the run: the node's
+//! broker tasks select among their branches in a fixed order and hash nickname lanes with fixed
+//! keys, so a seed run alone replays exactly
+//! (`a_cluster_seed_replays_the_same_run_when_run_alone`).
 
 use std::time::Duration;
 
@@ -100,7 +99,8 @@ async fn resilient(c: &mut Client, room: &str, nick: &str) {
     }
 }
 
-fn scenario(seed: u64, broker_crash: bool) {
+/// Runs the scenario and checks it; returns the trace's fingerprint.
+fn scenario(seed: u64, broker_crash: bool) -> String {
     let mut sim = builder(seed)
         .simulation_duration(CLOSE_AT + Duration::from_secs(5))
         .build();
@@ -189,7 +189,8 @@ fn scenario(seed: u64, broker_crash: bool) {
         }
     }
     assert!(done.iter().all(|d| *d), "every fault was injected");
-    eprintln!("chat-sim: trace {}", trace.fingerprint());
+    let fingerprint = trace.fingerprint();
+    eprintln!("chat-sim: trace {fingerprint}");
     // Same contents, acknowledged reach, unique nicknames, presence converges (and the
     // one-node invariants), over every node's clients at once.
     assert_invariants(&trace, limits(&spec.server));
@@ -234,13 +235,55 @@ fn scenario(seed: u64, broker_crash: bool) {
             "{client} resumed on another node after node2 crashed"
         );
     }
+    fingerprint
+}
+
+/// The trace fingerprints `test` of this binary prints when run alone, in a process of its own,
+/// for `seed` (as the replay command that `seeds::run` prints runs it).
+fn fingerprints_alone(test: &str, seed: u64) -> Vec<String> {
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("CHAT_SIM_SEED", seed.to_string())
+        .env_remove("CHAT_SIM_SEEDS")
+        .output()
+        .expect("the test binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{test} seed {seed} failed:\n{stderr}");
+    (stderr.lines())
+        .filter_map(|line| line.strip_prefix("chat-sim: trace "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A seed replays exactly when it runs alone, as a replay does: the broker tasks select among
+/// their branches in a fixed order and hash nickname lanes with fixed keys. (Two runs in one
+/// process differ from the first host crash on: the order in which a crashed host's tasks are
+/// dropped, and so its peers learn of it, depends on what ran in the process before.)
+#[test]
+fn a_cluster_seed_replays_the_same_run_when_run_alone() {
+    let test = "three_nodes_survive_a_broker_restart";
+    let first = fingerprints_alone(test, 1);
+    assert_eq!(first.len(), 1, "one run, one fingerprint: {first:?}");
+    assert_eq!(
+        first,
+        fingerprints_alone(test, 1),
+        "seed 1 gave two different runs"
+    );
+    assert_ne!(
+        first,
+        fingerprints_alone(test, 2),
+        "seeds 1 and 2 gave the same run"
+    );
 }
 
 #[test]
 fn three_nodes_survive_partition_hold_and_a_node_crash() {
     seeds::run(
         "three_nodes_survive_partition_hold_and_a_node_crash",
-        |seed| scenario(seed, false),
+        |seed| {
+            scenario(seed, false);
+        },
     );
 }
 
@@ -252,6 +295,6 @@ fn three_nodes_survive_partition_hold_and_a_node_crash() {
 #[test]
 fn three_nodes_survive_a_broker_restart() {
     seeds::run("three_nodes_survive_a_broker_restart", |seed| {
-        scenario(seed, true)
+        scenario(seed, true);
     });
 }

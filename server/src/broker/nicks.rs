@@ -8,8 +8,8 @@
 //! would delete the claim), while different names go at once. Each lane renews the claims it
 //! granted every third of the ttl, a room's in one call per 256, and forgets those released.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::time::Duration;
 
 use chat_engine::names::room_likeness;
@@ -54,7 +54,9 @@ impl NickOp {
 /// The broker task's end of the lanes.
 pub(crate) struct Nicks {
     lanes: Vec<mpsc::UnboundedSender<NickOp>>,
-    hasher: RandomState,
+    /// Fixed keys: a name's lane is the same in every run, so a simulation replays by its seed
+    /// (the lanes only spread the work; nothing an attacker could gain from knowing the hash).
+    hasher: BuildHasherDefault<DefaultHasher>,
 }
 
 impl Nicks {
@@ -73,7 +75,7 @@ impl Nicks {
                     node_epoch: node_epoch.to_owned(),
                     ttl,
                     reports: reports.clone(),
-                    held: HashMap::new(),
+                    held: BTreeMap::new(),
                 };
                 tokio::spawn(lane.run(rx));
                 tx
@@ -81,7 +83,7 @@ impl Nicks {
             .collect();
         Self {
             lanes,
-            hasher: RandomState::new(),
+            hasher: BuildHasherDefault::default(),
         }
     }
 
@@ -101,7 +103,7 @@ struct Lane<B: Backend> {
     ttl: Duration,
     reports: mpsc::Sender<Report>,
     /// The claims this lane granted and has not released: (room key, likeness) -> owner.
-    held: HashMap<(String, String), String>,
+    held: BTreeMap<(String, String), String>,
 }
 
 impl<B: Backend> Lane<B> {
@@ -110,7 +112,11 @@ impl<B: Backend> Lane<B> {
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         renew.tick().await;
         loop {
+            // Biased, so a run is the same every time its seed is; renewals come once per
+            // third of the ttl, so they cannot starve the claims.
             tokio::select! {
+                biased;
+                _ = renew.tick() => self.renew().await,
                 op = ops.recv() => {
                     let Some(op) = op else { return };
                     if let Some(report) = self.carry_out(op).await {
@@ -119,7 +125,6 @@ impl<B: Backend> Lane<B> {
                         }
                     }
                 }
-                _ = renew.tick() => self.renew().await,
             }
         }
     }
@@ -179,7 +184,7 @@ impl<B: Backend> Lane<B> {
     /// [`RENEW_BATCH`] claims. One found taken was lost (it expired while Redis was away, and
     /// another node took it).
     async fn renew(&mut self) {
-        let mut by_room: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+        let mut by_room: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
         for ((room, likeness), owner) in &self.held {
             by_room.entry(room).or_default().push((likeness, owner));
         }

@@ -265,60 +265,34 @@ impl<B: Backend> Task<B> {
         mut inbox: mpsc::UnboundedReceiver<Request>,
         mut events: mpsc::Receiver<Event>,
     ) {
-        let mut calls: JoinSet<(Option<String>, Vec<Report>)> = JoinSet::new();
+        let mut calls: Calls = JoinSet::new();
         // Publishes waiting for their room's call in flight, by room key.
-        let mut queued: HashMap<String, VecDeque<Publish>> = HashMap::new();
+        let mut queued: Queued = HashMap::new();
+        // Biased, so a simulated run is the same every time its seed is; finished calls first
+        // (at most `in_flight` are out), then deliveries and requests by turns, so a flood of
+        // either cannot starve the other.
+        let mut events_first = false;
         loop {
-            tokio::select! {
-                request = inbox.recv(), if calls.len() < self.in_flight => {
-                    let Some(request) = request else { break };
-                    match request {
-                        Request::Publish(publish) => match queued.entry(key(&publish.room)) {
-                            Entry::Occupied(mut waiting) => waiting.get_mut().push_back(publish),
-                            Entry::Vacant(free) => {
-                                let key = free.key().clone();
-                                free.insert(VecDeque::new());
-                                self.start_batch(&mut calls, key, vec![publish]);
-                            }
-                        },
-                        Request::Refill { room, after } => {
-                            let (broker, epoch) = (self.broker.clone(), self.node_epoch.clone());
-                            calls.spawn(async move {
-                                (None, vec![refill(&broker, &epoch, room, after).await])
-                            });
-                        }
-                        Request::Fetch { to, room, before, limit } => {
-                            let broker = self.broker.clone();
-                            calls.spawn(async move {
-                                (None, vec![fetch(&broker, to, room, before, limit).await])
-                            });
-                        }
-                        Request::Nick(op) => self.nicks.send(op),
-                        Request::Seat(op) => self.seats.send(op),
-                        Request::Relay { room, frame } => {
-                            let relay = Relay::Typing {
-                                from: self.node_epoch.clone(),
-                                room,
-                                frame: String::from_utf8_lossy(&frame).into_owned(),
-                            };
-                            let broker = self.broker.clone();
-                            calls.spawn(async move {
-                                // Typing is a hint: without Redis it is dropped.
-                                let _ = broker.relay(&relay.encode()).await;
-                                (None, Vec::new())
-                            });
-                        }
-                        Request::Kick { room, nick, reply } => {
-                            let (broker, epoch) = (self.broker.clone(), self.node_epoch.clone());
-                            calls.spawn(async move {
-                                let _ = reply.send(kick_elsewhere(&broker, &epoch, room, nick).await);
-                                (None, Vec::new())
-                            });
-                        }
-                    }
+            events_first = !events_first;
+            let room_for_calls = calls.len() < self.in_flight;
+            let turn = if events_first {
+                tokio::select! {
+                    biased;
+                    Some(done) = calls.join_next(), if !calls.is_empty() => Turn::Finished(done),
+                    event = events.recv() => Turn::Event(event),
+                    request = inbox.recv(), if room_for_calls => Turn::Request(request),
                 }
-                Some(done) = calls.join_next(), if !calls.is_empty() => {
-                    let Ok((room, reports)) = done else { continue };
+            } else {
+                tokio::select! {
+                    biased;
+                    Some(done) = calls.join_next(), if !calls.is_empty() => Turn::Finished(done),
+                    request = inbox.recv(), if room_for_calls => Turn::Request(request),
+                    event = events.recv() => Turn::Event(event),
+                }
+            };
+            match turn {
+                Turn::Finished(Err(_)) => continue,
+                Turn::Finished(Ok((room, reports))) => {
                     if let Some(room) = room {
                         // What waits for the room goes as one batch; nothing waits: it is free.
                         match queued.get_mut(&room).and_then(next_batch) {
@@ -334,58 +308,148 @@ impl<B: Backend> Task<B> {
                         }
                     }
                 }
-                event = events.recv() => {
-                    let Some(event) = event else { break };
-                    let report = match event {
-                        Event::Delivery(ordered) => {
-                            let Some(room) = frame_room(&ordered.body) else {
-                                tracing::warn!(seq = ordered.seq, "a delivery that is not a chat frame; skipped");
-                                continue;
-                            };
-                            Report::Ordered {
-                                room,
-                                epoch: ordered.epoch,
-                                seq: ordered.seq,
-                                frame: ordered.body,
-                            }
-                        }
-                        Event::Relayed(payload) => match Relay::decode(&payload) {
-                            Some(Relay::Typing { from, room, frame }) if from != self.node_epoch => {
-                                Report::Relayed { room, frame: Bytes::from(frame) }
-                            }
-                            Some(Relay::Kick { to, room, nick }) if to == self.node_epoch => {
-                                Report::Kick { room, nick }
-                            }
-                            Some(Relay::Seats { from, n, full, changes }) => {
-                                self.seats.heard(Announcement { from, n, full, changes });
-                                continue;
-                            }
-                            Some(_) => continue,
-                            None => {
-                                tracing::warn!("a relay that is not one of ours; skipped");
-                                continue;
-                            }
-                        },
-                        Event::Lost => {
-                            tracing::warn!("lost the broker's deliveries; resubscribing");
-                            self.stats.set_subscribed(false);
-                            continue;
-                        }
-                        Event::Subscribed => {
-                            tracing::info!("subscribed to the broker's deliveries");
-                            self.stats.set_subscribed(true);
-                            self.seats.resubscribed();
-                            Report::Resumed
-                        }
+                Turn::Event(None) | Turn::Request(None) => break,
+                Turn::Event(Some(event)) => {
+                    let Some(report) = self.report_of(event) else {
+                        continue;
                     };
                     if self.reports.send(report).await.is_err() {
                         break;
                     }
                 }
+                Turn::Request(Some(request)) => self.carry_out(request, &mut calls, &mut queued),
             }
         }
     }
+
+    /// Carries out one request of the hub's: a call, or a message to the lanes.
+    fn carry_out(&self, request: Request, calls: &mut Calls, queued: &mut Queued) {
+        match request {
+            Request::Publish(publish) => match queued.entry(key(&publish.room)) {
+                Entry::Occupied(mut waiting) => waiting.get_mut().push_back(publish),
+                Entry::Vacant(free) => {
+                    let key = free.key().clone();
+                    free.insert(VecDeque::new());
+                    self.start_batch(calls, key, vec![publish]);
+                }
+            },
+            Request::Refill { room, after } => {
+                let (broker, epoch) = (self.broker.clone(), self.node_epoch.clone());
+                calls
+                    .spawn(async move { (None, vec![refill(&broker, &epoch, room, after).await]) });
+            }
+            Request::Fetch {
+                to,
+                room,
+                before,
+                limit,
+            } => {
+                let broker = self.broker.clone();
+                calls.spawn(
+                    async move { (None, vec![fetch(&broker, to, room, before, limit).await]) },
+                );
+            }
+            Request::Nick(op) => self.nicks.send(op),
+            Request::Seat(op) => self.seats.send(op),
+            Request::Relay { room, frame } => {
+                let relay = Relay::Typing {
+                    from: self.node_epoch.clone(),
+                    room,
+                    frame: String::from_utf8_lossy(&frame).into_owned(),
+                };
+                let broker = self.broker.clone();
+                calls.spawn(async move {
+                    // Typing is a hint: without Redis it is dropped.
+                    let _ = broker.relay(&relay.encode()).await;
+                    (None, Vec::new())
+                });
+            }
+            Request::Kick { room, nick, reply } => {
+                let (broker, epoch) = (self.broker.clone(), self.node_epoch.clone());
+                calls.spawn(async move {
+                    let _ = reply.send(kick_elsewhere(&broker, &epoch, room, nick).await);
+                    (None, Vec::new())
+                });
+            }
+        }
+    }
+
+    /// The hub's report of one subscription event, if it has one (seat announcements go to the
+    /// seats task instead).
+    fn report_of(&self, event: Event) -> Option<Report> {
+        let report = match event {
+            Event::Delivery(ordered) => {
+                let Some(room) = frame_room(&ordered.body) else {
+                    tracing::warn!(
+                        seq = ordered.seq,
+                        "a delivery that is not a chat frame; skipped"
+                    );
+                    return None;
+                };
+                Report::Ordered {
+                    room,
+                    epoch: ordered.epoch,
+                    seq: ordered.seq,
+                    frame: ordered.body,
+                }
+            }
+            Event::Relayed(payload) => match Relay::decode(&payload) {
+                Some(Relay::Typing { from, room, frame }) if from != self.node_epoch => {
+                    Report::Relayed {
+                        room,
+                        frame: Bytes::from(frame),
+                    }
+                }
+                Some(Relay::Kick { to, room, nick }) if to == self.node_epoch => {
+                    Report::Kick { room, nick }
+                }
+                Some(Relay::Seats {
+                    from,
+                    n,
+                    full,
+                    changes,
+                }) => {
+                    self.seats.heard(Announcement {
+                        from,
+                        n,
+                        full,
+                        changes,
+                    });
+                    return None;
+                }
+                Some(_) => return None,
+                None => {
+                    tracing::warn!("a relay that is not one of ours; skipped");
+                    return None;
+                }
+            },
+            Event::Lost => {
+                tracing::warn!("lost the broker's deliveries; resubscribing");
+                self.stats.set_subscribed(false);
+                return None;
+            }
+            Event::Subscribed => {
+                tracing::info!("subscribed to the broker's deliveries");
+                self.stats.set_subscribed(true);
+                self.seats.resubscribed();
+                Report::Resumed
+            }
+        };
+        Some(report)
+    }
 }
+
+/// What woke the broker task.
+enum Turn {
+    Finished(Result<(Option<String>, Vec<Report>), tokio::task::JoinError>),
+    Event(Option<Event>),
+    Request(Option<Request>),
+}
+
+/// The broker task's calls in flight: each names the room whose publish it was, if one.
+type Calls = JoinSet<(Option<String>, Vec<Report>)>;
+/// Publishes waiting for their room's call in flight, by room key.
+type Queued = HashMap<String, VecDeque<Publish>>;
 
 /// The oldest waiting publishes that fit one call (one at least), or `None` if none wait.
 fn next_batch(waiting: &mut VecDeque<Publish>) -> Option<Vec<Publish>> {

@@ -17,7 +17,7 @@
 //! members leave every room here with `timeout`: within the ttl, and once, since the node is
 //! then forgotten.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chat_engine::{LeaveReason, RemoteSeat};
@@ -170,7 +170,7 @@ impl Seats {
             ttl,
             reports: reports.clone(),
             mine: Mine::default(),
-            peers: HashMap::new(),
+            peers: BTreeMap::new(),
         };
         tokio::spawn(task.run(rx));
         Self { tx }
@@ -193,7 +193,7 @@ impl Seats {
 #[derive(Debug)]
 struct Mine {
     /// Every client's seat now.
-    seats: HashMap<u64, (String, String)>,
+    seats: BTreeMap<u64, (String, String)>,
     /// Clients whose seat changed since the last announcement Redis took: `None` seated now
     /// (see `seats`), `Some` left for that reason.
     pending: BTreeMap<u64, Option<LeaveReason>>,
@@ -210,7 +210,7 @@ struct Mine {
 impl Default for Mine {
     fn default() -> Self {
         Self {
-            seats: HashMap::new(),
+            seats: BTreeMap::new(),
             pending: BTreeMap::new(),
             full: true,
             last_n: None,
@@ -363,7 +363,7 @@ struct Task<B: Backend> {
     ttl: Duration,
     reports: mpsc::Sender<Report>,
     mine: Mine,
-    peers: HashMap<String, Peer>,
+    peers: BTreeMap<String, Peer>,
 }
 
 impl<B: Backend> Task<B> {
@@ -376,7 +376,16 @@ impl<B: Backend> Task<B> {
         }
         loop {
             let mut reports = Vec::new();
+            // Biased, so a run is the same every time its seed is: finished calls (at most a
+            // few out) and the tickers (periodic) cannot starve the messages.
             tokio::select! {
+                biased;
+                Some(done) = calls.join_next(), if !calls.is_empty() => {
+                    let Ok(done) = done else { continue };
+                    self.done(done, &mut calls, &mut reports);
+                }
+                _ = beat.tick() => self.mine.beat = true,
+                _ = check.tick() => self.check(&mut calls),
                 message = rx.recv() => match message {
                     Some(Message::Op(op)) => self.mine.note(op),
                     Some(Message::Heard(announcement)) => {
@@ -388,12 +397,6 @@ impl<B: Backend> Task<B> {
                     }
                     None => break,
                 },
-                _ = beat.tick() => self.mine.beat = true,
-                _ = check.tick() => self.check(&mut calls),
-                Some(done) = calls.join_next(), if !calls.is_empty() => {
-                    let Ok(done) = done else { continue };
-                    self.done(done, &mut calls, &mut reports);
-                }
             }
             self.announce(&mut calls);
             for report in reports {
