@@ -190,6 +190,15 @@ pub fn run(sim: &mut turmoil::Sim<'_>) {
     }
 }
 
+/// Runs the simulation one step; `false` once it is over. For scenarios that act between steps
+/// (crash a host at a given time); a client's error or panic fails the test.
+pub fn step(sim: &mut turmoil::Sim<'_>) -> bool {
+    match sim.step() {
+        Ok(done) => !done,
+        Err(e) => panic!("the simulation failed: {e}"),
+    }
+}
+
 /// A join request for `room` as `nick`.
 pub fn join(room: &str, nick: &str) -> chat_engine::JoinRequest {
     chat_engine::JoinRequest {

@@ -150,12 +150,7 @@ fn scenario(seed: u64, broker_crash: bool) -> String {
         });
     }
     let mut done = [false; 7];
-    loop {
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => panic!("the simulation failed: {e}"),
-        }
+    while chat_sim::step(&mut sim) {
         let t = sim.elapsed();
         let mut due = |i: usize, at: Duration| {
             let go = !done[i] && t >= at;

@@ -142,12 +142,7 @@ fn crash(seed: u64) {
         });
     }
     let (mut down, mut up) = (false, false);
-    loop {
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => panic!("the simulation failed: {e}"),
-        }
+    while chat_sim::step(&mut sim) {
         let elapsed = sim.elapsed();
         if !down && elapsed >= CRASH_AT {
             // The power goes: what was not synced is gone, and so is the process.

@@ -56,12 +56,7 @@ fn restart(seed: u64, downtime: Option<Duration>) {
         });
     }
     let (mut down, mut up) = (false, false);
-    loop {
-        match sim.step() {
-            Ok(true) => break,
-            Ok(false) => {}
-            Err(e) => panic!("the simulation failed: {e}"),
-        }
+    while chat_sim::step(&mut sim) {
         let elapsed = sim.elapsed();
         match downtime {
             None if !up && elapsed >= DOWN_AT => {

@@ -8,7 +8,7 @@ use crate::admin::Kicked;
 
 use super::nicks::NickOp;
 use super::node::{BrokerHandle, Publish, Report, Request};
-use super::seats::{RemoteChange, SeatOp};
+use super::seats::SeatChange;
 
 #[derive(Debug)]
 pub(crate) struct BrokerLink {
@@ -57,12 +57,12 @@ impl BrokerLink {
                 likeness,
             }),
             Output::Relay { room, frame } => Request::Relay { room, frame },
-            Output::Seated { client, room, nick } => Request::Seat(SeatOp::Seated {
+            Output::Seated { client, room, nick } => Request::Seat(SeatChange::Seated {
                 client: client.get(),
                 room,
                 nick,
             }),
-            Output::Unseated { client, reason } => Request::Seat(SeatOp::Unseated {
+            Output::Unseated { client, reason } => Request::Seat(SeatChange::Unseated {
                 client: client.get(),
                 reason,
             }),
@@ -133,13 +133,13 @@ impl BrokerLink {
                 let mut result = Ok(());
                 for change in changes {
                     let input = match change {
-                        RemoteChange::Seated { client, room, nick } => Input::RemoteSeated {
+                        SeatChange::Seated { client, room, nick } => Input::RemoteSeated {
                             node,
                             client: *client,
                             room,
                             nick,
                         },
-                        RemoteChange::Unseated { client, reason } => Input::RemoteUnseated {
+                        SeatChange::Unseated { client, reason } => Input::RemoteUnseated {
                             node,
                             client: *client,
                             reason: *reason,

@@ -30,7 +30,7 @@ use super::backend::Backend;
 use super::nicks::{NickOp, Nicks};
 use super::redis::{keys::room_key, BrokerError, Event, Numbered};
 use super::relay::{owner_node, Relay};
-use super::seats::{Announcement, RemoteChange, SeatOp, Seats};
+use super::seats::{Announcement, SeatChange, Seats};
 use super::stats::BrokerStats;
 use crate::admin::Kicked;
 
@@ -70,7 +70,7 @@ pub(crate) enum Request {
         frame: Bytes,
     },
     /// A seat of this node's, for the other nodes.
-    Seat(SeatOp),
+    Seat(SeatChange),
     /// An operator's kick this node could not carry out: for the node holding the name.
     Kick {
         room: String,
@@ -140,7 +140,7 @@ pub(crate) enum Report {
     /// Another node's seat changes, in its order.
     RemoteSeats {
         node: String,
-        changes: Vec<RemoteChange>,
+        changes: Vec<SeatChange>,
     },
     /// Everything another node seats now (empty with `Timeout`: it died).
     RemoteNode {

@@ -37,9 +37,10 @@ const EARLY_MAX: usize = 1024;
 /// The pause before a failed Redis call is tried again.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
-/// A seat change of this node, as the engine told it.
-#[derive(Debug)]
-pub(crate) enum SeatOp {
+/// A seat change of one client (by its number on its node): this node's, as the engine told
+/// it, or another node's, for the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SeatChange {
     Seated {
         client: u64,
         room: String,
@@ -59,20 +60,6 @@ pub(crate) struct Change {
     pub(crate) seat: Option<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) left: Option<String>,
-}
-
-/// Another node's seat change, for the engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum RemoteChange {
-    Seated {
-        client: u64,
-        room: String,
-        nick: String,
-    },
-    Unseated {
-        client: u64,
-        reason: LeaveReason,
-    },
 }
 
 /// An announcement another node published (the relay's `seats`).
@@ -97,14 +84,14 @@ fn seat_value(room: &str, nick: &str) -> String {
 }
 
 /// Another node's changes, for the engine; what does not parse is skipped.
-fn remote_changes(changes: &[Change]) -> Vec<RemoteChange> {
+fn remote_changes(changes: &[Change]) -> Vec<SeatChange> {
     let one = |change: &Change| match (&change.seat, &change.left) {
-        (Some((room, nick)), _) => Some(RemoteChange::Seated {
+        (Some((room, nick)), _) => Some(SeatChange::Seated {
             client: change.c,
             room: room.clone(),
             nick: nick.clone(),
         }),
-        (None, Some(reason)) => Some(RemoteChange::Unseated {
+        (None, Some(reason)) => Some(SeatChange::Unseated {
             client: change.c,
             reason: LeaveReason::parse(reason)?,
         }),
@@ -144,7 +131,7 @@ fn snapshot_seats(seats: &NodeSeats) -> Vec<RemoteSeat> {
 /// What the broker task sends this one.
 #[derive(Debug)]
 enum Message {
-    Op(SeatOp),
+    Op(SeatChange),
     Heard(Announcement),
     /// The subscription was (re)made: announcements may have been lost meanwhile.
     Resubscribed,
@@ -176,7 +163,7 @@ impl Seats {
         Self { tx }
     }
 
-    pub(crate) fn send(&self, op: SeatOp) {
+    pub(crate) fn send(&self, op: SeatChange) {
         let _ = self.tx.send(Message::Op(op));
     }
 
@@ -221,13 +208,13 @@ impl Default for Mine {
 }
 
 impl Mine {
-    fn note(&mut self, op: SeatOp) {
+    fn note(&mut self, op: SeatChange) {
         match op {
-            SeatOp::Seated { client, room, nick } => {
+            SeatChange::Seated { client, room, nick } => {
                 self.seats.insert(client, (room, nick));
                 self.pending.insert(client, None);
             }
-            SeatOp::Unseated { client, reason } => {
+            SeatChange::Unseated { client, reason } => {
                 if self.seats.remove(&client).is_some() {
                     self.pending.insert(client, Some(reason));
                 }
@@ -627,8 +614,8 @@ async fn list<B: Backend>(broker: &B) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn seated(c: u64, room: &str, nick: &str) -> SeatOp {
-        SeatOp::Seated {
+    fn seated(c: u64, room: &str, nick: &str) -> SeatChange {
+        SeatChange::Seated {
             client: c,
             room: room.into(),
             nick: nick.into(),
@@ -655,12 +642,12 @@ mod tests {
         mine.note(seated(2, "r", "bob"));
         mine.note(seated(2, "r", "bobby"));
         mine.note(seated(1, "s", "ann"));
-        mine.note(SeatOp::Unseated {
+        mine.note(SeatChange::Unseated {
             client: 3,
             reason: LeaveReason::Left,
         });
         mine.note(seated(4, "r", "cy"));
-        mine.note(SeatOp::Unseated {
+        mine.note(SeatChange::Unseated {
             client: 4,
             reason: LeaveReason::Kicked,
         });
