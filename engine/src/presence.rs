@@ -117,7 +117,13 @@ impl Engine {
                 (None, Some(nick)) => joined.push(nick.as_str()),
                 (Some(nick), None) => left.push(nick.as_str()),
                 (Some(old), Some(nick)) if old != nick => renamed.push(RenamedRef { old, nick }),
-                _ => {}
+                // Back where it began, but a member welcomed meanwhile saw it away or under
+                // another name: gone and back again is right for every list.
+                (Some(old), Some(nick)) => {
+                    left.push(old.as_str());
+                    joined.push(nick.as_str());
+                }
+                (None, None) => {}
             }
             // Names it no longer holds, though someone may have seen them meanwhile. Even when
             // everything cancelled out, the frame goes: a member may have seen the count move.

@@ -984,8 +984,9 @@ impl Model {
 
     /// A large room's changes since its last `presence` frame, in one frame to every member
     /// (even when they cancel out: the count may have been seen to move); every name a changed
-    /// client held meanwhile but not now counts as left. A room that is small again announces
-    /// at once from now on.
+    /// client held meanwhile but not now counts as left, and one that ends under the name it began
+    /// with is gone and back (a member welcomed meanwhile saw it away or renamed). A room that is
+    /// small again announces at once from now on.
     fn announce(&mut self, name: &str) {
         let room = self.room(name);
         let pending = std::mem::take(&mut room.pending);
@@ -1001,7 +1002,11 @@ impl Model {
                 (None, Some(nick)) => joined.push(nick),
                 (Some(nick), None) => left.push(nick),
                 (Some(old), Some(nick)) if old != nick => renamed.push((old, nick)),
-                _ => {}
+                (Some(old), Some(nick)) => {
+                    left.push(old);
+                    joined.push(nick);
+                }
+                (None, None) => {}
             }
             left.extend(held);
         }

@@ -1,6 +1,7 @@
 //! Presence in rooms of every size: notices at once in small rooms, coalesced `presence` frames
 //! in large ones, the crossing between the two, `who` paging and the bounded welcome.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::shell;
@@ -231,7 +232,7 @@ fn a_member_that_comes_and_goes_within_an_interval_is_announced_as_left() {
 
 /// Renames back and forth within one interval: every name held in between is announced as gone
 /// once, the one held at the start is the rename's `old`, and a rename back to where it started
-/// is no rename at all.
+/// is no rename: the name is announced as gone and back.
 #[test]
 fn renames_within_an_interval_are_announced_by_their_net_effect() {
     let mut h = shell(tiny_presence());
@@ -258,8 +259,8 @@ fn renames_within_an_interval_are_announced_by_their_net_effect() {
     h.advance(INTERVAL);
     assert_eq!(
         presences(&h.take(ids[0])),
-        [(3, vec![], names(&["q"]), vec![], [0; 3])],
-        "z and back to z: only q is gone"
+        [(3, names(&["z"]), names(&["z", "q"]), vec![], [0; 3])],
+        "z and back to z: q is gone, z gone and back (whoever came meanwhile saw q)"
     );
 }
 
@@ -285,6 +286,70 @@ fn a_member_that_leaves_returns_and_renames_is_one_rename() {
         presences(&h.take(ids[0])),
         [(3, vec![], vec![], renamed, [0; 3])]
     );
+}
+
+/// What a member believes its room holds: its welcome's names, then every `join`, `leave` and
+/// `nick` notice, and every `presence` frame applied as one step (every `left` and renamed `old` out, then every renamed `nick` and
+/// `joined` name in), the way the web client applies them.
+fn roster(messages: &[ServerMessage]) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for message in messages {
+        match message {
+            ServerMessage::Welcome { users, .. } => names = users.iter().cloned().collect(),
+            ServerMessage::Join { nick, .. } => {
+                names.insert(nick.clone());
+            }
+            ServerMessage::Leave { nick, .. } => {
+                names.remove(nick);
+            }
+            ServerMessage::Nick { old, nick, .. } => {
+                names.remove(old);
+                names.insert(nick.clone());
+            }
+            ServerMessage::Presence {
+                joined,
+                left,
+                renamed,
+                ..
+            } => {
+                for gone in left.iter().chain(renamed.iter().map(|r| &r.old)) {
+                    names.remove(gone);
+                }
+                for came in joined.iter().chain(renamed.iter().map(|r| &r.nick)) {
+                    names.insert(came.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// A member that is away or under another name for part of an interval and ends it as it began
+/// was seen meanwhile by whoever came in between: the tick announces the name as gone and back,
+/// so that newcomer's list has it too (and for everyone else it stays where it is).
+#[test]
+fn a_newcomer_welcomed_while_a_member_was_away_or_renamed_learns_it_is_back() {
+    let config = Config {
+        presence_list_max: 100,
+        ..tiny_presence()
+    };
+    let mut h = shell(config);
+    let ids = connect_all(&mut h, &["ann", "bob", "cy"]);
+    h.advance(INTERVAL);
+    h.send(ids[1], r#"{"type":"join","room":"elsewhere"}"#);
+    let dee = h.connect("dee");
+    h.send(ids[1], r#"{"type":"join","room":"general"}"#);
+    h.send(ids[2], r#"{"type":"nick","nick":"q"}"#);
+    let eve = h.connect("eve");
+    h.send(ids[2], r#"{"type":"nick","nick":"cy"}"#);
+    h.advance(INTERVAL);
+    let everyone: BTreeSet<String> = names(&["ann", "bob", "cy", "dee", "eve"])
+        .into_iter()
+        .collect();
+    for id in ids.into_iter().chain([dee, eve]) {
+        assert_eq!(roster(&h.take(id)), everyone, "{id}'s list");
+    }
 }
 
 #[test]
