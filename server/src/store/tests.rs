@@ -491,6 +491,39 @@ async fn open_hands_back_every_room_least_recent_first_with_history_only_for_the
     Engine::restore(Config::default(), "e2", opened.rooms).expect("the engine takes them back");
 }
 
+/// Rooms' tails are read on several threads: each room still gets its own frames, in order,
+/// and the rooms keep their least-recent-first order across the threads' shares.
+#[tokio::test]
+async fn every_room_gets_its_own_tail_however_the_reading_is_shared() {
+    let disk = Disk::new();
+    let (_, mut store) = start(disk.location(), strict(), "e1");
+    let mut ops = Ops::new();
+    let names: Vec<String> = (0..37).map(|n| format!("room-{n:02}")).collect();
+    for (n, room) in names.iter().enumerate() {
+        let seqs: Vec<u64> = (1..=(n as u64 % 5 + 1)).collect();
+        commit(&mut store, &mut ops, room, &format!("e1-{n}"), &seqs).await;
+    }
+    store.shutdown().await.unwrap();
+
+    let options = StoreOptions {
+        history_max: 3,
+        ..strict()
+    };
+    let (opened, _) = open(disk.location(), options, "e2").unwrap();
+    assert_eq!(
+        (opened.rooms.iter()).map(|r| &r.name).collect::<Vec<_>>(),
+        names.iter().collect::<Vec<_>>()
+    );
+    for (n, room) in opened.rooms.iter().enumerate() {
+        let last = n as u64 % 5 + 1;
+        let want: Vec<(u64, Bytes)> = (last.saturating_sub(2).max(1)..=last)
+            .map(|seq| (seq, frame(&room.name, seq)))
+            .collect();
+        assert_eq!(room.history, want, "{}", room.name);
+    }
+    Engine::restore(Config::default(), "e2", opened.rooms).expect("the engine takes them back");
+}
+
 #[tokio::test]
 async fn a_recreated_room_drops_the_old_epochs_messages() {
     let (_, mut store) = start(Disk::new().location(), strict(), "e1");
