@@ -854,6 +854,54 @@ impl Shell {
     }
 }
 
+/// What one member believes its room holds, kept the way the web client keeps it: its
+/// `welcome`'s room and names, then every `join`, `leave` and `nick` notice, and every `presence`
+/// frame applied as one step (every `left` and renamed `old` out, then every renamed `nick` and
+/// `joined` name in).
+#[derive(Debug, Default)]
+pub struct Roster {
+    /// The room of its last `welcome` (`None` before any).
+    pub room: Option<String>,
+    /// The names it lists.
+    pub names: BTreeSet<String>,
+}
+
+impl Roster {
+    /// Moves the roster by one frame the member got (frames of other kinds change nothing).
+    pub fn apply(&mut self, message: &ServerMessage) {
+        match message {
+            ServerMessage::Welcome { room, users, .. } => {
+                self.room = Some(room.clone());
+                self.names = users.iter().cloned().collect();
+            }
+            ServerMessage::Join { nick, .. } => {
+                self.names.insert(nick.clone());
+            }
+            ServerMessage::Leave { nick, .. } => {
+                self.names.remove(nick);
+            }
+            ServerMessage::Nick { old, nick, .. } => {
+                self.names.remove(old);
+                self.names.insert(nick.clone());
+            }
+            ServerMessage::Presence {
+                joined,
+                left,
+                renamed,
+                ..
+            } => {
+                for gone in left.iter().chain(renamed.iter().map(|r| &r.old)) {
+                    self.names.remove(gone);
+                }
+                for came in joined.iter().chain(renamed.iter().map(|r| &r.nick)) {
+                    self.names.insert(came.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The production config without the rate limits (messages, and joins and renames), so tests
 /// that are not about them send freely.
 pub fn unlimited() -> Config {

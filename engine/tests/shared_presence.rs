@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use chat_engine::protocol::JoinRequest;
-use chat_engine::test_kit::{unlimited, Event, FakeNicks, NickRequest, SeatChange, Shell};
-use chat_engine::{ClientId, Config, Input, LeaveReason, RemoteSeat, ServerMessage};
+use chat_engine::test_kit::{unlimited, Event, FakeNicks, NickRequest, Roster, SeatChange, Shell};
+use chat_engine::{ClientId, Config, Input, LeaveReason, RemoteSeat};
 use proptest::prelude::*;
 
 const NODES: usize = 3;
@@ -92,48 +92,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// What one member believes its room holds.
-#[derive(Debug, Default)]
-struct View {
-    room: Option<String>,
-    names: BTreeSet<String>,
-}
-
-impl View {
-    fn apply(&mut self, message: &ServerMessage) {
-        match message {
-            ServerMessage::Welcome { room, users, .. } => {
-                self.room = Some(room.clone());
-                self.names = users.iter().cloned().collect();
-            }
-            ServerMessage::Join { nick, .. } => {
-                self.names.insert(nick.clone());
-            }
-            ServerMessage::Leave { nick, .. } => {
-                self.names.remove(nick);
-            }
-            ServerMessage::Nick { old, nick, .. } => {
-                self.names.remove(old);
-                self.names.insert(nick.clone());
-            }
-            ServerMessage::Presence {
-                joined,
-                left,
-                renamed,
-                ..
-            } => {
-                for gone in left.iter().chain(renamed.iter().map(|r| &r.old)) {
-                    self.names.remove(gone);
-                }
-                for came in joined.iter().chain(renamed.iter().map(|r| &r.nick)) {
-                    self.names.insert(came.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 struct Cluster {
     nodes: Vec<Shell>,
     registry: FakeNicks,
@@ -142,7 +100,7 @@ struct Cluster {
     untold: Vec<Vec<VecDeque<SeatChange>>>,
     /// Each node's seats as it told them (what a read of its seats returns).
     seats: Vec<BTreeMap<u64, (String, String)>>,
-    views: BTreeMap<(usize, ClientId), View>,
+    views: BTreeMap<(usize, ClientId), Roster>,
 }
 
 impl Cluster {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::shell;
 use crate::protocol::{JoinRequest, Renamed};
-use crate::test_kit::{unlimited, Shell};
+use crate::test_kit::{unlimited, Roster, Shell};
 use crate::{ClientId, Config, ServerMessage};
 
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -288,41 +288,13 @@ fn a_member_that_leaves_returns_and_renames_is_one_rename() {
     );
 }
 
-/// What a member believes its room holds: its welcome's names, then every `join`, `leave` and
-/// `nick` notice, and every `presence` frame applied as one step (every `left` and renamed `old` out, then every renamed `nick` and
-/// `joined` name in), the way the web client applies them.
+/// The names a member believes its room holds after these frames.
 fn roster(messages: &[ServerMessage]) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
+    let mut roster = Roster::default();
     for message in messages {
-        match message {
-            ServerMessage::Welcome { users, .. } => names = users.iter().cloned().collect(),
-            ServerMessage::Join { nick, .. } => {
-                names.insert(nick.clone());
-            }
-            ServerMessage::Leave { nick, .. } => {
-                names.remove(nick);
-            }
-            ServerMessage::Nick { old, nick, .. } => {
-                names.remove(old);
-                names.insert(nick.clone());
-            }
-            ServerMessage::Presence {
-                joined,
-                left,
-                renamed,
-                ..
-            } => {
-                for gone in left.iter().chain(renamed.iter().map(|r| &r.old)) {
-                    names.remove(gone);
-                }
-                for came in joined.iter().chain(renamed.iter().map(|r| &r.nick)) {
-                    names.insert(came.clone());
-                }
-            }
-            _ => {}
-        }
+        roster.apply(message);
     }
-    names
+    roster.names
 }
 
 /// A member that is away or under another name for part of an interval and ends it as it began
