@@ -13,7 +13,8 @@
 #   mem   the same build with --in-memory (no store), for the store's cost side by side
 #   cluster two nodes of this build with --broker on one redis-server (persistence off), the
 #         clients split across them (client i on node i mod 2); CPU is both nodes' and Redis's
-#   base  BASE_SERVER (default /work/baseline-bin/chat-server), e.g. a build of an older commit
+#   base  BASE_SERVER (default /work/baseline-bin/chat-server), e.g. a build of an older commit,
+#         started as ours is (its store in a fresh $OUT/data per run)
 #   go    the classic Go hub, ../shared/peers/go-seed (built into /tmp/go-seed if missing; needs
 #         Debian's golang-go and golang-github-gorilla-websocket-dev, see its README)
 # Scenarios (everyone in one room unless the name says otherwise; nothing pinned):
@@ -32,7 +33,8 @@
 #       chat and leave at random, 600 s, the server's RSS every 30 s; ours only
 # Environment: CARGO_TARGET_DIR (default /work/target-load), PORT (18480), OUT
 # (/tmp/chat-load-compare), BUILD=0 to skip building, OURS_FLAGS="--flag value ..." for extra
-# flags to our servers (label such runs).
+# flags to our servers (label such runs), STORE_DIR=DIR to run ours and base on that existing
+# store (kept, and grown, across runs) instead of a fresh one per run.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -94,7 +96,7 @@ ours_args+=(${OURS_FLAGS:-})
 store_args=()
 case " ${OURS_FLAGS:-} " in
     *" --in-memory "*) ;;
-    *) store_args=(--data-dir "$OUT/data") ;;
+    *) store_args=(--data-dir "${STORE_DIR:-$OUT/data}") ;;
 esac
 
 PID=""
@@ -121,10 +123,11 @@ trap stop EXIT
 
 start() {
     case $1 in
-        ours) rm -rf "$OUT/data"
+        ours) [ -n "${STORE_DIR:-}" ] || rm -rf "$OUT/data"
               RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" "${ours_args[@]}" "${store_args[@]}" >"$OUT/server.log" 2>&1 & ;;
         mem) RUST_LOG=warn "$CARGO_TARGET_DIR/release/chat-server" --addr "127.0.0.1:$PORT" "${ours_args[@]}" --in-memory >"$OUT/server.log" 2>&1 & ;;
-        base) RUST_LOG=warn "$BASE_SERVER" --addr "127.0.0.1:$PORT" "${ours_args[@]}" >"$OUT/server.log" 2>&1 & ;;
+        base) [ -n "${STORE_DIR:-}" ] || rm -rf "$OUT/data"
+              RUST_LOG=warn "$BASE_SERVER" --addr "127.0.0.1:$PORT" "${ours_args[@]}" "${store_args[@]}" >"$OUT/server.log" 2>&1 & ;;
         go) "$GO_SERVER" -port "$PORT" >"$OUT/server.log" 2>&1 & ;;
         cluster)
             redis-server --port "$((PORT + 100))" --bind 127.0.0.1 --save '' --appendonly no \

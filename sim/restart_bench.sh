@@ -6,7 +6,8 @@
 # of them in turn on the same store, so a before/after is alternating, in one sitting.
 # COLD=1 evicts the file from the page cache before each start (posix_fadvise, no root needed),
 # as after a reboot; STOP=KILL stops each run with SIGKILL, so every later start is a crash
-# recovery (the first start after the fill is a clean one).
+# recovery (the first start after the fill is a clean one). FLAGS adds flags to every start
+# (for example FLAGS=--quick-repair).
 #
 #   ROOMS=10000 PER_ROOM=10000 DIR=/tmp/chat-restart RUNS=3 sim/restart_bench.sh
 #   BINS="/tmp/chat-server-before /work/target-load/release/chat-server" sim/restart_bench.sh
@@ -21,6 +22,7 @@ PORT="${PORT:-18490}"
 BINS="${BINS:-$CARGO_TARGET_DIR/release/chat-server}"
 COLD="${COLD:-0}"
 STOP="${STOP:-TERM}"
+FLAGS="${FLAGS:-}"
 cargo build --release -p chat-server --bin chat-server --example fill_store >&2
 if [ ! -f "$DIR/chat.redb" ]; then
     "$CARGO_TARGET_DIR/release/examples/fill_store" --data-dir "$DIR" --rooms "$ROOMS" --per-room "$PER_ROOM"
@@ -33,7 +35,7 @@ for run in $(seq "$RUNS"); do
         fi
         start=$(date +%s.%N)
         RUST_LOG=info "$bin" --addr "127.0.0.1:$PORT" --data-dir "$DIR" \
-            --retention-messages "$PER_ROOM" >/tmp/chat-restart-server.log 2>&1 &
+            --retention-messages "$PER_ROOM" $FLAGS >/tmp/chat-restart-server.log 2>&1 &
         pid=$!
         for _ in $(seq 6000); do
             if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz" || true)" = 200 ]; then break; fi

@@ -41,6 +41,7 @@ pub(crate) fn open(settings: &mut Settings, start_epoch: &str) -> io::Result<Opt
         rooms_max: engine.rooms_max,
         wall_clock: settings.wall_clock,
         commit_delay: settings.store.commit_delay,
+        quick_repair: settings.store.quick_repair,
     };
     let started = std::time::Instant::now();
     let (opened, store) =
@@ -50,12 +51,14 @@ pub(crate) fn open(settings: &mut Settings, start_epoch: &str) -> io::Result<Opt
         rotated,
         messages,
         bytes_on_disk,
+        repaired,
     } = opened;
     tracing::info!(
         rooms = rooms.len(),
         messages,
         bytes_on_disk,
         rotated,
+        repaired,
         took_ms = started.elapsed().as_millis() as u64,
         "opened the message store"
     );

@@ -68,6 +68,9 @@ pub struct StoreSettings {
     /// Simulations only: how long each batch waits before its commit (a slow disk).
     #[doc(hidden)]
     pub commit_delay: Duration,
+    /// Record redb's allocator state in every synced commit, so a start after a crash does not
+    /// walk the whole file (`--quick-repair`).
+    pub quick_repair: bool,
 }
 
 impl Default for StoreSettings {
@@ -79,6 +82,7 @@ impl Default for StoreSettings {
             retention_messages: 10_000,
             retention_age: None,
             commit_delay: Duration::ZERO,
+            quick_repair: false,
         }
     }
 }

@@ -131,6 +131,44 @@ async fn a_clean_stop_keeps_everything_and_clients_recover() {
     .await;
 }
 
+/// The store's open line a start on `data_dir` with `flags` logs, and whether it says it
+/// repaired the file.
+fn restart_repairs(data_dir: &Path, flags: &[&str]) -> bool {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--data-dir".as_ref(), data_dir.as_os_str()];
+    args.extend(flags.iter().map(std::ffi::OsStr::new));
+    let (server, logged) = Binary::start_logging(&args);
+    server.kill();
+    let line = (logged.iter())
+        .find(|line| line.contains("opened the message store"))
+        .unwrap_or_else(|| panic!("the open is logged: {logged:?}"));
+    match (
+        line.contains("repaired=true"),
+        line.contains("repaired=false"),
+    ) {
+        (true, false) => true,
+        (false, true) => false,
+        _ => panic!("the open line says whether it repaired: {line}"),
+    }
+}
+
+/// After a `kill -9`, redb walks the whole file before it opens, unless every commit recorded
+/// its allocator state (`--quick-repair`), which makes a crash's restart as quick as a clean
+/// one's. What was acknowledged is there either way (`survives`).
+#[tokio::test]
+async fn quick_repair_spares_a_restart_after_a_kill_9_the_full_repair() {
+    for (flags, repairs) in [(&[][..], true), (&["--quick-repair"][..], false)] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let first = start_with(dir.path(), flags);
+        let (mut ann, _) = first.join("nick=ann&room=repair").await;
+        assert_eq!(say(&mut ann, "before the crash").await, 1);
+        first.kill();
+        assert_eq!(restart_repairs(dir.path(), flags), repairs, "{flags:?}");
+        // A start that ends in kill -9 again still needs no repair with the flag: its own
+        // commit at open recorded the state too.
+        assert_eq!(restart_repairs(dir.path(), flags), repairs, "{flags:?}");
+    }
+}
+
 /// Starts the binary on `data_dir` expecting it to refuse: its exit status and stderr.
 fn refused_start(data_dir: &Path) -> (std::process::ExitStatus, String) {
     refused(&[

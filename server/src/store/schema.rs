@@ -11,18 +11,19 @@
 //! - `meta`: `schema_version`, `starts`, `writes` (the counter), `probes` and `running`: the
 //!   durability mode of a run that has not stopped cleanly.
 
+use std::cell::Cell;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chat_engine::RestoredRoom;
 use redb::backends::FileBackend;
 use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, RepairSession,
     TableDefinition, TableError,
 };
 
@@ -65,6 +66,8 @@ pub(super) struct Source {
     place: Place,
     /// The file's length, published by [`Metered`].
     pub(super) len: Arc<AtomicU64>,
+    /// An open found the file not stopped cleanly and redb repaired it.
+    repaired: Arc<AtomicBool>,
 }
 
 enum Place {
@@ -86,7 +89,16 @@ impl Source {
             }
             Location::Backend { name, open } => Place::Backend { name, open },
         };
-        Ok(Self { place, len })
+        Ok(Self {
+            place,
+            len,
+            repaired: Arc::default(),
+        })
+    }
+
+    /// Whether an open so far had to repair the file.
+    pub(super) fn repaired(&self) -> bool {
+        self.repaired.load(Ordering::Relaxed)
     }
 
     /// The file (or backend) as errors name it.
@@ -148,9 +160,9 @@ impl Source {
         // redb's own docs: a plain open of a file altered behind its back "may panic". Checking
         // every page at each open would read the whole file (far too slow for a big store), so
         // a panic is taken for what it means: the file is damaged.
-        let opened = panic::catch_unwind(AssertUnwindSafe(|| {
-            Database::builder().create_with_backend(backend)
-        }));
+        let mut builder = Database::builder();
+        builder.set_repair_callback(repair_log(name.clone(), self.repaired.clone()));
+        let opened = panic::catch_unwind(AssertUnwindSafe(|| builder.create_with_backend(backend)));
         match opened {
             Ok(Ok(db)) => Ok(db),
             Ok(Err(e)) => Err(database(&name, e)),
@@ -158,6 +170,29 @@ impl Source {
                 path: name,
                 cause: "redb could not read it".to_owned(),
             }),
+        }
+    }
+}
+
+/// redb's repair callback: after an unclean stop (without `quick_repair`) redb walks and
+/// verifies the whole file before it opens, about a minute for a 30 GB store, and a start that
+/// seems to hang that long must say why. Logs the start of a repair and each tenth done.
+fn repair_log(path: String, repaired: Arc<AtomicBool>) -> impl Fn(&mut RepairSession) + 'static {
+    let tenths_logged = Cell::new(None);
+    move |session| {
+        let tenths = (session.progress() * 10.0) as u8;
+        if tenths_logged.get() == Some(tenths) {
+            return;
+        }
+        if tenths_logged.replace(Some(tenths)).is_none() {
+            repaired.store(true, Ordering::Relaxed);
+            tracing::warn!(path, "the message store was not stopped cleanly: verifying the whole file before serving (--quick-repair makes this instant, at a cost in every commit)");
+        } else {
+            tracing::info!(
+                path,
+                done_percent = tenths * 10,
+                "repairing the message store"
+            );
         }
     }
 }
@@ -224,6 +259,8 @@ pub(super) fn prepare(
     let mut txn = db.begin_write().map_err(|e| fail(e.into()))?;
     (txn.set_durability(redb::Durability::Immediate))
         .expect("only a persistent savepoint refuses it, and the store makes none");
+    // The open's own commit is the last one a crash right after the start would find.
+    txn.set_quick_repair(options.quick_repair);
     let prepared = {
         let fresh = txn
             .list_tables()
@@ -331,16 +368,21 @@ pub(super) fn load(
     Ok((restored, count))
 }
 
+/// Threads reading the rooms' tails at a start. Warm, the reads are B-tree walks and copies and
+/// two threads do them as fast as 32; cold (after a reboot), nearly every read waits on the
+/// disk, and the disk serves many at once: a 3 GB store's 10,000 tails took 6.4-7.5 s on 2
+/// threads, 2.9-3.3 s on 8 and 1.8-2.1 s on 32, no better on 64 or 128 (BENCHMARKS.md).
+const TAIL_READERS: usize = 32;
+
 /// Most of a start is reading the rooms' tails (B-tree walks and copies, or the disk when the
-/// file is not in the page cache), and they are independent: they are read on one thread per
-/// core (at most eight), each in a read transaction of its own. In `rooms`' order.
+/// file is not in the page cache), and they are independent: they are read on
+/// [`TAIL_READERS`] threads, each in a read transaction of its own. In `rooms`' order.
 fn tails(
     db: &Database,
     rooms: &[(u64, String, String, u64)],
     max: usize,
 ) -> Result<Vec<Vec<(u64, Bytes)>>, redb::Error> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let share = rooms.len().div_ceil(threads).max(1);
+    let share = rooms.len().div_ceil(TAIL_READERS).max(1);
     std::thread::scope(|scope| {
         let readers: Vec<_> = (rooms.chunks(share))
             .map(|part| {

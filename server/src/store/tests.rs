@@ -345,6 +345,48 @@ async fn strict_unclean_stop_keeps_epochs() {
     assert_eq!(opened.rooms[0].epoch, "e1-1");
 }
 
+/// A crash after synced commits, then an open: what the open found, and the room it restored.
+async fn crash_and_reopen(options: StoreOptions) -> Opened {
+    let disk = Disk::new();
+    let (opened, mut store) = start(disk.location(), options.clone(), "e1");
+    assert!(!opened.repaired, "a new store needs no repair");
+    let mut ops = Ops::new();
+    for seq in 1..=3 {
+        commit(&mut store, &mut ops, "lobby", "e1-1", &[seq]).await;
+    }
+    disk.crash();
+    drop(store);
+    let (opened, _) = open(disk.location(), options, "e2").unwrap();
+    assert_eq!(history_seqs(&opened.rooms[0]), [1, 2, 3]);
+    assert!(!opened.rotated);
+    opened
+}
+
+#[tokio::test]
+async fn a_crash_is_repaired_by_a_full_walk_without_quick_repair() {
+    assert!(crash_and_reopen(strict()).await.repaired);
+}
+
+#[tokio::test]
+async fn quick_repair_reopens_after_a_crash_without_a_full_walk() {
+    let options = StoreOptions {
+        quick_repair: true,
+        ..strict()
+    };
+    assert!(!crash_and_reopen(options).await.repaired);
+}
+
+#[tokio::test]
+async fn a_clean_stop_needs_no_repair() {
+    let disk = Disk::new();
+    let (_, mut store) = start(disk.location(), strict(), "e1");
+    let mut ops = Ops::new();
+    commit(&mut store, &mut ops, "lobby", "e1-1", &[1]).await;
+    store.shutdown().await.unwrap();
+    let (opened, _) = open(disk.location(), strict(), "e2").unwrap();
+    assert!(!opened.repaired);
+}
+
 #[tokio::test(start_paused = true)]
 async fn full_disk_fails_the_batch_and_the_probe_finds_it_healthy_again() {
     let disk = Disk::new();

@@ -154,6 +154,7 @@ impl Worker {
             rotated: prepared.rotated,
             messages,
             bytes_on_disk: StoreStats::get(&stats.bytes_on_disk),
+            repaired: source.repaired(),
         };
         let worker = Self {
             source,
@@ -469,6 +470,7 @@ impl Worker {
     ) -> Result<(), Fault> {
         let started = Instant::now();
         let mut counter = self.writes;
+        let quick_repair = durable && self.options.quick_repair;
         let db = self.database()?;
         let result = (|| -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
@@ -478,6 +480,8 @@ impl Worker {
             };
             (txn.set_durability(durability))
                 .expect("only a persistent savepoint refuses it, and the store makes none");
+            // Only a synced commit is one a crash can come back to.
+            txn.set_quick_repair(quick_repair);
             fill(&txn, &mut counter)?;
             txn.commit()?;
             Ok(())
