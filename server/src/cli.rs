@@ -381,6 +381,7 @@ impl Args {
                 retention_age: self.retention_age.map(Into::into),
                 commit_delay: std::time::Duration::ZERO,
                 quick_repair: self.quick_repair,
+                open_gate: None,
             },
             broker: self.broker.clone(),
             presence_ttl: self.presence_ttl.into(),

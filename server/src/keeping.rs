@@ -68,6 +68,30 @@ pub(crate) fn open(settings: &mut Settings, start_epoch: &str) -> io::Result<Opt
     Ok(Some(Kept { rooms, store }))
 }
 
+/// As [`open`], off the runtime's threads for a store on a real disk: its open can take a
+/// minute (redb's repair after a crash), and meanwhile the server answers health checks
+/// (`starting`). A simulated disk opens inline: a simulation must not wait on another thread.
+pub(crate) async fn open_aside(
+    settings: &mut Settings,
+    start_epoch: &str,
+) -> io::Result<Option<Kept>> {
+    if !matches!(settings.store.at, StoreAt::Dir(_)) {
+        return open(settings, start_epoch);
+    }
+    let mut aside = settings.clone();
+    let epoch = start_epoch.to_owned();
+    let opening = move || {
+        if let Some(gate) = &aside.store.open_gate {
+            gate.wait();
+        }
+        (open(&mut aside, &epoch), aside)
+    };
+    let (kept, aside) = (tokio::task::spawn_blocking(opening).await)
+        .map_err(|e| io::Error::other(format!("the store's open failed: {e}")))?;
+    *settings = aside;
+    kept
+}
+
 /// Starts the store's runner: its own thread, or for a simulated disk a task of the simulation.
 pub(crate) fn spawn(store: Store, settings: &Settings) -> io::Result<StoreHandle> {
     match settings.store.at {

@@ -26,6 +26,7 @@ mod security_headers;
 mod server;
 pub mod settings;
 mod sim_disk;
+mod starting;
 mod static_files;
 mod store;
 mod store_link;

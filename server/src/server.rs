@@ -33,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
 use crate::per_ip::PerIp;
 use crate::settings::Settings;
+use crate::starting;
 use crate::static_files::StaticFiles;
 use crate::write_deadline::WriteDeadline;
 use crate::ws_write::CLOSE_GOING_AWAY;
@@ -94,7 +95,25 @@ async fn serve<L: Listener, B: Backend>(
     cluster: Option<clustering::Cluster<B>>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let server = Server::start(addr, settings, cluster).await?;
+    let server = {
+        // Until the server is built (the store's open can take a minute after a crash), every
+        // request gets an answer: liveness yes, anything else 503, never a silent socket.
+        let max_http = settings.max_http_connections;
+        let header_timeout = settings.handshake_timeout;
+        let mut start = pin!(Server::start(addr, settings, cluster));
+        let answering = TaskTracker::new();
+        loop {
+            tokio::select! {
+                biased;
+                server = start.as_mut() => break server?,
+                accepted = listener.accept() => {
+                    if let (Ok((io, _)), true) = (accepted, answering.len() < max_http) {
+                        answering.spawn(starting::answer(io, header_timeout));
+                    }
+                }
+            }
+        }
+    };
     let fatal = server.fatal.clone();
     // The accept loop never ends on its own: it runs until `shutdown` resolves (or the store
     // fails for good) and drops it.
@@ -148,7 +167,7 @@ impl Server {
         let epoch = settings.epoch.clone().unwrap_or_else(new_epoch);
         let kept = match cluster {
             Some(_) => None,
-            None => keeping::open(&mut settings, &epoch)?,
+            None => keeping::open_aside(&mut settings, &epoch).await?,
         };
         let node_epoch = epoch.clone();
         let engine = match (&kept, &cluster) {

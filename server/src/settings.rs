@@ -71,6 +71,10 @@ pub struct StoreSettings {
     /// Record redb's allocator state in every synced commit, so a start after a crash does not
     /// walk the whole file (`--quick-repair`).
     pub quick_repair: bool,
+    /// Tests only: the open of a store in a directory first waits at this barrier, so a test
+    /// can see what the server answers while its store is opening.
+    #[doc(hidden)]
+    pub open_gate: Option<std::sync::Arc<std::sync::Barrier>>,
 }
 
 impl Default for StoreSettings {
@@ -83,6 +87,7 @@ impl Default for StoreSettings {
             retention_age: None,
             commit_delay: Duration::ZERO,
             quick_repair: false,
+            open_gate: None,
         }
     }
 }

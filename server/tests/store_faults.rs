@@ -102,3 +102,60 @@ async fn a_failed_sync_stops_the_server_with_an_error_and_acknowledges_nothing()
         }
     }
 }
+
+/// While the store opens (after a crash, redb's repair can take a minute), the server already
+/// answers: `/healthz` 200, so a supervisor does not kill it mid-repair, and everything else
+/// `503` with `retry-after`, a WebSocket upgrade included. Once open, it serves as usual.
+#[tokio::test]
+async fn while_the_store_opens_liveness_answers_and_the_rest_is_told_to_wait() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let mut settings = settings();
+    settings.store = StoreSettings {
+        at: StoreAt::Dir(dir.path().into()),
+        open_gate: Some(gate.clone()),
+        ..StoreSettings::default()
+    };
+    let server = TestServer::start(settings).await;
+    // Opened however the test ends: a failed assertion must not leave the open waiting for ever.
+    let release = Release(Some(gate));
+    assert_eq!(http_get(&server, "/healthz", &[]).await.0, 200);
+    let (status, response) = http_get(&server, "/readyz", &[]).await;
+    assert_eq!(status, 503, "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("retry-after: 1"),
+        "{response}"
+    );
+    assert!(response.contains("starting"), "{response}");
+    assert_eq!(http_get(&server, "/", &[]).await.0, 503);
+    let upgrade = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    assert_eq!(http_get(&server, "/ws?nick=ann", &upgrade).await.0, 503);
+
+    drop(release);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ready(&server).await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut ann, welcome) = Client::join(&server, "?nick=ann&room=r").await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    ann.send("after the open").await;
+    assert_eq!(ann.recv_type("message").await["seq"], 1);
+    server.shutdown().await;
+}
+
+/// Lets a gated store open go on when dropped.
+struct Release(Option<std::sync::Arc<std::sync::Barrier>>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(gate) = self.0.take() {
+            std::thread::spawn(move || gate.wait());
+        }
+    }
+}
