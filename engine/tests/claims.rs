@@ -9,15 +9,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+mod common;
+
 use chat_engine::names::{nick_likeness, room_likeness};
-use chat_engine::protocol::JoinRequest;
 use chat_engine::test_kit::{unlimited, FakeNicks, NickRequest, Shell};
 use chat_engine::{ClientId, Config};
+use common::{act, perform, Act, NODES};
 use proptest::prelude::*;
 
-const NODES: usize = 3;
-/// Few names, some alike (by case or look), so claims collide.
-const NAMES: [&str; 5] = ["ann", "ANN", "bob", "\u{430}nn", "cid"];
 const ROOMS: [&str; 2] = ["general", "GENERAL2"];
 
 fn config() -> Config {
@@ -30,41 +29,16 @@ fn config() -> Config {
 
 #[derive(Clone, Debug)]
 enum Step {
-    /// A new client on `node` asks for `name` in `room`.
-    Connect {
-        node: usize,
-        name: usize,
-        room: usize,
-    },
-    /// A client of `node` asks to be `name` (a rename, in its room).
-    Rename {
-        node: usize,
-        who: usize,
-        name: usize,
-    },
-    /// A client of `node` switches to `room`.
-    Switch {
-        node: usize,
-        who: usize,
-        room: usize,
-    },
-    /// A client of `node` leaves.
-    Leave { node: usize, who: usize },
+    /// A member of some node acts.
+    Member(Act),
     /// The broker carries out `node`'s oldest claim or release.
     Answer { node: usize },
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let node = 0..NODES;
     prop_oneof![
-        3 => (node.clone(), 0..NAMES.len(), 0..ROOMS.len())
-            .prop_map(|(node, name, room)| Step::Connect { node, name, room }),
-        2 => (node.clone(), 0..4usize, 0..NAMES.len())
-            .prop_map(|(node, who, name)| Step::Rename { node, who, name }),
-        1 => (node.clone(), 0..4usize, 0..ROOMS.len())
-            .prop_map(|(node, who, room)| Step::Switch { node, who, room }),
-        1 => (node.clone(), 0..4usize).prop_map(|(node, who)| Step::Leave { node, who }),
-        6 => node.prop_map(|node| Step::Answer { node }),
+        7 => act(ROOMS.len(), 1).prop_map(Step::Member),
+        6 => (0..NODES).prop_map(|node| Step::Answer { node }),
     ]
 }
 
@@ -89,38 +63,9 @@ impl Cluster {
         }
     }
 
-    fn pick(&self, node: usize, who: usize) -> Option<ClientId> {
-        let live = self.nodes[node].live_clients();
-        (!live.is_empty()).then(|| live[who % live.len()])
-    }
-
     fn run(&mut self, step: Step) {
         match step {
-            Step::Connect { node, name, room } => {
-                let join = JoinRequest {
-                    room: Some(ROOMS[room].to_owned()),
-                    nick: Some(NAMES[name].to_owned()),
-                    ..JoinRequest::default()
-                };
-                self.nodes[node].connect_with(join);
-            }
-            Step::Rename { node, who, name } => {
-                if let Some(id) = self.pick(node, who) {
-                    let frame = format!(r#"{{"type":"nick","nick":"{}"}}"#, NAMES[name]);
-                    self.nodes[node].send(id, &frame);
-                }
-            }
-            Step::Switch { node, who, room } => {
-                if let Some(id) = self.pick(node, who) {
-                    let frame = format!(r#"{{"type":"join","room":"{}"}}"#, ROOMS[room]);
-                    self.nodes[node].send(id, &frame);
-                }
-            }
-            Step::Leave { node, who } => {
-                if let Some(id) = self.pick(node, who) {
-                    self.nodes[node].disconnect(id);
-                }
-            }
+            Step::Member(act) => perform(&mut self.nodes, &ROOMS, act),
             Step::Answer { node } => {
                 self.collect();
                 if let Some(request) = self.asked[node].pop_front() {

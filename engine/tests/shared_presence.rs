@@ -12,14 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use chat_engine::protocol::JoinRequest;
+mod common;
+
 use chat_engine::test_kit::{unlimited, Event, FakeNicks, NickRequest, Roster, SeatChange, Shell};
 use chat_engine::{ClientId, Config, Input, LeaveReason, RemoteSeat};
+use common::{act, perform, Act, NODES};
 use proptest::prelude::*;
 
-const NODES: usize = 3;
-/// Few names, some alike (by case or look), so claims collide.
-const NAMES: [&str; 5] = ["ann", "ANN", "bob", "\u{430}nn", "cid"];
 const ROOMS: [&str; 2] = ["general", "den"];
 const INTERVAL: Duration = Duration::from_millis(500);
 
@@ -36,55 +35,22 @@ fn config() -> Config {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Connect {
-        node: usize,
-        name: usize,
-        room: usize,
-    },
-    Rename {
-        node: usize,
-        who: usize,
-        name: usize,
-    },
-    Switch {
-        node: usize,
-        who: usize,
-        room: usize,
-    },
-    Leave {
-        node: usize,
-        who: usize,
-    },
+    /// A member of some node acts.
+    Member(Act),
     /// The broker carries out `node`'s oldest claim or release.
-    Answer {
-        node: usize,
-    },
+    Answer { node: usize },
     /// `to` hears `from`'s oldest seat change not yet told to it.
-    Tell {
-        from: usize,
-        to: usize,
-    },
+    Tell { from: usize, to: usize },
     /// `to` reads `from`'s whole seats (what it had not heard yet is covered).
-    Read {
-        from: usize,
-        to: usize,
-    },
+    Read { from: usize, to: usize },
     /// Time passes (presence ticks).
-    Wait {
-        ms: u16,
-    },
+    Wait { ms: u16 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
     let node = 0..NODES;
     prop_oneof![
-        3 => (node.clone(), 0..NAMES.len(), 0..ROOMS.len())
-            .prop_map(|(node, name, room)| Step::Connect { node, name, room }),
-        2 => (node.clone(), 0..4usize, 0..NAMES.len())
-            .prop_map(|(node, who, name)| Step::Rename { node, who, name }),
-        2 => (node.clone(), 0..4usize, 0..ROOMS.len())
-            .prop_map(|(node, who, room)| Step::Switch { node, who, room }),
-        1 => (node.clone(), 0..4usize).prop_map(|(node, who)| Step::Leave { node, who }),
+        8 => act(ROOMS.len(), 2).prop_map(Step::Member),
         5 => node.clone().prop_map(|node| Step::Answer { node }),
         5 => (node.clone(), node.clone()).prop_map(|(from, to)| Step::Tell { from, to }),
         1 => (node.clone(), node).prop_map(|(from, to)| Step::Read { from, to }),
@@ -121,38 +87,9 @@ impl Cluster {
         format!("n{node}")
     }
 
-    fn pick(&self, node: usize, who: usize) -> Option<ClientId> {
-        let live = self.nodes[node].live_clients();
-        (!live.is_empty()).then(|| live[who % live.len()])
-    }
-
     fn run(&mut self, step: Step) {
         match step {
-            Step::Connect { node, name, room } => {
-                let join = JoinRequest {
-                    room: Some(ROOMS[room].to_owned()),
-                    nick: Some(NAMES[name].to_owned()),
-                    ..JoinRequest::default()
-                };
-                self.nodes[node].connect_with(join);
-            }
-            Step::Rename { node, who, name } => {
-                if let Some(id) = self.pick(node, who) {
-                    let frame = format!(r#"{{"type":"nick","nick":"{}"}}"#, NAMES[name]);
-                    self.nodes[node].send(id, &frame);
-                }
-            }
-            Step::Switch { node, who, room } => {
-                if let Some(id) = self.pick(node, who) {
-                    let frame = format!(r#"{{"type":"join","room":"{}"}}"#, ROOMS[room]);
-                    self.nodes[node].send(id, &frame);
-                }
-            }
-            Step::Leave { node, who } => {
-                if let Some(id) = self.pick(node, who) {
-                    self.nodes[node].disconnect(id);
-                }
-            }
+            Step::Member(act) => perform(&mut self.nodes, &ROOMS, act),
             Step::Answer { node } => {
                 self.collect();
                 if let Some(request) = self.asked[node].pop_front() {
