@@ -106,11 +106,16 @@ async fn serve<L: Listener, B: Backend>(
             tokio::select! {
                 biased;
                 server = start.as_mut() => break server?,
-                accepted = listener.accept() => {
-                    if let (Ok((io, _)), true) = (accepted, answering.len() < max_http) {
+                accepted = listener.accept() => match accepted {
+                    Ok((io, _)) if answering.len() < max_http => {
                         answering.spawn(starting::answer(io, header_timeout));
                     }
-                }
+                    Ok((io, _)) => {
+                        answering.spawn(refuse_http_connection(io, max_http));
+                    }
+                    // Out of descriptors, say: the start goes on on its own thread meanwhile.
+                    Err(_) => tokio::time::sleep(ACCEPT_BACKOFF).await,
+                },
             }
         }
     };
