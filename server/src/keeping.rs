@@ -42,6 +42,7 @@ pub(crate) fn open(settings: &mut Settings, start_epoch: &str) -> io::Result<Opt
         wall_clock: settings.wall_clock,
         commit_delay: settings.store.commit_delay,
         quick_repair: settings.store.quick_repair,
+        quiet_checkpoint: Some(settings.store.quiet_checkpoint).filter(|d| !d.is_zero()),
     };
     let started = std::time::Instant::now();
     let (opened, store) =

@@ -71,6 +71,10 @@ pub struct StoreSettings {
     /// Record redb's allocator state in every synced commit, so a start after a crash does not
     /// walk the whole file (`--quick-repair`).
     pub quick_repair: bool,
+    /// After this long without a write, the store records its allocator state in one small
+    /// commit, so a crash while it is quiet restarts without the full repair; zero: never
+    /// (`--quiet-checkpoint`).
+    pub quiet_checkpoint: Duration,
     /// Tests only: the open of a store in a directory first waits at this barrier, so a test
     /// can see what the server answers while its store is opening.
     #[doc(hidden)]
@@ -87,6 +91,7 @@ impl Default for StoreSettings {
             retention_age: None,
             commit_delay: Duration::ZERO,
             quick_repair: false,
+            quiet_checkpoint: Duration::from_secs(1),
             open_gate: None,
         }
     }

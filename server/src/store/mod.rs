@@ -75,6 +75,9 @@ pub(crate) struct StoreOptions {
     /// after `kill -9` as fast as after a clean stop, for a cost in every commit that grows
     /// with the file (see `--quick-repair`).
     pub(crate) quick_repair: bool,
+    /// After this long without a commit, one small commit records the allocator state, so a
+    /// crash while the store is quiet restarts without the full walk (`None`: never).
+    pub(crate) quiet_checkpoint: Option<Duration>,
 }
 
 impl Default for StoreOptions {
@@ -89,6 +92,7 @@ impl Default for StoreOptions {
             wall_clock: WallClock::System,
             commit_delay: Duration::ZERO,
             quick_repair: false,
+            quiet_checkpoint: Some(Duration::from_secs(1)),
         }
     }
 }

@@ -8,8 +8,8 @@
 //! - `rooms`: `room` → `(epoch, last seq, last write)`. It outlives the room's messages (retention
 //!   may delete them all), so a known room's seqs never restart. "Last write" is a store-wide
 //!   counter that orders rooms by recency without a clock.
-//! - `meta`: `schema_version`, `starts`, `writes` (the counter), `probes` and `running`: the
-//!   durability mode of a run that has not stopped cleanly.
+//! - `meta`: `schema_version`, `starts`, `writes` (the counter), `probes`, `checkpoints` (quiet
+//!   checkpoints made) and `running`: the durability mode of a run that has not stopped cleanly.
 
 use std::cell::Cell;
 use std::fs::{self, OpenOptions};
@@ -50,6 +50,7 @@ pub(super) mod key {
     pub(crate) const WRITES: &str = "writes";
     pub(crate) const PROBES: &str = "probes";
     pub(crate) const RUNNING: &str = "running";
+    pub(crate) const CHECKPOINTS: &str = "checkpoints";
 }
 
 /// `running`'s value: the mode of the run that set it.

@@ -362,16 +362,54 @@ async fn crash_and_reopen(options: StoreOptions) -> Opened {
     opened
 }
 
+/// Strict, with no quiet checkpoint: only the commits' own records count.
+fn no_checkpoint() -> StoreOptions {
+    StoreOptions {
+        quiet_checkpoint: None,
+        ..strict()
+    }
+}
+
 #[tokio::test]
 async fn a_crash_is_repaired_by_a_full_walk_without_quick_repair() {
-    assert!(crash_and_reopen(strict()).await.repaired);
+    assert!(crash_and_reopen(no_checkpoint()).await.repaired);
+}
+
+/// A store left quiet for `quiet_checkpoint` records the allocator state in one commit of its
+/// own, so a crash after that needs no repair; a write after it makes one needed again.
+#[tokio::test(start_paused = true)]
+async fn a_crash_after_a_quiet_while_needs_no_repair() {
+    let disk = Disk::new();
+    let (_, mut store) = start(disk.location(), strict(), "e1");
+    let mut ops = Ops::new();
+    commit(&mut store, &mut ops, "lobby", "e1-1", &[1, 2]).await;
+    let commits = StoreStats::get(&store.stats().commits);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        StoreStats::get(&store.stats().commits),
+        commits + 1,
+        "one checkpoint, and only one, however long it stays quiet"
+    );
+    disk.crash();
+    drop(store);
+    let (opened, mut store) = start(disk.location(), strict(), "e2");
+    assert!(!opened.repaired);
+    assert_eq!(history_seqs(&opened.rooms[0]), [1, 2]);
+
+    // The open's commit records nothing; within the quiet while a crash needs the walk again.
+    commit(&mut store, &mut ops, "lobby", "e1-1", &[3]).await;
+    disk.crash();
+    drop(store);
+    let (opened, _) = open(disk.location(), strict(), "e3").unwrap();
+    assert!(opened.repaired);
+    assert_eq!(history_seqs(&opened.rooms[0]), [1, 2, 3]);
 }
 
 #[tokio::test]
 async fn quick_repair_reopens_after_a_crash_without_a_full_walk() {
     let options = StoreOptions {
         quick_repair: true,
-        ..strict()
+        ..no_checkpoint()
     };
     assert!(!crash_and_reopen(options).await.repaired);
 }

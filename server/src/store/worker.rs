@@ -109,6 +109,10 @@ pub(super) struct Worker {
     synced_at: Instant,
     /// A commit since then was not synced (relaxed mode).
     unsynced: bool,
+    /// When the last commit was (a quiet checkpoint follows `quiet_checkpoint` after it).
+    committed_at: Instant,
+    /// The last commit recorded redb's allocator state: a crash now needs no full repair.
+    checkpointed: bool,
     /// Set while unhealthy.
     next_probe: Option<Instant>,
     /// Set with `retention_age`.
@@ -156,6 +160,7 @@ impl Worker {
             bytes_on_disk: StoreStats::get(&stats.bytes_on_disk),
             repaired: source.repaired(),
         };
+        let checkpointed = options.quick_repair;
         let worker = Self {
             source,
             db: Some(db),
@@ -168,6 +173,9 @@ impl Worker {
             healthy: true,
             synced_at: now,
             unsynced: false,
+            committed_at: now,
+            // The open's own commit recorded it with `quick_repair`.
+            checkpointed,
             next_probe: None,
             sweep_from: None,
             refusing: false,
@@ -274,7 +282,7 @@ impl Worker {
     /// The next time [`on_timer`](Self::on_timer) has something to do.
     pub(super) fn deadline(&self) -> Option<Instant> {
         let sync = (self.unsynced).then(|| self.synced_at + self.options.sync_interval);
-        [sync, self.next_probe, self.next_sweep]
+        [sync, self.next_probe, self.next_sweep, self.checkpoint_at()]
             .into_iter()
             .flatten()
             .min()
@@ -285,6 +293,11 @@ impl Worker {
         let now = Clock::mono();
         let probe = self.next_probe.is_some_and(|at| now >= at);
         let sync = self.unsynced && now >= self.synced_at + self.options.sync_interval;
+        if self.checkpoint_at().is_some_and(|at| now >= at) {
+            if let Flow::Stop(why) = self.checkpoint(reports) {
+                return Flow::Stop(why);
+            }
+        }
         if probe || sync {
             // One small durable commit serves both: it syncs what is pending, and its success
             // is the proof the disk takes writes again.
@@ -313,6 +326,29 @@ impl Worker {
             }
         }
         Flow::Go
+    }
+
+    /// When a quiet checkpoint is due: `quiet_checkpoint` after the last commit, unless that
+    /// one recorded the allocator state already, or the disk is failing (the probe is on it).
+    fn checkpoint_at(&self) -> Option<Instant> {
+        let quiet = self.options.quiet_checkpoint?;
+        let due = !self.checkpointed && self.healthy && !self.refusing;
+        due.then(|| self.committed_at + quiet)
+    }
+
+    /// One small synced commit that records redb's allocator state (its quick-repair mode), so
+    /// that a crash while the store is quiet needs no walk of the whole file at the next start.
+    fn checkpoint(&mut self, reports: &Reports) -> Flow {
+        let result = self.commit_with(true, true, |txn, _| {
+            let mut meta = txn.open_table(META)?;
+            let n = meta.get(key::CHECKPOINTS)?.map_or(0, |v| v.value());
+            meta.insert(key::CHECKPOINTS, n + 1)?;
+            Ok(())
+        });
+        match result {
+            Ok(()) => Flow::Go,
+            Err(fault) => self.failed(fault, reports),
+        }
     }
 
     /// The clean stop: one last durable commit clears the `running` marker, then the file is
@@ -468,9 +504,20 @@ impl Worker {
         durable: bool,
         fill: impl FnOnce(&WriteTransaction, &mut u64) -> Result<(), redb::Error>,
     ) -> Result<(), Fault> {
+        self.commit_with(durable, self.options.quick_repair, fill)
+    }
+
+    /// As [`commit`](Self::commit); `quick_repair`: record the allocator state (only a synced
+    /// commit does: it is the only kind a crash can come back to).
+    fn commit_with(
+        &mut self,
+        durable: bool,
+        quick_repair: bool,
+        fill: impl FnOnce(&WriteTransaction, &mut u64) -> Result<(), redb::Error>,
+    ) -> Result<(), Fault> {
         let started = Instant::now();
         let mut counter = self.writes;
-        let quick_repair = durable && self.options.quick_repair;
+        let quick_repair = durable && quick_repair;
         let db = self.database()?;
         let result = (|| -> Result<(), redb::Error> {
             let mut txn = db.begin_write()?;
@@ -480,7 +527,6 @@ impl Worker {
             };
             (txn.set_durability(durability))
                 .expect("only a persistent savepoint refuses it, and the store makes none");
-            // Only a synced commit is one a crash can come back to.
             txn.set_quick_repair(quick_repair);
             fill(&txn, &mut counter)?;
             txn.commit()?;
@@ -492,6 +538,8 @@ impl Worker {
             return Err(e.into());
         }
         self.writes = counter;
+        self.committed_at = Clock::mono();
+        self.checkpointed = quick_repair;
         let micros = started.elapsed().as_micros() as u64;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         (self.stats.commit_micros_last).store(micros, Ordering::Relaxed);
