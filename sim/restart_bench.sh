@@ -7,7 +7,8 @@
 # COLD=1 evicts the file from the page cache before each start (posix_fadvise, no root needed),
 # as after a reboot; STOP=KILL stops each run with SIGKILL, so every later start is a crash
 # recovery (the first start after the fill is a clean one). FLAGS adds flags to every start
-# (for example FLAGS=--quick-repair).
+# (for example FLAGS=--quick-repair). QUIET=S waits S seconds once it serves before stopping it
+# (with STOP=KILL: a crash after a quiet spell, which --quiet-checkpoint covers).
 #
 #   ROOMS=10000 PER_ROOM=10000 DIR=/tmp/chat-restart RUNS=3 sim/restart_bench.sh
 #   BINS="/tmp/chat-server-before /work/target-load/release/chat-server" sim/restart_bench.sh
@@ -23,6 +24,7 @@ BINS="${BINS:-$CARGO_TARGET_DIR/release/chat-server}"
 COLD="${COLD:-0}"
 STOP="${STOP:-TERM}"
 FLAGS="${FLAGS:-}"
+QUIET="${QUIET:-0}"
 cargo build --release -p chat-server --bin chat-server --example fill_store >&2
 if [ ! -f "$DIR/chat.redb" ]; then
     "$CARGO_TARGET_DIR/release/examples/fill_store" --data-dir "$DIR" --rooms "$ROOMS" --per-room "$PER_ROOM"
@@ -44,6 +46,7 @@ for run in $(seq "$RUNS"); do
         end=$(date +%s.%N)
         opened=$(grep -o 'opened the message store.*' /tmp/chat-restart-server.log | head -1)
         printf 'run %s, %s: serving after %.2f s (%s)\n' "$run" "$bin" "$(echo "$end - $start" | bc)" "$opened"
+        sleep "$QUIET"
         kill -"$STOP" "$pid"; wait "$pid" || true
     done
 done
