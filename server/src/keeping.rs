@@ -79,7 +79,7 @@ pub(crate) async fn open_aside(
     if !matches!(settings.store.at, StoreAt::Dir(_)) {
         return open(settings, start_epoch);
     }
-    let mut aside = settings.clone();
+    let mut aside = std::mem::take(settings);
     let epoch = start_epoch.to_owned();
     let opening = move || {
         if let Some(gate) = &aside.store.open_gate {

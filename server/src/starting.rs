@@ -6,35 +6,30 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CONNECTION, RETRY_AFTER};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::http::{text, Body};
+use crate::security_headers;
+
 /// The answer to one request while the server starts.
-pub(crate) fn response<B>(req: &Request<B>) -> Response<Full<Bytes>> {
-    let (status, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n"),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "starting: opening the message store, try again shortly\n",
-        ),
+pub(crate) fn response<B>(req: &Request<B>) -> Response<Body> {
+    let mut response = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        _ => {
+            let body = "starting: opening the message store, try again shortly\n";
+            let mut response = text(StatusCode::SERVICE_UNAVAILABLE, body);
+            (response.headers_mut()).insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
     };
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        "text/plain; charset=utf-8".parse().expect("valid"),
-    );
-    headers.insert(CONNECTION, "close".parse().expect("valid"));
-    if status != StatusCode::OK {
-        headers.insert(RETRY_AFTER, "1".parse().expect("valid"));
-    }
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    security_headers::add(headers);
     response
 }
 
@@ -59,7 +54,7 @@ where
 mod tests {
     use super::*;
 
-    fn get(path: &str) -> Response<Full<Bytes>> {
+    fn get(path: &str) -> Response<Body> {
         response(&Request::get(path).body(()).expect("a request"))
     }
 
