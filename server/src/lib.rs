@@ -16,6 +16,7 @@ mod connection;
 mod fanout;
 mod http;
 mod hub;
+mod inline_queue;
 mod keeping;
 mod link;
 pub mod listener;

@@ -12,7 +12,6 @@
 //! hub's inbox (BENCHMARKS.md, "Direct writes"). Whatever the socket does not take at once goes
 //! to the writer, which owns the socket from then until its queue is empty again.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -25,7 +24,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::settings::ConnLimits;
-use crate::ws_write::{encode_batch, Tally, Unfinished, WriterCmd};
+use crate::ws_write::{encode_batch, Commands, Tally, Unfinished, WriterCmd};
 
 /// The socket's write half, shared by the connection's writer and the hub.
 pub(crate) type Sink = Pin<Box<dyn AsyncWrite + Send>>;
@@ -90,7 +89,7 @@ impl ReadControl {
 
 #[derive(Default)]
 struct Outbox {
-    queue: VecDeque<WriterCmd>,
+    queue: Commands,
     /// No more commands are taken; the writer ends once `queue` is written.
     closed: bool,
     /// The writer was woken or is writing, and owns the socket until it finds `queue` empty.
@@ -242,10 +241,9 @@ impl Link {
                 })));
             }
         }
-        if queue.is_empty() {
-            // An idle connection holds no queue storage (BENCHMARKS.md, scenario 4).
-            *queue = VecDeque::new();
-        } else {
+        // An idle connection holds no queue storage (BENCHMARKS.md, scenario 4): the queue
+        // gives a burst's back once it is written.
+        if !queue.is_empty() {
             self.hand_to_writer(outbox);
         }
         flushed
@@ -265,7 +263,7 @@ impl Link {
     /// The writer's side: everything queued, oldest first, once there is anything; `None` once
     /// the link is closed and everything was taken. Finding nothing, the writer parks and the
     /// socket is the hub's to write until the writer is woken again.
-    pub(crate) async fn take_all(&self) -> Option<VecDeque<WriterCmd>> {
+    pub(crate) async fn take_all(&self) -> Option<Commands> {
         loop {
             {
                 let mut outbox = self.outbox();
@@ -311,7 +309,7 @@ impl Link {
     }
 
     /// Puts back what a writer took but could not fit in one write, ahead of anything newer.
-    pub(crate) fn put_back(&self, mut rest: VecDeque<WriterCmd>) {
+    pub(crate) fn put_back(&self, mut rest: Commands) {
         let mut outbox = self.outbox();
         rest.append(&mut outbox.queue);
         outbox.queue = rest;
@@ -562,7 +560,7 @@ mod tests {
         assert_eq!(batch.len(), 2);
     }
 
-    fn texts(batch: &VecDeque<WriterCmd>) -> Vec<&[u8]> {
+    fn texts(batch: &Commands) -> Vec<&[u8]> {
         batch
             .iter()
             .map(|cmd| match cmd {
@@ -580,7 +578,8 @@ mod tests {
         let mut batch = link.take_all().await.expect("queued");
         assert_eq!(texts(&batch), [b"a", b"b"]);
         link.send(WriterCmd::Text(Bytes::from_static(b"c")));
-        link.put_back(batch.split_off(1));
+        batch.pop_front();
+        link.put_back(batch);
         link.close();
         link.send(WriterCmd::Text(Bytes::from_static(b"after close")));
         let batch = link.take_all().await.expect("still queued");
@@ -597,7 +596,7 @@ mod tests {
         }
         let batch = link.take_all().await.expect("queued");
         assert_eq!(batch.len(), 1 + LinkLimits::default().pending_pongs_max);
-        let last = batch.back().expect("not empty");
+        let last = batch.iter().next_back().expect("not empty");
         assert!(
             matches!(last, WriterCmd::Pong(p) if p[..] == 9_999u32.to_be_bytes()),
             "the latest ping is answered: {last:?}"

@@ -2,12 +2,12 @@
 //! the wire ([`WriterCmd`]), their encoding into unmasked server frames, the tally of chat frames
 //! written, and the close codes the server sends. Both writers of a socket use it, the
 //! connection's writer task (`writer.rs`) and the hub's direct writes (`Link::flush_direct`), so
-//! it imports nothing else of the crate: neither needs the other to speak it.
-
-use std::collections::VecDeque;
+//! it imports nothing else of the crate but a generic queue: neither needs the other to speak it.
 
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload};
+
+use crate::inline_queue::InlineQueue;
 
 /// Normal closure: the answer to a client's own empty close.
 pub(crate) const CLOSE_NORMAL: u16 = 1000;
@@ -55,6 +55,9 @@ pub(crate) enum WriterCmd {
     Unfinished(Box<Unfinished>),
 }
 
+/// A connection's commands waiting to be written, oldest first.
+pub(crate) type Commands = InlineQueue<WriterCmd>;
+
 /// Frames the hub encoded and partly wrote: the writer writes `rest`, then reports `tally`.
 #[derive(Debug)]
 pub(crate) struct Unfinished {
@@ -94,7 +97,7 @@ fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 /// queue is empty. A close frame ends the batch: with `take_close` it is encoded (and `true`
 /// returned: what follows it is never written), otherwise it stays queued for the writer.
 pub(crate) fn encode_batch(
-    queue: &mut VecDeque<WriterCmd>,
+    queue: &mut Commands,
     buf: &mut Vec<u8>,
     take_close: bool,
 ) -> (Tally, bool) {
@@ -129,9 +132,9 @@ pub(crate) fn encode_batch(
 }
 
 /// Bytes the encoded batch will take, up to one write's worth, so the buffer is sized once.
-pub(crate) fn batch_size_hint(batch: &VecDeque<WriterCmd>) -> usize {
+pub(crate) fn batch_size_hint(batch: &Commands) -> usize {
     let mut size = 0;
-    for cmd in batch {
+    for cmd in batch.iter() {
         size += match cmd {
             WriterCmd::Text(payload) | WriterCmd::Binary(payload) | WriterCmd::Pong(payload) => {
                 payload.len()
@@ -159,8 +162,8 @@ mod tests {
     use super::*;
     use crate::test_kit::wire::{parse_server_frames, ServerFrame, OP_CLOSE, OP_PING};
 
-    fn queue() -> VecDeque<WriterCmd> {
-        VecDeque::from([
+    fn queue() -> Commands {
+        Commands::from_iter([
             WriterCmd::Text(Bytes::from_static(b"chat")),
             WriterCmd::Ping,
             WriterCmd::Close {
@@ -224,7 +227,7 @@ mod tests {
     #[test]
     fn a_batch_stops_at_the_write_size() {
         let big = Bytes::from(vec![b'x'; BATCH_BYTES / 2]);
-        let mut queue: VecDeque<WriterCmd> = (0..4).map(|_| WriterCmd::Text(big.clone())).collect();
+        let mut queue: Commands = (0..4).map(|_| WriterCmd::Text(big.clone())).collect();
         let mut buf = Vec::new();
         let (tally, _) = encode_batch(&mut queue, &mut buf, true);
         assert_eq!(tally.frames, 2);
