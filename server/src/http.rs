@@ -9,16 +9,19 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use chat_engine::{JoinRequest, Stats};
 use fastwebsockets::upgrade::UpgradeFut;
+use futures_util::future::Either;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{self, FailureLog, Kicked};
 use crate::clock::Clock;
-use crate::connection::{serve_chat, ChatStart};
+use crate::connection::{serve_chat, serve_chat_tcp, ChatStart};
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 use crate::origin::OriginPolicy;
@@ -27,6 +30,7 @@ use crate::security_headers;
 use crate::settings::{ConnLimits, Settings};
 use crate::static_files::StaticFiles;
 use crate::untrusted::clip;
+use crate::write_deadline::WriteDeadline;
 
 pub(crate) type Body = Full<Bytes>;
 
@@ -253,6 +257,7 @@ fn upgrade(mut req: Request<Incoming>, peer: IpAddr, state: &Arc<AppState>) -> R
         from: Some(peer),
         hub,
         limits,
+        already: Bytes::new(),
     });
     // The upgrade completes only after this response is written: never await it here.
     state
@@ -266,16 +271,31 @@ fn upgrade(mut req: Request<Incoming>, peer: IpAddr, state: &Arc<AppState>) -> R
 /// future, so what it keeps for its whole life is kept small (`the_connection_task_stays_small`).
 async fn connection_task(
     upgraded: UpgradeFut,
-    start: Box<ChatStart>,
+    mut start: Box<ChatStart>,
     held: (Slot, Option<IpSlot>),
 ) {
     let ws = match upgraded.await {
         Ok(ws) => ws,
         Err(e) => return tracing::info!(error = %e, "WebSocket upgrade did not complete"),
     };
-    serve_chat(ws.into_inner(), start).await;
+    // On TCP the connection takes the stream's own halves (`serve_chat_tcp`); any other
+    // transport (a simulation's) goes through hyper's upgraded IO. The HTTP layer's write
+    // deadline is disarmed by now: the connection's writer has its own.
+    // The serving future is chosen before it is awaited: awaited inside the match, it would
+    // keep the downcast's result beside it for the connection's whole life.
+    let serving = match ws.into_inner().into_inner().downcast::<Served>() {
+        Ok(parts) => {
+            start.already = parts.read_buf;
+            Either::Left(serve_chat_tcp(parts.io.into_inner().into_inner(), start))
+        }
+        Err(upgraded) => Either::Right(serve_chat(TokioIo::new(upgraded), start)),
+    };
+    serving.await;
     drop(held);
 }
+
+/// The IO hyper serves a TCP connection over (`server::serve_http`).
+type Served = TokioIo<WriteDeadline<TcpStream>>;
 
 /// `/ws?nick=&room=&since=&epoch=`: the initial join.
 fn join_request(query: Option<&str>) -> Result<JoinRequest, String> {
@@ -451,6 +471,7 @@ mod tests {
             from: None,
             hub,
             limits: ConnLimits::default(),
+            already: Bytes::new(),
         });
         let slot = Slot(Arc::new(AtomicUsize::new(1)));
         let task = connection_task(upgraded, start, (slot, None));

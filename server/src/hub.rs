@@ -701,7 +701,7 @@ mod tests {
     /// A client whose link writes into an in-memory socket, and the socket's far end.
     fn connect_wired(hub: &mut Hub, nick: &str) -> (Probe, DuplexStream) {
         let (ours, peer) = tokio::io::duplex(1 << 16);
-        let link = Link::new(Box::pin(ours), LinkLimits::default());
+        let link = Link::new(crate::sink::Sink::new(ours), LinkLimits::default());
         (connect_with(hub, nick, link), peer)
     }
 
@@ -894,7 +894,10 @@ mod tests {
                 nick: Some(format!("m{n}")),
                 ..JoinRequest::default()
             };
-            let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
+            let link = Arc::new(Link::new(
+                crate::sink::Sink::new(ours),
+                LinkLimits::default(),
+            ));
             let id = handle
                 .connect(join, None, link)
                 .await
@@ -953,7 +956,10 @@ mod tests {
                 nick: Some(format!("m{n}")),
                 ..JoinRequest::default()
             };
-            let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
+            let link = Arc::new(Link::new(
+                crate::sink::Sink::new(ours),
+                LinkLimits::default(),
+            ));
             let id = handle
                 .connect(join, None, link)
                 .await

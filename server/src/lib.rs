@@ -27,6 +27,7 @@ mod security_headers;
 mod server;
 pub mod settings;
 mod sim_disk;
+mod sink;
 mod starting;
 mod static_files;
 mod store;

@@ -14,20 +14,16 @@
 
 use std::fmt;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 use bytes::Bytes;
-use tokio::io::AsyncWrite;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::settings::ConnLimits;
+use crate::sink::Sink;
 use crate::ws_write::{encode_batch, Commands, Tally, Unfinished, WriterCmd};
-
-/// The socket's write half, shared by the connection's writer and the hub.
-pub(crate) type Sink = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// A connection's bounds outside the engine (`--read-ahead-frames`, `--read-ahead-bytes`,
 /// `--pending-pongs`).
@@ -231,7 +227,7 @@ impl Link {
         if let Some(sink) = sink.as_mut() {
             scratch.clear();
             let (tally, _) = encode_batch(queue, scratch, false);
-            let written = write_now(sink, scratch);
+            let written = sink.write_now(scratch);
             if written == scratch.len() {
                 flushed = tally;
             } else {
@@ -300,10 +296,10 @@ impl Link {
 
     fn poll_sink<T>(
         &self,
-        poll: impl FnOnce(Pin<&mut (dyn AsyncWrite + Send)>) -> Poll<io::Result<T>>,
+        poll: impl FnOnce(&mut Sink) -> Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         match self.outbox().sink.as_mut() {
-            Some(sink) => poll(sink.as_mut()),
+            Some(sink) => poll(sink),
             None => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
@@ -368,23 +364,6 @@ impl Link {
     }
 }
 
-/// Writes what the socket takes right now; never waits. The waker is a no-op because the hub
-/// does not wait on sockets: if this one is full, its writer retries with its own waker (the
-/// writer owns the socket from then on, so nothing else registers one over it). An error counts
-/// as nothing written: the writer meets it again and reports the connection gone.
-fn write_now(sink: &mut Sink, buf: &[u8]) -> usize {
-    if buf.is_empty() {
-        return 0;
-    }
-    match sink
-        .as_mut()
-        .poll_write(&mut Context::from_waker(Waker::noop()), buf)
-    {
-        Poll::Ready(Ok(n)) => n,
-        Poll::Ready(Err(_)) | Poll::Pending => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -405,7 +384,10 @@ mod tests {
     /// A link writing into an in-memory socket that holds `capacity` bytes, and its far end.
     fn linked(capacity: usize) -> (Link, DuplexStream) {
         let (ours, peer) = tokio::io::duplex(capacity);
-        (Link::new(Box::pin(ours), LinkLimits::default()), peer)
+        (
+            Link::new(crate::sink::Sink::new(ours), LinkLimits::default()),
+            peer,
+        )
     }
 
     /// The payloads of the frames in `bytes`, which must be whole, well-formed final text frames
@@ -494,7 +476,10 @@ mod tests {
     async fn hub_and_writer_never_interleave_or_reorder_frames() {
         const FRAMES: usize = 3_000;
         let (ours, mut peer) = tokio::io::duplex(64);
-        let link = Arc::new(Link::new(Box::pin(ours), LinkLimits::default()));
+        let link = Arc::new(Link::new(
+            crate::sink::Sink::new(ours),
+            LinkLimits::default(),
+        ));
         let writer = tokio::spawn({
             let link = link.clone();
             async move { write_loop(&link, Duration::from_secs(30), |_| async {}).await }

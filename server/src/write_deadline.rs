@@ -49,6 +49,11 @@ impl<I> WriteDeadline<I> {
         (io, Disarm(armed))
     }
 
+    /// The stream itself, for an owner that has its own write timeout.
+    pub(crate) fn into_inner(self) -> I {
+        self.inner
+    }
+
     /// After the inner stream answered `poll`: progress clears the deadline; waiting starts it
     /// (once) and fails the call when it has passed. The sleep is polled here, so the task is
     /// woken when it fires even if the socket never becomes writable.

@@ -125,9 +125,14 @@ impl Arrival {
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
     pub(crate) fn new(io: R, limits: ReadLimits) -> Self {
+        Self::with_buffered(io, limits, &[])
+    }
+
+    /// A reader that reads `already` (what an earlier layer read of the stream) first.
+    pub(crate) fn with_buffered(io: R, limits: ReadLimits, already: &[u8]) -> Self {
         Self {
             io,
-            buf: BytesMut::new(),
+            buf: BytesMut::from(already),
             limits,
             partial: None,
             control: TokenBucket::new(),
