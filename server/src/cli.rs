@@ -20,6 +20,11 @@ pub enum LogFormat {
 }
 
 /// Where every library default comes from.
+/// `--listen-backlog`'s default: Linux's own default cap (net.core.somaxconn) since 5.4. Rust's
+/// standard listener asks for 128, which a room of 19,000 reconnecting at once overflows
+/// (BENCHMARKS.md, scenario 6).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
 fn defaults() -> Settings {
     Settings::default()
 }
@@ -52,6 +57,12 @@ pub struct Args {
     #[arg(long, env = "CHAT_WORKER_THREADS", default_value_t = 1,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub worker_threads: usize,
+    /// Connections the kernel queues for accepting, at most (capped by net.core.somaxconn). A
+    /// burst of reconnects (a restart with thousands of clients) beyond it has its SYNs dropped
+    /// and retried a second or more later.
+    #[arg(long, env = "CHAT_LISTEN_BACKLOG", default_value_t = LISTEN_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub listen_backlog: u32,
     /// Log format.
     #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -50,8 +50,7 @@ fn raise_open_files_limit() {
 
 async fn serve(args: Args) -> Result<(), String> {
     let settings = args.settings()?;
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
+    let listener = chat_server::listener::listen_tcp(args.addr, args.listen_backlog)
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     chat_server::run(listener, settings, shutdown_signal())
         .await
