@@ -3,22 +3,28 @@
 //! At the end of a turn the hub writes every parked writer's frames straight into its socket
 //! (`Link::flush_direct`). For a message to a large room that is hundreds of `send`s, and on one
 //! thread the last recipient waits for all the others' system calls (on loopback each also does
-//! the receiver's TCP work). The hub keeps the first share of the list for itself and hands the
-//! rest to helper threads, one batch each, which write their shares at the same time. The frames
-//! are the same shared `Bytes`, serialized once; a batch is one allocation per helper per turn.
+//! the receiver's TCP work). So the hub shares the list with helper threads: everyone takes the
+//! next socket not yet taken, one at a time, until none is left. The frames are the same shared
+//! `Bytes`, serialized once; the list is one allocation per wide fan-out.
 //!
-//! The hub then waits for the helpers' reports before it ends the turn, so the engine learns of
-//! their writes as promptly as of its own. A report that came later (through the inbox, behind
-//! a turn's worth of frames) left members looking behind while their sockets had taken
+//! Taking from one list, rather than handing each helper a fixed share, matters on a busy
+//! machine: a helper the OS has not run yet takes nothing, and the hub writes everything itself,
+//! as fast as it would alone. With fixed shares the hub waited for a helper that was not
+//! running, a scheduler slice or more (scenario 1's tail went from 3 to 10 ms on two shared
+//! cores). The hub waits only for sockets a helper took and is still writing, a few `send`s.
+//!
+//! The hub then knows every write before it ends the turn, so the engine learns of the helpers'
+//! writes as promptly as of its own. A report that came later (through the inbox, behind a
+//! turn's worth of frames) left members looking behind while their sockets had taken
 //! everything, and healthy members of a busy room were evicted (BENCHMARKS.md, "Fan-out").
 //!
 //! Helpers are plain OS threads: a direct write never waits (a socket that does not take all of
 //! it goes to its connection's writer task), so they need no runtime. A link is flushed by one
 //! party at a time: its lock covers the write.
 
-use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chat_engine::ClientId;
 
@@ -29,112 +35,210 @@ use crate::ws_write::{Tally, SCRATCH_KEPT};
 /// than it saves.
 pub(crate) const SPLIT_AT: usize = 32;
 
-/// How long the hub waits for a helper's report. A helper never waits on a socket, so this only
-/// bounds a helper the OS has stopped running (or one that died: a bug, logged).
-const REPORT_WAIT: Duration = Duration::from_secs(5);
+/// Sockets taken at a time: the shared counter is touched once per this many `send`s rather
+/// than once per `send` (each touch moves its cache line between cores), and a helper stopped
+/// by the OS in the middle holds up at most this many.
+const TAKE: usize = 8;
 
-/// Sockets one helper writes in one go, and who they belong to.
-type Batch = Vec<(ClientId, Arc<Link>)>;
+/// How long the hub waits for a socket a helper took. A helper never waits on a socket, so this
+/// only bounds a helper the OS stopped in the middle of one write (or one that died: a bug,
+/// logged).
+const TAKEN_WAIT: Duration = Duration::from_secs(5);
 
-/// What one helper wrote of one batch.
-type Report = Vec<(ClientId, Tally)>;
+/// Sockets to write, and who they belong to.
+pub(crate) type Links = Vec<(ClientId, Arc<Link>)>;
+
+/// What was written, by client.
+pub(crate) type Written = Vec<(ClientId, Tally)>;
+
+/// One wide fan-out, shared by the hub and its helpers.
+struct Shared {
+    links: Links,
+    /// The next socket nobody took yet.
+    next: AtomicUsize,
+    /// What the helpers wrote.
+    helped: Mutex<Written>,
+    /// Sockets the helpers finished (their writes are in `helped` by then).
+    finished: AtomicUsize,
+}
+
+impl Shared {
+    /// Writes sockets nobody took yet until none is left; how many this caller took, and what
+    /// of theirs was written.
+    fn take_and_write(&self, scratch: &mut Vec<u8>) -> (usize, Written) {
+        let mut taken = 0;
+        let mut written = Vec::new();
+        loop {
+            let from = self.next.fetch_add(TAKE, Ordering::Relaxed);
+            let Some(some) = self.links.get(from..(from + TAKE).min(self.links.len())) else {
+                return (taken, written);
+            };
+            taken += some.len();
+            for (client, link) in some {
+                let tally = link.flush_direct(scratch);
+                if tally.frames > 0 {
+                    written.push((*client, tally));
+                }
+            }
+        }
+    }
+}
 
 /// The helper threads (none: the hub writes everything itself). Dropping it closes their
 /// channels, and each ends.
 pub(crate) struct Fanout {
-    helpers: Vec<mpsc::Sender<Batch>>,
-    reports: mpsc::Receiver<Report>,
-    /// Batches handed out whose reports have not been collected.
-    outstanding: usize,
-    /// Batches handed out since the start.
-    batches: u64,
+    helpers: Vec<mpsc::Sender<Arc<Shared>>>,
+    /// Fan-outs shared with the helpers since the start.
+    shared: u64,
 }
 
 impl Fanout {
     /// `threads` helper threads.
     pub(crate) fn new(threads: usize) -> Self {
-        let (report, reports) = mpsc::channel();
         let helpers = (0..threads)
             .map(|n| {
-                let (batches, received) = mpsc::channel::<Batch>();
-                let report = report.clone();
+                let (lists, received) = mpsc::channel::<Arc<Shared>>();
                 // Detached: it ends by itself when this `Fanout` (its channel) is dropped.
                 std::thread::Builder::new()
                     .name(format!("chat-fanout-{n}"))
-                    .spawn(move || write_batches(&received, &report))
+                    .spawn(move || help(&received))
                     .expect("the OS starts a thread");
-                batches
+                lists
             })
             .collect();
-        Self {
-            helpers,
-            reports,
-            outstanding: 0,
-            batches: 0,
-        }
+        Self { helpers, shared: 0 }
     }
 
-    /// How many of `pending` sockets the hub writes itself; the rest go to `split`.
-    pub(crate) fn own_share(&self, pending: usize) -> usize {
-        if self.helpers.is_empty() || pending < SPLIT_AT {
-            return pending;
-        }
-        pending.div_ceil(self.helpers.len() + 1)
-    }
-
-    /// Hands `links` to the helpers, an even share each; `collect` gets what they wrote.
-    pub(crate) fn split(&mut self, mut links: Batch) {
-        let shares = self.helpers.len();
-        for (n, helper) in self.helpers.iter().enumerate() {
-            let take = links.len().div_ceil(shares - n);
-            let batch = links.split_off(links.len() - take);
-            if batch.is_empty() {
-                continue;
+    /// Writes every link of `links`, leaving it empty (the last first when the hub writes them
+    /// alone, keeping its storage), with the helpers when there are enough, and returns what
+    /// was written. Every socket is written (or found with nothing to write) when it returns.
+    pub(crate) fn write_all(&mut self, links: &mut Links, scratch: &mut Vec<u8>) -> Written {
+        if self.helpers.is_empty() || links.len() < SPLIT_AT {
+            let mut written = Vec::new();
+            // A link closed since it was listed writes nothing: its writer owns it for the
+            // close (`Link::hang_up`).
+            while let Some((client, link)) = links.pop() {
+                let tally = link.flush_direct(scratch);
+                if tally.frames > 0 {
+                    written.push((client, tally));
+                }
             }
-            if helper.send(batch).is_ok() {
-                self.outstanding += 1;
-                self.batches += 1;
-            }
+            return written;
         }
-    }
-
-    /// Batches handed to helpers since the start.
-    #[cfg(test)]
-    pub(crate) fn batches(&self) -> u64 {
-        self.batches
-    }
-
-    /// Waits for every batch handed out since the last call and returns what was written.
-    pub(crate) fn collect(&mut self) -> Report {
-        let mut written = Vec::new();
-        while self.outstanding > 0 {
-            self.outstanding -= 1;
-            match self.reports.recv_timeout(REPORT_WAIT) {
-                Ok(report) => written.extend(report),
-                Err(e) => tracing::error!(error = %e, "a fan-out helper did not report"),
-            }
+        let count = links.len();
+        let shared = Arc::new(Shared {
+            links: std::mem::take(links),
+            next: AtomicUsize::new(0),
+            helped: Mutex::new(Vec::new()),
+            finished: AtomicUsize::new(0),
+        });
+        for helper in &self.helpers {
+            // A helper that is gone (a bug, logged there) leaves more for the others.
+            let _ = helper.send(shared.clone());
         }
+        self.shared += 1;
+        let (mine, mut written) = shared.take_and_write(scratch);
+        let deadline = Instant::now() + TAKEN_WAIT;
+        while mine + shared.finished.load(Ordering::Acquire) < count {
+            if Instant::now() > deadline {
+                tracing::error!("a fan-out helper did not finish the sockets it took");
+                break;
+            }
+            // The rest is a `send` or two in progress on another core.
+            std::thread::yield_now();
+        }
+        written.append(&mut shared.helped.lock().unwrap_or_else(PoisonError::into_inner));
         written
+    }
+
+    /// Fan-outs shared with the helpers since the start.
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> u64 {
+        self.shared
     }
 }
 
-/// A helper's life: write each batch, report what went out, wait for the next.
-fn write_batches(received: &mpsc::Receiver<Batch>, report: &mpsc::Sender<Report>) {
+/// A helper's life: take and write sockets of each fan-out it is handed, report what it wrote,
+/// wait for the next. One it is handed after the hub took everything costs it nothing.
+fn help(received: &mpsc::Receiver<Arc<Shared>>) {
     let mut scratch = Vec::new();
-    while let Ok(batch) = received.recv() {
-        let mut written: Report = Vec::with_capacity(batch.len());
-        for (client, link) in batch {
-            let tally = link.flush_direct(&mut scratch);
-            if tally.frames > 0 {
-                written.push((client, tally));
-            }
+    while let Ok(shared) = received.recv() {
+        let (taken, written) = shared.take_and_write(&mut scratch);
+        if taken > 0 {
+            (shared.helped.lock().unwrap_or_else(PoisonError::into_inner)).extend(written);
+            shared.finished.fetch_add(taken, Ordering::Release);
         }
         if scratch.capacity() > SCRATCH_KEPT {
             scratch = Vec::new();
         }
-        if report.send(written).is_err() {
-            // The hub is gone: nobody is left to count.
-            return;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::ws_write::WriterCmd;
+
+    /// Links that each hold one queued frame and a socket that takes everything.
+    fn loaded(count: usize) -> (Links, Vec<tokio::io::DuplexStream>) {
+        let mut engine =
+            chat_engine::Engine::new(chat_engine::Config::default(), "test").expect("valid config");
+        let now = chat_engine::Now::new(std::time::Instant::now(), std::time::SystemTime::now());
+        let mut peers = Vec::new();
+        let links = (0..count)
+            .map(|_| {
+                let (ours, peer) = tokio::io::duplex(1 << 12);
+                peers.push(peer);
+                let link = Arc::new(Link::new(
+                    crate::sink::Sink::new(ours),
+                    crate::link::LinkLimits::default(),
+                ));
+                assert!(link.push(WriterCmd::Text(Bytes::from_static(b"hi"))));
+                let id =
+                    (engine.connect(now, chat_engine::JoinRequest::default())).expect("accepted");
+                (id, link)
+            })
+            .collect();
+        (links, peers)
+    }
+
+    /// Invariant: however the hub and the helpers divide a fan-out, every socket is written
+    /// exactly once and reported exactly once, before `write_all` returns.
+    #[test]
+    fn every_socket_is_written_and_reported_once_whoever_takes_it() {
+        for helpers in [0, 1, 3] {
+            let mut fanout = Fanout::new(helpers);
+            let mut scratch = Vec::new();
+            for round in 0..20 {
+                let count = [1, SPLIT_AT - 1, SPLIT_AT, 200][round % 4];
+                let (links, _peers) = loaded(count);
+                let mut listed = links.clone();
+                let mut written = fanout.write_all(&mut listed, &mut scratch);
+                assert!(listed.is_empty());
+                written.sort_by_key(|(client, _)| *client);
+                let expected: Vec<(ClientId, Tally)> = (links.iter())
+                    .map(|(client, _)| {
+                        (
+                            *client,
+                            Tally {
+                                frames: 1,
+                                bytes: 2,
+                            },
+                        )
+                    })
+                    .collect();
+                assert_eq!(written, expected, "{helpers} helpers, {count} sockets");
+                for (_, link) in &links {
+                    let mut again = Vec::new();
+                    assert_eq!(
+                        link.flush_direct(&mut again),
+                        Tally::default(),
+                        "written twice"
+                    );
+                }
+            }
         }
     }
 }

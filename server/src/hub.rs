@@ -550,25 +550,13 @@ impl Hub {
     /// sockets, and tells the engine what went out. That can resume a room and replay held
     /// frames, which queue more (and put more clients on the list): go on until it is empty.
     ///
-    /// A wide fan-out is written in parallel: the helpers take the far end of the list while the
-    /// hub writes the rest, and the hub waits for their reports before it goes on, so the engine
-    /// counts their writes in this very turn.
+    /// A wide fan-out is written in parallel, by the hub and the helpers together (`fanout`),
+    /// and every write is known before the hub goes on, so the engine counts them in this very
+    /// turn.
     fn flush(&mut self) {
         while !self.to_flush.is_empty() {
-            let own = self.fanout.own_share(self.to_flush.len());
-            if own < self.to_flush.len() {
-                let theirs = self.to_flush.split_off(own);
-                self.fanout.split(theirs);
-            }
-            // A link closed since it was listed writes nothing: its writer owns it for the
-            // close (`Link::hang_up`).
-            while let Some((client, link)) = self.to_flush.pop() {
-                let tally = link.flush_direct(&mut self.scratch);
-                if tally.frames > 0 {
-                    self.written(client, tally);
-                }
-            }
-            for (client, tally) in self.fanout.collect() {
+            let written = self.fanout.write_all(&mut self.to_flush, &mut self.scratch);
+            for (client, tally) in written {
                 self.written(client, tally);
             }
         }
@@ -1016,7 +1004,7 @@ mod tests {
             .collect();
         // Sixty-four welcomes (and the join notices) wait for the end of the turn.
         hub.flush();
-        assert_eq!(hub.fanout.batches(), 1, "the far half went to the helper");
+        assert_eq!(hub.fanout.shared(), 1, "the helper was offered a share");
         for (probe, peer) in &mut wired {
             assert!(
                 received(peer).contains("welcome"),
@@ -1039,7 +1027,7 @@ mod tests {
         });
         hub.flush();
         assert!(received(peer).contains("invalid_json"));
-        assert_eq!(hub.fanout.batches(), 1, "the helper had nothing to do");
+        assert_eq!(hub.fanout.shared(), 1, "the helper had nothing to do");
     }
 
     /// One large turn grows the write buffer; it is not kept beyond `SCRATCH_KEPT`, while a
