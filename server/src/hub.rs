@@ -247,10 +247,11 @@ impl Hub {
             }
             // With the store behind, stop taking frames: connections then wait on the inbox and
             // stop reading their sockets (the inbox's bound is the flow control), rather than
-            // every message beyond `uncommitted_max` being refused.
-            let accepting = self.store.as_ref().is_none_or(|store| {
-                store.awaiting() + self.turn <= self.engine.config().uncommitted_max
-            });
+            // every message beyond `uncommitted_max` being refused, or a commit releasing more
+            // frames at once than a member's queue has room for (`awaiting_max`).
+            let waiting_max = awaiting_max(self.engine.config());
+            let accepting = (self.store.as_ref())
+                .is_none_or(|store| store.awaiting() + self.turn <= waiting_max);
             tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
@@ -620,6 +621,21 @@ async fn next_report(reports: &mut Option<mpsc::UnboundedReceiver<Report>>) -> O
 }
 
 /// Logs what the engine refused, but for the races that are expected.
+/// Messages the hub lets wait for the store at most before it stops taking frames. Held
+/// messages are released when their batch commits, all at once, so a room's members each get
+/// them in one turn. A member below the high-water mark (a healthy one: above it, it is behind)
+/// has room for `queue_frames_max - queue_high_water_frames` more: let no more wait, or a flood
+/// into a room evicts everyone in it as a slow consumer when its batch commits (scenario 3,
+/// with the store: all 50 clients, within 25 ms). Messages delivered at once (relaxed
+/// durability, or no store) only need `uncommitted_max`.
+fn awaiting_max(config: &chat_engine::Config) -> usize {
+    if !config.hold_until_committed {
+        return config.uncommitted_max;
+    }
+    let room = config.queue_frames_max - config.queue_high_water_frames;
+    config.uncommitted_max.min(room).max(1)
+}
+
 fn report(result: Result<(), Error>) {
     match result {
         // The connection ended on both sides at once, or was already closed by the engine.
@@ -986,6 +1002,27 @@ mod tests {
         }
         stop.cancel();
         running.await.expect("no panic");
+    }
+
+    /// Held messages are released a commit at a time: at most a healthy member's spare queue
+    /// waits, so a release never overflows it; without holding, only `uncommitted_max` counts.
+    #[test]
+    fn what_waits_for_the_store_fits_a_healthy_members_queue() {
+        let held = Config {
+            hold_until_committed: true,
+            ..Config::default()
+        };
+        assert_eq!(super::awaiting_max(&held), 256 - 128);
+        let small = Config {
+            uncommitted_max: 10,
+            ..held.clone()
+        };
+        assert_eq!(super::awaiting_max(&small), 10);
+        let relaxed = Config {
+            hold_until_committed: false,
+            ..Config::default()
+        };
+        assert_eq!(super::awaiting_max(&relaxed), relaxed.uncommitted_max);
     }
 
     /// The end of a turn with a wide fan-out: the hub writes its own share, hands the rest to a

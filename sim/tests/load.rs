@@ -10,12 +10,16 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use chat_engine::Config;
-use chat_server::Settings;
+use chat_server::{Disk, Settings, StoreAt, StoreSettings};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 /// A server on `127.0.0.1:0` in this process, with the rate limit off as in the benchmarks.
 async fn start_server() -> (SocketAddr, oneshot::Sender<()>) {
+    start_server_with(StoreSettings::default()).await
+}
+
+async fn start_server_with(store: StoreSettings) -> (SocketAddr, oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -25,6 +29,7 @@ async fn start_server() -> (SocketAddr, oneshot::Sender<()>) {
             rate_limit_per_second: 0,
             ..Config::default()
         },
+        store,
         ..Settings::default()
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -124,6 +129,37 @@ async fn a_saturated_closed_loop_loses_nothing() {
             "1",
             "--drain",
             "10",
+        ],
+    )
+    .await;
+    assert_everything_arrived(&report, 20);
+}
+
+/// Senders as fast as TCP lets them into a room whose messages wait for a slow store (strict
+/// durability, each commit 10 ms late): a commit releases its whole batch to every member at
+/// once, and that batch must fit a reading member's queue. It did not: every client was
+/// evicted as a slow consumer (close 4001) within the first commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_flood_into_a_room_that_waits_for_its_store_evicts_nobody() {
+    let store = StoreSettings {
+        at: StoreAt::Disk(Disk::new()),
+        commit_delay: std::time::Duration::from_millis(10),
+        ..StoreSettings::default()
+    };
+    let (addr, _stop) = start_server_with(store).await;
+    let report = chat_load(
+        addr,
+        &[
+            "--clients",
+            "20",
+            "--senders",
+            "4",
+            "--rate",
+            "0",
+            "--duration",
+            "0.05",
+            "--drain",
+            "20",
         ],
     )
     .await;
