@@ -169,10 +169,22 @@ impl Engine {
                 }
             }
         };
-        if self.rooms[r].epoch != epoch {
+        let switched = self.rooms[r].epoch != epoch;
+        if switched {
             self.renumber(r, epoch, 0, now);
         }
         self.deliver(r, seq, frame.clone(), now);
+        if switched {
+            // Epochs have no order: a late delivery from the broker's previous epoch looks just
+            // like one from its next. Only the broker's word on where the room stands now (a
+            // refill's answer) settles which one the room follows.
+            let room = &mut self.rooms[r];
+            if room.refilling {
+                room.refill_again = true;
+            } else {
+                ask_refill(&mut self.outputs, room);
+            }
+        }
     }
 
     /// Delivers `seq` if it is room `r`'s next, keeps it for later if it is past a gap (and
@@ -232,6 +244,7 @@ impl Engine {
             return;
         };
         self.rooms[r].refilling = false;
+        let again = std::mem::take(&mut self.rooms[r].refill_again);
         if self.rooms[r].epoch != epoch {
             // The page lies after a seq of the old epoch, which means nothing in this one: go on
             // from the new epoch's start, and ask for all of it.
@@ -267,9 +280,11 @@ impl Engine {
         }
         let progressed = self.rooms[r].seq > before;
         let room = &mut self.rooms[r];
-        if (progressed || !room.early.is_empty()) && !room.refilling {
-            // A page may not hold all the broker has; and what waits was published after the
-            // broker read its range, or lies past another gap: ask again.
+        if (again || progressed || !room.early.is_empty()) && !room.refilling {
+            // A page may not hold all the broker has; what waits was published after the broker
+            // read its range, or lies past another gap; or the subscription dropped while the
+            // page was out, so it may have been read before what the drop lost (and cut at its
+            // limit before it, even if it brought nothing new): ask again.
             ask_refill(&mut self.outputs, room);
         }
     }
@@ -278,7 +293,9 @@ impl Engine {
     /// here asks for what came after its last one.
     pub(crate) fn on_broker_resumed(&mut self) {
         for (_, room) in self.rooms.iter_mut() {
-            if !room.refilling {
+            if room.refilling {
+                room.refill_again = true;
+            } else {
                 ask_refill(&mut self.outputs, room);
             }
         }
@@ -341,6 +358,11 @@ impl Engine {
                 room.name
             );
             assert!(room.early.len() <= EARLY_MAX, "room {} early", room.name);
+            assert!(
+                !room.refill_again || room.refilling,
+                "room {} would ask again with no refill out",
+                room.name
+            );
             assert!(
                 room.early.is_empty() || room.refilling,
                 "room {} waits without asking for a refill",

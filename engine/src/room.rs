@@ -119,6 +119,9 @@ pub(crate) struct Room {
     pub(crate) early: BTreeMap<u64, Bytes>,
     /// Cluster mode: a `Refill` is out and not answered yet.
     pub(crate) refilling: bool,
+    /// Cluster mode: the subscription resumed while that `Refill` was out. Its answer may have
+    /// been read before the messages missed during the drop, so the room asks once more.
+    pub(crate) refill_again: bool,
 }
 
 impl Room {
@@ -144,6 +147,7 @@ impl Room {
             last_active,
             early: BTreeMap::new(),
             refilling: false,
+            refill_again: false,
         }
     }
 

@@ -277,6 +277,24 @@ async fn a_dropped_subscription_is_repaired_from_the_stream() {
     b.shutdown().await;
 }
 
+/// Waits until `server`'s `/status` counts `count` messages waiting for the broker.
+async fn uncommitted_is(server: &TestServer, count: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, response) = http_get(server, "/status", &[]).await;
+        let body = response.split_once("\r\n\r\n").expect("a body").1;
+        let status: Value = serde_json::from_str(body).expect("JSON");
+        if status["uncommitted"] == count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never {count} uncommitted: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `server`'s `/status` figures of its broker task.
 async fn broker_figures(server: &TestServer) -> Value {
     let (status, response) = http_get(server, "/status", &[]).await;
@@ -287,8 +305,10 @@ async fn broker_figures(server: &TestServer) -> Value {
 }
 
 /// What a room asks while its publish is out goes as one batch when the answer comes: Redis
-/// holds writes for a moment (`CLIENT PAUSE ... WRITE`), the first message waits in it, the
-/// other 39 wait on the node, and then take one call; every member still gets all 40 in order.
+/// holds writes (`CLIENT PAUSE ... WRITE`), the first message waits in it, the other 39 wait on
+/// the node, and once all 40 are there Redis goes on and they take one call; every member still
+/// gets all 40 in order. (The pause ends when the node holds all 40, not after a set time: on a
+/// busy machine reading 40 messages once took longer than a 1 s pause, and a third call.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server (CI stage: redis)"]
 async fn messages_that_wait_for_a_publish_in_flight_go_as_one_batch() {
@@ -298,7 +318,7 @@ async fn messages_that_wait_for_a_publish_in_flight_go_as_one_batch() {
     let mut admin = admin(&redis).await;
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
-        .arg(1000)
+        .arg(WAIT.as_millis() as u64)
         .arg("WRITE")
         .query_async(&mut admin)
         .await
@@ -306,6 +326,12 @@ async fn messages_that_wait_for_a_publish_in_flight_go_as_one_batch() {
     for n in 0..40 {
         ann.send(&format!("m{n}")).await;
     }
+    uncommitted_is(&a, 40).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
     for n in 0..40 {
         let got = message(&mut bob).await;
         assert_eq!(

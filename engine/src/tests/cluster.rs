@@ -204,6 +204,67 @@ fn resumed_deliveries_ask_every_room_for_what_it_missed() {
     assert!(h.take_refills().is_empty());
 }
 
+/// The regression proptest `tests/cluster.rs` found: a break while a refill is out must not be
+/// forgotten, since that refill's page may have been read before what the break lost.
+#[test]
+fn a_break_while_a_refill_is_out_asks_again_once_it_is_answered() {
+    let mut h = shell(ordered());
+    let mut broker = FakeBroker::new(10);
+    let mut zed = Remote::new("general");
+    let ann = h.connect("ann");
+    h.all_events();
+    h.handle(Input::BrokerResumed).unwrap();
+    let d = zed.say_all(&mut broker, 1..=4);
+    for delivery in &d[..3] {
+        deliver(&mut h, delivery);
+    }
+    // 4 is lost in a second break; the refill asked after 0 is still out.
+    h.handle(Input::BrokerResumed).unwrap();
+    assert_eq!(
+        seen(&mut h, ann),
+        lines(&["welcome 0 b1 false h0", "1 t1", "2 t2", "3 t3"])
+    );
+    // Its page stops at its limit before 4, and brings nothing new.
+    assert_eq!(answer_refill(&mut h, &mut broker, 3), 0);
+    assert!(h.take(ann).is_empty());
+    assert_eq!(answer_refill(&mut h, &mut broker, 3), 3, "asked again");
+    assert_eq!(seen(&mut h, ann), lines(&["4 t4"]));
+    // Caught up: the empty page after 4 is the last.
+    assert_eq!(answer_refill(&mut h, &mut broker, 3), 4);
+    assert!(h.take_refills().is_empty());
+}
+
+/// Epochs have no order, so a late delivery from the broker's previous epoch is followed like
+/// one from its next; the refill every switch asks for brings the room back to the broker's.
+#[test]
+fn a_late_delivery_from_an_old_epoch_is_undone_by_the_brokers_word() {
+    let mut h = shell(ordered());
+    let mut broker = FakeBroker::new(10);
+    let mut zed = Remote::new("general");
+    let ann = h.connect("ann");
+    h.all_events();
+    let old = zed.say(&mut broker, "old");
+    broker.lose_everything();
+    let new = zed.say(&mut broker, "new");
+    deliver(&mut h, &new);
+    assert_eq!(
+        seen(&mut h, ann),
+        lines(&["welcome 0 b2 false h0", "1 new"])
+    );
+    deliver(&mut h, &old);
+    assert_eq!(
+        seen(&mut h, ann),
+        lines(&["welcome 0 b1 false h0", "1 old"])
+    );
+    // The refill asked on the switch to b2 answers in b2: the room goes back, from its start.
+    assert_eq!(answer_refill(&mut h, &mut broker, 10), 1);
+    assert_eq!(seen(&mut h, ann), lines(&["welcome 0 b2 false h0"]));
+    assert_eq!(answer_refill(&mut h, &mut broker, 10), 0);
+    assert_eq!(seen(&mut h, ann), lines(&["1 new"]));
+    assert_eq!(answer_refill(&mut h, &mut broker, 10), 1);
+    assert!(h.take_refills().is_empty());
+}
+
 #[test]
 fn a_broker_frame_that_is_not_the_rooms_message_is_refused() {
     let mut h = shell(ordered());
@@ -398,6 +459,7 @@ fn a_sleeping_room_keeps_where_the_broker_stands_for_its_next_member() {
     let d = zed.say_all(&mut broker, 1..=4);
     deliver(&mut h, &d[0]);
     assert_eq!(seen(&mut h, ann), lines(&["welcome 0 b1 false h0", "1 t1"]));
+    assert_eq!(h.take_refills().len(), 1, "the broker's epoch is confirmed");
     // Emptied, then forgotten to make space for another room: it sleeps at seq 1.
     h.disconnect(ann);
     let bob = h.connect_with(join_to("bob", "side"));
@@ -630,6 +692,9 @@ fn a_refill_in_a_new_epoch_of_the_brokers_asks_for_all_of_it() {
         seen(&mut h, ann),
         lines(&["welcome 0 b1 false h0", "1 t1", "2 t2"])
     );
+    // The broker confirms its epoch; the page brings nothing new.
+    assert_eq!(answer_refill(&mut h, &mut broker, 10), 1);
+    assert!(h.take(ann).is_empty() && h.take_refills().is_empty());
     // The broker starts over, and its first message of the new epoch is lost with the
     // subscription: seq 1 of b2 is not what followed seq 2 of b1.
     broker.lose_everything();
