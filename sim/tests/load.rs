@@ -166,6 +166,41 @@ async fn a_flood_into_a_room_that_waits_for_its_store_evicts_nobody() {
     assert_everything_arrived(&report, 20);
 }
 
+/// The same flood with the largest frames printable text makes (4,060 double quotes, each
+/// escaped in the JSON: about 8.3 KB a frame), from every member at once. The hub's bound
+/// counts messages (128), and 128 of these would be about 1.06 MB, more than a member's whole
+/// queue (1 MiB); in these runs fewer wait for one commit (members fall behind and the room
+/// pauses first), and nobody may be evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_flood_of_the_largest_frames_into_a_room_that_waits_for_its_store_evicts_nobody() {
+    let store = StoreSettings {
+        at: StoreAt::Disk(Disk::new()),
+        commit_delay: std::time::Duration::from_millis(10),
+        ..StoreSettings::default()
+    };
+    let (addr, _stop) = start_server_with(store).await;
+    let report = chat_load(
+        addr,
+        &[
+            "--clients",
+            "20",
+            "--senders",
+            "20",
+            "--rate",
+            "0",
+            "--pad",
+            "4060",
+            "--pad-quoted",
+            "--duration",
+            "0.05",
+            "--drain",
+            "20",
+        ],
+    )
+    .await;
+    assert_everything_arrived(&report, 20);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn connect_only_holds_every_connection() {
     let (addr, _stop) = start_server().await;

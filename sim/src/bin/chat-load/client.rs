@@ -45,6 +45,9 @@ pub(crate) struct SendPlan {
     pub(crate) batch: usize,
     /// Filler bytes appended to each message text.
     pub(crate) pad: usize,
+    /// The filler is double quotes, each escaped in the JSON (`\"`): a frame twice the text's
+    /// bytes, the largest a message of printable text makes.
+    pub(crate) pad_quoted: bool,
     /// Number of senders (to stagger paced senders evenly).
     pub(crate) senders: usize,
 }
@@ -430,7 +433,10 @@ async fn send_loop(
     }
     let plan = shared.plan;
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (id as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D);
-    let pad = "x".repeat(plan.pad);
+    let pad = match plan.pad_quoted {
+        true => "\\\"".repeat(plan.pad),
+        false => "x".repeat(plan.pad),
+    };
     let mut buf = Vec::with_capacity(4096);
     let mut text = String::with_capacity(96 + plan.pad);
     let mut n = 0u64;

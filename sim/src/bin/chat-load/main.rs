@@ -55,6 +55,9 @@ pub(crate) struct Args {
     /// Filler bytes appended to every message text.
     #[arg(long, default_value_t = 0)]
     pad: usize,
+    /// The filler is double quotes (`\"` in the JSON): every frame twice its text's bytes.
+    #[arg(long)]
+    pad_quoted: bool,
     /// Seconds of sending (or of holding the connections with --connect-only).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -230,6 +233,7 @@ async fn run(args: Args) -> Result<String, String> {
             window: args.window,
             batch: args.batch,
             pad: args.pad,
+            pad_quoted: args.pad_quoted,
             senders,
         },
         senders: (0..senders).map(|_| SenderState::default()).collect(),
