@@ -183,19 +183,29 @@ mod tests {
 
     /// Links that each hold one queued frame and a socket that takes everything.
     fn loaded(count: usize) -> (Links, Vec<tokio::io::DuplexStream>) {
+        loaded_where(count, |_| true)
+    }
+
+    /// As [`loaded`], with a frame queued only on the links `queued` picks (by index).
+    fn loaded_where(
+        count: usize,
+        queued: impl Fn(usize) -> bool,
+    ) -> (Links, Vec<tokio::io::DuplexStream>) {
         let mut engine =
             chat_engine::Engine::new(chat_engine::Config::default(), "test").expect("valid config");
         let now = chat_engine::Now::new(std::time::Instant::now(), std::time::SystemTime::now());
         let mut peers = Vec::new();
         let links = (0..count)
-            .map(|_| {
+            .map(|at| {
                 let (ours, peer) = tokio::io::duplex(1 << 12);
                 peers.push(peer);
                 let link = Arc::new(Link::new(
                     crate::sink::Sink::new(ours),
                     crate::link::LinkLimits::default(),
                 ));
-                assert!(link.push(WriterCmd::Text(Bytes::from_static(b"hi"))));
+                if queued(at) {
+                    assert!(link.push(WriterCmd::Text(Bytes::from_static(b"hi"))));
+                }
                 let id =
                     (engine.connect(now, chat_engine::JoinRequest::default())).expect("accepted");
                 (id, link)
@@ -239,6 +249,37 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// A fan-out of `SPLIT_AT` sockets is shared with the helpers; one of fewer the hub writes
+    /// alone (a handoff costs more than a few writes).
+    #[test]
+    fn the_helpers_share_a_fan_out_from_split_at_sockets_on() {
+        let mut fanout = Fanout::new(1);
+        let mut scratch = Vec::new();
+        for (count, shared) in [(SPLIT_AT - 1, 0), (SPLIT_AT, 1), (SPLIT_AT + 1, 2)] {
+            let (mut links, _peers) = loaded(count);
+            assert_eq!(fanout.write_all(&mut links, &mut scratch).len(), count);
+            assert_eq!(fanout.shared(), shared, "{count} sockets");
+        }
+    }
+
+    /// A socket with nothing queued (its writer took the frames first) is not reported: the
+    /// engine would be told of a write of nothing.
+    #[test]
+    fn a_socket_with_nothing_to_write_is_not_reported() {
+        for (helpers, count) in [(0, 5), (1, SPLIT_AT * 2)] {
+            let mut fanout = Fanout::new(helpers);
+            let (links, _peers) = loaded_where(count, |at| at % 2 == 0);
+            let mut listed = links.clone();
+            let written = fanout.write_all(&mut listed, &mut Vec::new());
+            let mut reported: Vec<ClientId> = written.iter().map(|(client, _)| *client).collect();
+            reported.sort();
+            let expected: Vec<ClientId> = (links.iter().step_by(2))
+                .map(|(client, _)| *client)
+                .collect();
+            assert_eq!(reported, expected, "{helpers} helpers");
         }
     }
 }
