@@ -282,4 +282,28 @@ mod tests {
             assert_eq!(reported, expected, "{helpers} helpers");
         }
     }
+
+    /// A helper takes what is left of each fan-out it is handed, writes it, and reports it in
+    /// `helped` and `finished`, which the hub waits on.
+    #[test]
+    fn a_helper_writes_and_reports_what_it_takes() {
+        let (links, _peers) = loaded(TAKE * 2 + 3);
+        let count = links.len();
+        let shared = Arc::new(Shared {
+            links,
+            next: AtomicUsize::new(0),
+            helped: Mutex::new(Vec::new()),
+            finished: AtomicUsize::new(0),
+        });
+        let (lists, received) = mpsc::channel();
+        lists
+            .send(shared.clone())
+            .expect("the helper's channel is open");
+        drop(lists);
+        help(&received);
+        assert_eq!(shared.finished.load(Ordering::Acquire), count);
+        let helped = shared.helped.lock().expect("not poisoned");
+        assert_eq!(helped.len(), count);
+        assert!(helped.iter().all(|(_, tally)| tally.frames == 1));
+    }
 }
