@@ -95,6 +95,26 @@ mod tests {
         (server, client)
     }
 
+    /// A shutdown reaches the peer, which reads what was written and then the end (a close's
+    /// last frame is followed by a FIN, not left for a timeout).
+    #[tokio::test]
+    async fn a_shutdown_on_tcp_ends_the_peers_stream_after_what_was_written() {
+        let (server, mut peer) = tcp_pair().await;
+        let (_read, write) = server.into_split();
+        let mut sink = Sink::tcp(write);
+        assert_eq!(sink.write_now(b"bye"), 3);
+        std::future::poll_fn(|cx| sink.poll_shutdown(cx))
+            .await
+            .expect("shut down");
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            peer.read_to_end(&mut got),
+        );
+        read.await.expect("the stream ends").expect("read");
+        assert_eq!(got, b"bye");
+    }
+
     /// On TCP a direct write goes out whole while the socket has room, is refused (0 bytes,
     /// never an error or a wait) once it has none, and the writer's own async write, which
     /// tokio believed could go on, waits for room instead and then finishes.
