@@ -135,34 +135,28 @@ async fn a_saturated_closed_loop_loses_nothing() {
     assert_everything_arrived(&report, 20);
 }
 
-/// Senders as fast as TCP lets them into a room whose messages wait for a slow store (strict
-/// durability, each commit 10 ms late): a commit releases its whole batch to every member at
-/// once, and that batch must fit a reading member's queue. It did not: every client was
-/// evicted as a slow consumer (close 4001) within the first commits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-async fn a_flood_into_a_room_that_waits_for_its_store_evicts_nobody() {
+/// 20 clients, `senders` of them sending as fast as TCP lets them for 0.05 s (with `extra`
+/// chat-load arguments), into a room whose messages wait for a slow store (strict durability,
+/// each commit 10 ms late); chat-load's report once everything has drained.
+async fn flood_a_room_waiting_for_its_store(senders: &str, extra: &[&str]) -> Value {
     let store = StoreSettings {
         at: StoreAt::Disk(Disk::new()),
         commit_delay: std::time::Duration::from_millis(10),
         ..StoreSettings::default()
     };
     let (addr, _stop) = start_server_with(store).await;
-    let report = chat_load(
-        addr,
-        &[
-            "--clients",
-            "20",
-            "--senders",
-            "4",
-            "--rate",
-            "0",
-            "--duration",
-            "0.05",
-            "--drain",
-            "20",
-        ],
-    )
-    .await;
+    let mut args = vec!["--clients", "20", "--senders", senders, "--rate", "0"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--duration", "0.05", "--drain", "20"]);
+    chat_load(addr, &args).await
+}
+
+/// A commit releases its whole batch to every member at once, and that batch must fit a
+/// reading member's queue. It did not: every client was evicted as a slow consumer (close
+/// 4001) within the first commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_flood_into_a_room_that_waits_for_its_store_evicts_nobody() {
+    let report = flood_a_room_waiting_for_its_store("4", &[]).await;
     assert_everything_arrived(&report, 20);
 }
 
@@ -173,31 +167,7 @@ async fn a_flood_into_a_room_that_waits_for_its_store_evicts_nobody() {
 /// pauses first), and nobody may be evicted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_flood_of_the_largest_frames_into_a_room_that_waits_for_its_store_evicts_nobody() {
-    let store = StoreSettings {
-        at: StoreAt::Disk(Disk::new()),
-        commit_delay: std::time::Duration::from_millis(10),
-        ..StoreSettings::default()
-    };
-    let (addr, _stop) = start_server_with(store).await;
-    let report = chat_load(
-        addr,
-        &[
-            "--clients",
-            "20",
-            "--senders",
-            "20",
-            "--rate",
-            "0",
-            "--pad",
-            "4060",
-            "--pad-quoted",
-            "--duration",
-            "0.05",
-            "--drain",
-            "20",
-        ],
-    )
-    .await;
+    let report = flood_a_room_waiting_for_its_store("20", &["--pad", "4060", "--pad-quoted"]).await;
     assert_everything_arrived(&report, 20);
 }
 
