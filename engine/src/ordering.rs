@@ -81,6 +81,16 @@ fn ask_refill(outputs: &mut VecDeque<Output>, room: &mut Room) {
     });
 }
 
+/// Asks the broker where `room` stands now: at once, or, with a refill out (whose page may
+/// already have been read), once that one is answered.
+fn ask_refill_afresh(outputs: &mut VecDeque<Output>, room: &mut Room) {
+    if room.refilling {
+        room.refill_again = true;
+    } else {
+        ask_refill(outputs, room);
+    }
+}
+
 /// Publishes waiting for the broker's answer.
 #[derive(Debug, Default)]
 pub(crate) struct Publishing {
@@ -178,12 +188,7 @@ impl Engine {
             // Epochs have no order: a late delivery from the broker's previous epoch looks just
             // like one from its next. Only the broker's word on where the room stands now (a
             // refill's answer) settles which one the room follows.
-            let room = &mut self.rooms[r];
-            if room.refilling {
-                room.refill_again = true;
-            } else {
-                ask_refill(&mut self.outputs, room);
-            }
+            ask_refill_afresh(&mut self.outputs, &mut self.rooms[r]);
         }
     }
 
@@ -293,11 +298,7 @@ impl Engine {
     /// here asks for what came after its last one.
     pub(crate) fn on_broker_resumed(&mut self) {
         for (_, room) in self.rooms.iter_mut() {
-            if room.refilling {
-                room.refill_again = true;
-            } else {
-                ask_refill(&mut self.outputs, room);
-            }
+            ask_refill_afresh(&mut self.outputs, room);
         }
     }
 
