@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use chat_server::broker::redis::process::RedisServer;
 use common::binary::{recv, Binary};
-use common::{http_get, http_post, settings, Client, TestServer, WAIT};
+use common::{http_get, http_post, settings, status_json, Client, TestServer, WAIT};
 use futures_util::SinkExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -281,9 +281,7 @@ async fn a_dropped_subscription_is_repaired_from_the_stream() {
 async fn uncommitted_is(server: &TestServer, count: u64) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let (_, response) = http_get(server, "/status", &[]).await;
-        let body = response.split_once("\r\n\r\n").expect("a body").1;
-        let status: Value = serde_json::from_str(body).expect("JSON");
+        let status = status_json(server).await;
         if status["uncommitted"] == count {
             return;
         }
@@ -297,11 +295,7 @@ async fn uncommitted_is(server: &TestServer, count: u64) {
 
 /// `server`'s `/status` figures of its broker task.
 async fn broker_figures(server: &TestServer) -> Value {
-    let (status, response) = http_get(server, "/status", &[]).await;
-    assert_eq!(status, 200);
-    let body = response.split_once("\r\n\r\n").expect("a body").1;
-    let status: Value = serde_json::from_str(body).expect("JSON");
-    status["broker"].clone()
+    status_json(server).await["broker"].clone()
 }
 
 /// What a room asks while its publish is out goes as one batch when the answer comes: Redis

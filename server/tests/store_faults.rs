@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use chat_server::{Disk, StoreAt, StoreSettings};
-use common::{http_get, settings, Client, TestServer, WAIT};
+use common::{http_get, settings, status_json, Client, TestServer, WAIT};
 use serde_json::json;
 
 async fn ready(server: &TestServer) -> u16 {
@@ -62,9 +62,7 @@ async fn a_full_disk_refuses_messages_and_recovers_by_itself() {
         (Some(2), Some("three"))
     );
     assert_eq!(bob.recv_type("message").await["text"], "three");
-    let response = http_get(&server, "/status", &[]).await.1;
-    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
-    let status: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    let status = status_json(&server).await;
     assert_eq!(status["store"]["healthy"], true, "{status}");
     assert!(
         status["store"]["write_errors"].as_u64() >= Some(1),

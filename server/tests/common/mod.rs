@@ -175,6 +175,14 @@ pub async fn http_get(server: &TestServer, path: &str, headers: &[(&str, &str)])
     http_request(server, "GET", path, headers).await
 }
 
+/// `server`'s `/status` (which must answer 200), parsed.
+pub async fn status_json(server: &TestServer) -> Value {
+    let (status, response) = http_get(server, "/status", &[]).await;
+    assert_eq!(status, 200, "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").expect("a body");
+    serde_json::from_str(body).expect("JSON")
+}
+
 /// A body-less HTTP POST.
 pub async fn http_post(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     http_request(server, "POST", path, headers).await
