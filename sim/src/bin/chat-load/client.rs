@@ -438,7 +438,7 @@ async fn send_loop(
         false => "x".repeat(plan.pad),
     };
     let mut buf = Vec::with_capacity(4096);
-    let mut text = String::with_capacity(96 + plan.pad);
+    let mut text = String::with_capacity(96 + pad.len());
     let mut n = 0u64;
     let mut ticker = (plan.rate > 0.0).then(|| {
         let period = Duration::from_secs_f64(1.0 / plan.rate);
