@@ -8,7 +8,10 @@
 # as after a reboot; STOP=KILL stops each run with SIGKILL, so every later start is a crash
 # recovery (the first start after the fill is a clean one). FLAGS adds flags to every start
 # (for example FLAGS=--quick-repair). QUIET=S waits S seconds once it serves before stopping it
-# (with STOP=KILL: a crash after a quiet spell, which --quiet-checkpoint covers).
+# (with STOP=KILL: a crash after a quiet spell, which --quiet-checkpoint covers). RESUME=N has
+# N clients come back once it serves, each into a room of its own (room-0 .. room-N-1, rooms of
+# the store that sleep until joined), as a whole community reconnecting after a deploy, and
+# reports how long until every one of them was welcomed (chat-load's connect time).
 #
 #   ROOMS=10000 PER_ROOM=10000 DIR=/tmp/chat-restart RUNS=3 sim/restart_bench.sh
 #   BINS="/tmp/chat-server-before /work/target-load/release/chat-server" sim/restart_bench.sh
@@ -25,7 +28,9 @@ COLD="${COLD:-0}"
 STOP="${STOP:-TERM}"
 FLAGS="${FLAGS:-}"
 QUIET="${QUIET:-0}"
-cargo build --release -p chat-server --bin chat-server --example fill_store >&2
+RESUME="${RESUME:-0}"
+cargo build --release -p chat-server -p chat-sim --bin chat-server --bin chat-load --example fill_store >&2
+ulimit -n "$(ulimit -Hn)"
 if [ ! -f "$DIR/chat.redb" ]; then
     "$CARGO_TARGET_DIR/release/examples/fill_store" --data-dir "$DIR" --rooms "$ROOMS" --per-room "$PER_ROOM"
 fi
@@ -37,7 +42,7 @@ for run in $(seq "$RUNS"); do
         fi
         start=$(date +%s.%N)
         RUST_LOG=info "$bin" --addr "127.0.0.1:$PORT" --data-dir "$DIR" \
-            --retention-messages "$PER_ROOM" $FLAGS >/tmp/chat-restart-server.log 2>&1 &
+            --retention-messages "$PER_ROOM" --max-connections 20000 $FLAGS >/tmp/chat-restart-server.log 2>&1 &
         pid=$!
         for _ in $(seq 6000); do
             if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz" || true)" = 200 ]; then break; fi
@@ -46,6 +51,12 @@ for run in $(seq "$RUNS"); do
         end=$(date +%s.%N)
         opened=$(grep -o 'opened the message store.*' /tmp/chat-restart-server.log | head -1)
         printf 'run %s, %s: serving after %.2f s (%s)\n' "$run" "$bin" "$(echo "$end - $start" | bc)" "$opened"
+        if [ "$RESUME" -gt 0 ]; then
+            "$CARGO_TARGET_DIR/release/chat-load" --url "ws://127.0.0.1:$PORT/ws" --clients "$RESUME" \
+                --rooms "$RESUME" --room-prefix room- --connect-only --duration 1 >/tmp/chat-restart-load.log 2>&1 || true
+            summary=$(tail -1 /tmp/chat-restart-load.log | python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["connected"], "connected, all welcomed after", r["connect_s"], "s")' 2>/dev/null || echo "no summary: see /tmp/chat-restart-load.log")
+            printf '  %s clients back, one per room: %s\n' "$RESUME" "$summary"
+        fi
         sleep "$QUIET"
         kill -"$STOP" "$pid"; wait "$pid" || true
     done

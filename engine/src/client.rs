@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::claims::{NickClaim, PendingClaim};
 use crate::departures::AddrKey;
 use crate::rate::RateLimit;
+use crate::waking::Waiting;
 use crate::ClientId;
 
 #[derive(Debug)]
@@ -47,6 +48,9 @@ pub(crate) struct Client {
     pub(crate) claiming: Option<Box<PendingClaim>>,
     /// A claim granted for the join or rename being carried out now, not yet in use.
     pub(crate) granted: Option<Box<NickClaim>>,
+    /// A join waiting for its dormant room's tail (with `Config::tail_on_wake`); boxed like
+    /// the claims, being rare.
+    pub(crate) waking: Option<Box<Waiting>>,
 }
 
 impl Client {
@@ -71,6 +75,7 @@ impl Client {
             claimed: None,
             claiming: None,
             granted: None,
+            waking: None,
         }
     }
 }

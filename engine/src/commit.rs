@@ -178,6 +178,8 @@ impl Engine {
     /// With a store (`Config::persists`), more rooms than `rooms_max` may be given: the first ones
     /// (the least recently active, by the order given) stay dormant (see `dormant`), their
     /// history left to the store, and get their epoch and seq back when someone joins them.
+    /// With `Config::tail_on_wake`, so does every room given with messages but no history: its
+    /// history is read back when someone joins it (see `waking`).
     ///
     /// Refused with `Error::InvalidRestore`: without a store, more rooms than `rooms_max`; an
     /// invalid or duplicate
@@ -236,7 +238,10 @@ impl Engine {
                     ));
                 }
             }
-            if at < asleep {
+            // With `tail_on_wake`, a room handed back without its history sleeps until someone
+            // joins it, and then reads it back.
+            let untold = engine.config.tail_on_wake && history.is_empty() && seq > 0;
+            if at < asleep || untold {
                 engine
                     .dormant
                     .insert(likeness, DormantRoom { name, epoch, seq });

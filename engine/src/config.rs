@@ -80,6 +80,13 @@ pub struct Config {
     /// broker's answer (with `ordered_by_broker`); past it a chat message is refused with
     /// `unavailable`: the store or the broker is not keeping up.
     pub uncommitted_max: usize,
+    /// With a store (`hold_until_committed` or `store_relaxed`): a join into a dormant room
+    /// waits while the room's newest messages are read back (`Output::LoadTail`, answered by
+    /// `Input::TailLoaded`), and the room wakes with them as its history. So a start need read
+    /// no history at all (every stored room restored without one sleeps), and a room forgotten
+    /// to make space comes back with its history, so a `since` into it still recovers. Off,
+    /// a dormant room wakes with its epoch and seq but no history.
+    pub tail_on_wake: bool,
     /// Cluster mode: a broker shared by several nodes orders every chat message (see
     /// `Output::Publish`); this engine delivers what the broker ordered (`Input::Ordered`), its
     /// senders' own copies included, and keeps no store of its own. Not together with
@@ -135,6 +142,7 @@ impl Default for Config {
             membership_rate_interval: Duration::from_secs(2),
             hold_until_committed: false,
             uncommitted_max: 1024,
+            tail_on_wake: false,
             store_relaxed: false,
             ordered_by_broker: false,
             nicks_claimed: false,
@@ -195,6 +203,9 @@ impl Config {
         }
         if self.hold_until_committed && self.store_relaxed {
             return fail("hold_until_committed and store_relaxed exclude each other");
+        }
+        if self.tail_on_wake && !(self.hold_until_committed || self.store_relaxed) {
+            return fail("tail_on_wake needs a store (hold_until_committed or store_relaxed)");
         }
         if self.presence_interval.is_zero() {
             return fail("presence_interval must be positive");

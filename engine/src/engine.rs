@@ -77,6 +77,10 @@ pub struct Engine {
     pub(crate) departures: Departures,
     /// Rooms the store keeps that are not in memory (with `Config::persists`).
     pub(crate) dormant: Dormant,
+    /// Dormant rooms whose tail was asked for (`Output::LoadTail`), by likeness, with the
+    /// clients whose joins wait for it (with `tail_on_wake`). A client listed may have left or
+    /// gone elsewhere since: its own `waking` says whether it still waits.
+    pub(crate) waking: BTreeMap<String, Vec<ClientId>>,
     /// Publishes the broker has not answered yet (with `ordered_by_broker`).
     pub(crate) publishing: crate::ordering::Publishing,
     /// Members on other nodes, where they sit (with `members_shared`).
@@ -111,6 +115,9 @@ pub struct Stats {
     pub uncommitted: usize,
     /// Rooms the store keeps that are not in memory now.
     pub dormant_rooms: usize,
+    /// Tails a store handed back that were not the room's history (`Input::TailLoaded`): the
+    /// room woke without one.
+    pub tails_refused_total: u64,
     /// Ordered messages refused: not the message frame of their room and seq (cluster mode).
     pub broker_refused_total: u64,
     /// Ordered messages dropped as already delivered (cluster mode).
@@ -146,6 +153,7 @@ impl Engine {
             remotes: Default::default(),
             departures: Departures::default(),
             dormant: Dormant::default(),
+            waking: BTreeMap::new(),
             stats: Stats::default(),
         })
     }
@@ -234,6 +242,10 @@ impl Engine {
                 complete,
             } => {
                 self.on_fetched(to, now, room, messages, complete);
+                Ok(())
+            }
+            Input::TailLoaded { room, messages } => {
+                self.on_tail_loaded(room, messages, now);
                 Ok(())
             }
             Input::Published { .. }

@@ -60,6 +60,16 @@ pub enum Input<'a> {
         /// Nothing older is stored.
         complete: bool,
     },
+    /// The tail an `Output::LoadTail` asked for: room `room`'s newest stored messages as
+    /// `(seq, frame)`, oldest first, consecutive and ending at the `LoadTail`'s seq (or empty).
+    /// The room wakes with them and the joins that waited are carried out. One not asked for is
+    /// ignored; one that is not the room's history wakes it without one.
+    TailLoaded {
+        /// The room, as in the `LoadTail`.
+        room: &'a str,
+        /// Message frames exactly as stored, with their seqs, oldest first.
+        messages: &'a [(u64, Bytes)],
+    },
     /// Cluster mode: the broker ordered the message of `Output::Publish { op, .. }` (its copy
     /// arrives as `Input::Ordered`, like everyone's). An op not pending is ignored.
     Published {

@@ -234,6 +234,7 @@ impl Engine {
         assert_eq!(members, in_rooms, "room member lists count someone twice");
         self.check_uncommitted();
         self.check_dormant();
+        self.check_waking();
         self.check_ordering();
         assert_eq!(self.histories.bytes, history_bytes, "total history bytes");
         assert!(

@@ -35,6 +35,7 @@ mod room;
 mod scrollback;
 mod time;
 mod timer;
+mod waking;
 
 pub use claims::ClaimOutcome;
 pub use commit::RestoredRoom;

@@ -17,6 +17,8 @@ impl Engine {
     /// A join (at connect or later): into the named room (or the current, or the default one),
     /// with the named nick (or the current one); answered with a welcome or an error.
     pub(crate) fn join(&mut self, slot: usize, now: Now, join: JoinRequest) {
+        // The latest join is the one carried out: one still waiting for a tail is dropped.
+        self.clients[slot].waking = None;
         let current = self.clients[slot].room;
         // Kept for the claim's answer, in a cluster only.
         let asked = self.config.nicks_claimed.then(|| join.clone());
@@ -41,7 +43,15 @@ impl Engine {
                 (nick, likeness)
             }
         };
-        let target = self.room_index.get(&room_likeness(&room_name)).copied();
+        let room_key = room_likeness(&room_name);
+        let target = self.room_index.get(&room_key).copied();
+        if target.is_none() && self.must_wake(&room_key) {
+            let join = JoinRequest {
+                room: Some(room_name),
+                ..join
+            };
+            return self.wait_for_tail(slot, room_key, join);
+        }
         if let Some(t) = target {
             if let Some(holder) = self.rooms[t].holder(&nick, &likeness) {
                 if *holder != Holder::Local(slot) {

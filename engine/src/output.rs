@@ -143,6 +143,18 @@ pub enum Output {
         /// At most this many (at most `HISTORY_PAGE_MAX`).
         limit: usize,
     },
+    /// With `Config::tail_on_wake`: someone joins dormant room `room`, whose history only the
+    /// store keeps. Read its newest `limit` stored messages up to seq `seq` (its last), as long
+    /// as they run consecutively down from it, and report them with `Input::TailLoaded` (empty
+    /// if none are kept). Every `Store` emitted before it must be readable by then.
+    LoadTail {
+        /// The room, named as in `Store`.
+        room: String,
+        /// Its last seq.
+        seq: u64,
+        /// Messages at most (`Config::history_max`).
+        limit: usize,
+    },
 }
 
 /// The WebSocket close codes the engine's closes carry (the shell's own, such as 1001 for

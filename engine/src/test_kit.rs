@@ -113,6 +113,8 @@ pub struct Shell {
     kept: BTreeMap<String, BTreeMap<u64, bytes::Bytes>>,
     /// `Fetch`es not yet answered, oldest first.
     fetches: VecDeque<FetchRequest>,
+    /// `LoadTail`s not yet answered, oldest first (`Config::tail_on_wake`).
+    tail_loads: VecDeque<TailRequest>,
     /// `Publish`es not yet taken, oldest first (cluster mode).
     publishes: VecDeque<PublishRequest>,
     /// `Refill`s not yet taken, oldest first (cluster mode).
@@ -223,6 +225,17 @@ pub struct FetchRequest {
     pub limit: usize,
 }
 
+/// One `Output::LoadTail` the shell was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TailRequest {
+    /// The dormant room.
+    pub room: String,
+    /// Its last seq.
+    pub seq: u64,
+    /// Messages at most.
+    pub limit: usize,
+}
+
 /// The wall clock every shell starts at (2027-01-15T08:00:00Z): fixed, so `ts` is predictable.
 pub const WALL_START_SECS: u64 = 1_800_000_000;
 
@@ -264,6 +277,7 @@ impl Shell {
             last_op: None,
             kept: BTreeMap::new(),
             fetches: VecDeque::new(),
+            tail_loads: VecDeque::new(),
             publishes: VecDeque::new(),
             refills: VecDeque::new(),
             nick_requests: VecDeque::new(),
@@ -470,6 +484,53 @@ impl Shell {
         }
     }
 
+    /// `LoadTail`s not yet answered, oldest first.
+    pub fn tail_loads(&self) -> &VecDeque<TailRequest> {
+        &self.tail_loads
+    }
+
+    /// Answers the oldest pending `LoadTail` from what the shell's store keeps, as the store
+    /// does: the newest `limit` up to its seq that run consecutively down from it. Returns what
+    /// it asked.
+    pub fn answer_tail_load(&mut self) -> TailRequest {
+        let load = (self.tail_loads.pop_front()).expect("a tail load is pending");
+        let mut tail: Vec<(u64, bytes::Bytes)> = Vec::new();
+        if let Some(kept) = self.kept.get(&load.room) {
+            for (&seq, frame) in kept.range(..=load.seq).rev().take(load.limit) {
+                if seq != load.seq - tail.len() as u64 {
+                    break;
+                }
+                tail.push((seq, frame.clone()));
+            }
+        }
+        tail.reverse();
+        self.answer_tail_load_with(&load.room, &tail);
+        load
+    }
+
+    /// Answers a `LoadTail` for `room` with `messages`, whatever was asked (a store gone wrong).
+    pub fn answer_tail_load_with(&mut self, room: &str, messages: &[(u64, bytes::Bytes)]) {
+        let input = Input::TailLoaded { room, messages };
+        self.handle(input).expect("a tail is always taken");
+    }
+
+    /// Answers every pending `LoadTail`, oldest first.
+    pub fn answer_tail_loads(&mut self) {
+        while !self.tail_loads.is_empty() {
+            self.answer_tail_load();
+        }
+    }
+
+    /// Puts `messages` in the shell's store as if an earlier run had stored them (a restored
+    /// engine's rooms, whose history only the store keeps).
+    pub fn seed_store(
+        &mut self,
+        room: &str,
+        messages: impl IntoIterator<Item = (u64, bytes::Bytes)>,
+    ) {
+        (self.kept.entry(room.to_owned()).or_default()).extend(messages);
+    }
+
     /// What the shell's store keeps of `room`, by seq.
     pub fn kept(&self, room: &str) -> Vec<u64> {
         (self.kept.get(room)).map_or_else(Vec::new, |kept| kept.keys().copied().collect())
@@ -559,6 +620,7 @@ impl Shell {
                     | Output::Publish { .. }
                     | Output::Refill { .. }
                     | Output::Fetch { .. }
+                    | Output::LoadTail { .. }
                     | Output::ReleaseNick { .. }
                     | Output::Relay { .. }
                     | Output::Unseated { .. } => false,
@@ -721,6 +783,14 @@ impl Shell {
                         before,
                         limit,
                     });
+                }
+                Output::LoadTail { room, seq, limit } => {
+                    assert!(self.engine.config().tail_on_wake, "a LoadTail, tails off");
+                    assert!(
+                        !(self.tail_loads.iter()).any(|load| load.room == room),
+                        "a second LoadTail for {room} while one is out"
+                    );
+                    (self.tail_loads).push_back(TailRequest { room, seq, limit });
                 }
             }
         }

@@ -159,6 +159,11 @@ enum Op {
     StoreFail,
     /// The store answers every `Fetch` asked so far.
     AnswerFetches,
+    /// The store answers the oldest `LoadTail` (with `tail_on_wake`), or with `garbage` a
+    /// tail that is not the room's.
+    AnswerTailLoad {
+        garbage: bool,
+    },
     /// Cluster mode: the broker orders every publish and delivers each back, skipping every
     /// `skip`th delivery (0: none), or fails them all.
     Order {
@@ -218,7 +223,7 @@ struct Limits {
     history_bytes_max: u16,
     history_total_bytes_max: u16,
     /// 0: no store (the server's `--in-memory`); 1: held until committed (strict); 2: relaxed;
-    /// 3: ordered by a broker (cluster mode).
+    /// 3: ordered by a broker (cluster mode). With a store, its bit 4 turns `tail_on_wake` off.
     store: u8,
     uncommitted_max: u8,
 }
@@ -255,6 +260,7 @@ impl Limits {
             hold_until_committed: self.store % 4 == 1,
             uncommitted_max: usize::from(self.uncommitted_max % 8),
             store_relaxed: self.store % 4 == 2,
+            tail_on_wake: matches!(self.store % 4, 1 | 2) && self.store & 16 == 0,
             ordered_by_broker: self.store % 4 == 3,
             nicks_claimed: self.store % 8 == 7,
             members_shared: self.store % 16 == 15,
@@ -414,6 +420,16 @@ fn step(shell: &mut Shell, broker: &mut FakeBroker, nicks: &mut FakeNicks, op: &
             }
         }
         Op::AnswerFetches => shell.answer_fetches(),
+        Op::AnswerTailLoad { garbage } => {
+            if let Some(load) = shell.tail_loads().front().cloned() {
+                if *garbage {
+                    let wrong = bytes::Bytes::from_static(b"{\"type\":\"message\"}");
+                    shell.answer_tail_load_with(&load.room, &[(load.seq, wrong)]);
+                } else {
+                    shell.answer_tail_load();
+                }
+            }
+        }
         Op::Order { skip, fail } => {
             for (at, publish) in shell.take_publishes().into_iter().enumerate() {
                 if *fail {

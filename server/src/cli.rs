@@ -278,6 +278,11 @@ pub struct Args {
     /// so a crash while the server is quiet restarts as fast as a clean stop; 0s: never.
     #[arg(long, env = "CHAT_QUIET_CHECKPOINT", default_value_t = defaults().store.quiet_checkpoint.into())]
     pub quiet_checkpoint: Duration,
+    /// Rooms (the most recently written) whose recent history a start reads before it serves.
+    /// Every other stored room reads its history from disk when someone first joins it, so a
+    /// start with many rooms serves at once, even from a cold disk.
+    #[arg(long, env = "CHAT_PRELOAD_ROOMS", default_value_t = defaults().store.preload_rooms)]
+    pub preload_rooms: usize,
     /// Messages waiting to be stored at most; past it readers are paused, and a message that
     /// still arrives is refused with unavailable.
     #[arg(long, env = "CHAT_MAX_UNCOMMITTED", default_value_t = defaults().engine.uncommitted_max,
@@ -347,6 +352,7 @@ impl Args {
                 // Set from `store` when the server starts (`Server::start`).
                 hold_until_committed: false,
                 uncommitted_max: self.max_uncommitted,
+                tail_on_wake: false,
                 store_relaxed: false,
                 // Set when the node joins a cluster (`--broker`).
                 ordered_by_broker: false,
@@ -397,6 +403,7 @@ impl Args {
                 commit_delay: std::time::Duration::ZERO,
                 quick_repair: self.quick_repair,
                 quiet_checkpoint: self.quiet_checkpoint.into(),
+                preload_rooms: self.preload_rooms,
                 open_gate: None,
             },
             broker: self.broker.clone(),

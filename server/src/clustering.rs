@@ -59,6 +59,7 @@ pub(crate) async fn join<B: Backend>(
     engine.nicks_claimed = true;
     engine.members_shared = true;
     engine.hold_until_committed = false;
+    engine.tail_on_wake = false;
     engine.store_relaxed = false;
     let unreachable = |e: BrokerError| io::Error::other(format!("broker {name}: {e}"));
     let broker = connect.await.map_err(unreachable)?;

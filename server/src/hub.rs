@@ -479,6 +479,9 @@ impl Hub {
                 Output::Fetch { to, .. } => {
                     tracing::error!(client = %to, "the engine asked for a fetch, but no store is running");
                 }
+                Output::LoadTail { room, .. } => {
+                    tracing::error!(%room, "the engine asked for a room's tail, but no store is running");
+                }
                 // Only in cluster mode (`Config::ordered_by_broker`), which a node without a
                 // broker never turns on.
                 Output::Publish { op, .. } => {

@@ -20,6 +20,7 @@ pub(crate) fn open(settings: &mut Settings, start_epoch: &str) -> io::Result<Opt
     let engine = &mut settings.engine;
     engine.hold_until_committed = false;
     engine.store_relaxed = false;
+    engine.tail_on_wake = false;
     let location = match &settings.store.at {
         StoreAt::InMemory => return Ok(None),
         StoreAt::Dir(dir) => Location::Dir(dir.clone()),
@@ -29,6 +30,8 @@ pub(crate) fn open(settings: &mut Settings, start_epoch: &str) -> io::Result<Opt
         Durability::Strict => engine.hold_until_committed = true,
         Durability::Relaxed => engine.store_relaxed = true,
     }
+    // Rooms restored without their history read it when someone joins them.
+    engine.tail_on_wake = true;
     let options = StoreOptions {
         durability: match settings.store.durability {
             Durability::Strict => store::Durability::Strict,
@@ -38,7 +41,7 @@ pub(crate) fn open(settings: &mut Settings, start_epoch: &str) -> io::Result<Opt
         retention_messages: settings.store.retention_messages,
         retention_age: settings.store.retention_age,
         history_max: engine.history_max,
-        rooms_max: engine.rooms_max,
+        rooms_max: settings.store.preload_rooms.min(engine.rooms_max),
         wall_clock: settings.wall_clock,
         commit_delay: settings.store.commit_delay,
         quick_repair: settings.store.quick_repair,

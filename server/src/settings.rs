@@ -75,6 +75,9 @@ pub struct StoreSettings {
     /// commit, so a crash while it is quiet restarts without the full repair; zero: never
     /// (`--quiet-checkpoint`).
     pub quiet_checkpoint: Duration,
+    /// Rooms (the most recently written) whose history a start reads before it serves; every
+    /// other stored room reads its history when someone first joins it (`--preload-rooms`).
+    pub preload_rooms: usize,
     /// Tests only: the open of a store in a directory first waits at this barrier, so a test
     /// can see what the server answers while its store is opening.
     #[doc(hidden)]
@@ -92,6 +95,7 @@ impl Default for StoreSettings {
             commit_delay: Duration::ZERO,
             quick_repair: false,
             quiet_checkpoint: Duration::from_secs(1),
+            preload_rooms: 100,
             open_gate: None,
         }
     }

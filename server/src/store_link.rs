@@ -1,4 +1,4 @@
-//! The hub's side of the message store: the engine's `Store` and `Fetch` outputs become store
+//! The hub's side of the message store: the engine's `Store`, `Fetch` and `LoadTail` outputs become store
 //! requests, and the store's reports become engine inputs, in order.
 //!
 //! The store commits in the order it is asked and reports `Committed { through }` for a whole
@@ -40,7 +40,8 @@ impl StoreLink {
         }
     }
 
-    /// Sends the engine's `Store` or `Fetch` to the store; hands any other output back.
+    /// Sends the engine's `Store`, `Fetch` or `LoadTail` to the store; hands any other output
+    /// back.
     pub(crate) fn take(&mut self, output: Output) -> Option<Output> {
         let request = match output {
             Output::Store {
@@ -72,6 +73,7 @@ impl StoreLink {
                 before,
                 limit,
             },
+            Output::LoadTail { room, seq, limit } => Request::LoadTail { room, seq, limit },
             other => return Some(other),
         };
         if !self.handle.send(request) {
@@ -137,6 +139,15 @@ impl StoreLink {
                 };
                 if let Err(e) = engine.handle(now, fetched) {
                     tracing::error!(error = %e, "the engine refused a history page");
+                }
+            }
+            Report::TailLoaded { room, messages } => {
+                let loaded = Input::TailLoaded {
+                    room: &room,
+                    messages: &messages,
+                };
+                if let Err(e) = engine.handle(now, loaded) {
+                    tracing::error!(error = %e, "the engine refused a room's tail");
                 }
             }
             Report::Healthy(healthy) => {

@@ -84,8 +84,9 @@ fn texts(prefix: &str, n: u64) -> Vec<(u64, String)> {
     (1..=n).map(|i| (i, format!("{prefix} {i}"))).collect()
 }
 
-/// One restart scenario: five messages, a stop by `stop`, then a resume from seq 2.
-async fn survives(stop: impl FnOnce(Binary)) {
+/// One restart scenario: five messages, a stop by `stop`, then a resume from seq 2 into a
+/// second start with `flags`.
+async fn survives(stop: impl FnOnce(Binary), flags: &[&str]) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let first = start(dir.path());
     let (mut ann, welcome) = first.join("nick=ann&room=durable").await;
@@ -95,7 +96,7 @@ async fn survives(stop: impl FnOnce(Binary)) {
     }
     stop(first);
 
-    let second = start(dir.path());
+    let second = start_with(dir.path(), flags);
     let (mut bob, welcome) = second
         .join(&format!("nick=bob&room=durable&since=2&epoch={epoch}"))
         .await;
@@ -119,15 +120,25 @@ async fn survives(stop: impl FnOnce(Binary)) {
 
 #[tokio::test]
 async fn a_kill_9_loses_nothing_acknowledged_and_clients_recover() {
-    survives(Binary::kill).await;
+    survives(Binary::kill, &[]).await;
+}
+
+/// The same with a start that reads no room's history before it serves: the room wakes from
+/// the store when bob joins it, and he recovers just the same.
+#[tokio::test]
+async fn a_start_that_preloads_no_room_wakes_it_from_the_store_when_joined() {
+    survives(Binary::kill, &["--preload-rooms", "0"]).await;
 }
 
 #[tokio::test]
 async fn a_clean_stop_keeps_everything_and_clients_recover() {
-    survives(|server| {
-        let status = server.terminate();
-        assert!(status.success(), "a clean stop exits 0: {status}");
-    })
+    survives(
+        |server| {
+            let status = server.terminate();
+            assert!(status.success(), "a clean stop exits 0: {status}");
+        },
+        &[],
+    )
     .await;
 }
 

@@ -87,6 +87,9 @@ pub struct ServerSpec {
     pub shutdown_at: Option<Duration>,
     /// The message store's simulated disk (strict durability); `None`: in memory only.
     pub disk: Option<chat_server::Disk>,
+    /// Rooms whose history a start reads before serving (`--preload-rooms`); the others read
+    /// theirs when first joined.
+    pub preload_rooms: usize,
 }
 
 impl Default for ServerSpec {
@@ -96,6 +99,7 @@ impl Default for ServerSpec {
             write_timeout: Settings::default().write_timeout,
             shutdown_at: None,
             disk: None,
+            preload_rooms: chat_server::StoreSettings::default().preload_rooms,
         }
     }
 }
@@ -119,6 +123,7 @@ pub fn settings(spec: &ServerSpec, start: u64) -> Settings {
                 .map_or(chat_server::StoreAt::InMemory, chat_server::StoreAt::Disk),
             // A disk that takes its time, so a crash can land between acceptance and commit.
             commit_delay: Duration::from_millis(15),
+            preload_rooms: spec.preload_rooms,
             ..chat_server::StoreSettings::default()
         },
         // Everything else (connection and hub bounds, message size) as the binary's defaults.

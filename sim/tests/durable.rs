@@ -10,6 +10,10 @@
 //!   `history`);
 //! - the store holds nothing twice and no gaps: its seqs are 1..=n in order;
 //! - every room keeps its epoch across the crash, and every resume after it is `recovered`.
+//!
+//! The seed also picks how many rooms the restart reads before it serves (`--preload-rooms` 0,
+//! 1 or 2): the others wake from the store when their first member comes back, and must recover
+//! all the same.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -116,6 +120,7 @@ fn crash(seed: u64) {
     let disk = chat_server::Disk::new();
     let spec = ServerSpec {
         disk: Some(disk.clone()),
+        preload_rooms: (seed % 3) as usize,
         ..ServerSpec::default()
     };
     let starts = add_server(&mut sim, spec.clone());

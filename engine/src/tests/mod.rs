@@ -9,6 +9,7 @@ mod presence;
 mod reconnect;
 mod remote;
 mod scrollback;
+mod waking;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -202,6 +202,12 @@ pub(crate) enum Request {
         before: u64,
         limit: usize,
     },
+    /// Someone joins a dormant room: its newest `limit` messages up to `seq`.
+    LoadTail {
+        room: String,
+        seq: u64,
+        limit: usize,
+    },
 }
 
 /// What the store tells the hub, in the order of the requests they answer.
@@ -223,6 +229,12 @@ pub(crate) enum Report {
         room: String,
         messages: Vec<Bytes>,
         complete: bool,
+    },
+    /// A [`Request::LoadTail`]'s answer: `(seq, frame)` oldest first, consecutive down from its
+    /// seq (empty when none are kept, or the read failed).
+    TailLoaded {
+        room: String,
+        messages: Vec<(u64, Bytes)>,
     },
     /// Writes failed (`false`) or work again (`true`); sent on each change only.
     Healthy(bool),

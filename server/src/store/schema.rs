@@ -349,9 +349,14 @@ pub(super) fn load(
     }
     found.sort_unstable_by_key(|&(written, ..)| written);
     let with_history = found.len().saturating_sub(options.rooms_max);
-    let mut tails = tails(db, &found[with_history..], options.history_max)
-        .map_err(fail)?
-        .into_iter();
+    let asks: Vec<TailAsk> = (found[with_history..].iter())
+        .map(|(_, name, _, seq)| TailAsk {
+            room: name.clone(),
+            seq: *seq,
+            limit: options.history_max,
+        })
+        .collect();
+    let mut tails = tails(db, &asks).map_err(fail)?.into_iter();
     let mut restored = Vec::with_capacity(found.len());
     for (i, (_, name, epoch, seq)) in found.into_iter().enumerate() {
         let history = match i >= with_history {
@@ -375,28 +380,38 @@ pub(super) fn load(
 /// threads, 2.9-3.3 s on 8 and 1.8-2.1 s on 32, no better on 64 or 128 (BENCHMARKS.md).
 const TAIL_READERS: usize = 32;
 
-/// Most of a start is reading the rooms' tails (B-tree walks and copies, or the disk when the
-/// file is not in the page cache), and they are independent: they are read on
-/// [`TAIL_READERS`] threads, each in a read transaction of its own. In `rooms`' order.
-fn tails(
+/// One room's tail to read: its newest `limit` messages up to `seq`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct TailAsk {
+    pub(super) room: String,
+    pub(super) seq: u64,
+    pub(super) limit: usize,
+}
+
+/// Reading many rooms' tails (a start, or many rooms woken at once) is B-tree walks and copies,
+/// or the disk when the file is not in the page cache, and they are independent: they are read
+/// on up to [`TAIL_READERS`] threads, each in a read transaction of its own. One alone is read
+/// on the caller's thread. In `asks`' order.
+pub(super) fn tails(
     db: &Database,
-    rooms: &[(u64, String, String, u64)],
-    max: usize,
+    asks: &[TailAsk],
 ) -> Result<Vec<Vec<(u64, Bytes)>>, redb::Error> {
-    let share = rooms.len().div_ceil(TAIL_READERS).max(1);
+    let read = |part: &[TailAsk]| -> Result<Vec<_>, redb::Error> {
+        let txn = db.begin_read()?;
+        let messages = txn.open_table(MESSAGES)?;
+        (part.iter())
+            .map(|ask| tail(&messages, &ask.room, ask.seq, ask.limit))
+            .collect()
+    };
+    if asks.len() <= 1 {
+        return read(asks);
+    }
+    let share = asks.len().div_ceil(TAIL_READERS);
     std::thread::scope(|scope| {
-        let readers: Vec<_> = (rooms.chunks(share))
-            .map(|part| {
-                scope.spawn(move || -> Result<Vec<_>, redb::Error> {
-                    let txn = db.begin_read()?;
-                    let messages = txn.open_table(MESSAGES)?;
-                    (part.iter())
-                        .map(|(_, name, _, seq)| tail(&messages, name, *seq, max))
-                        .collect()
-                })
-            })
+        let readers: Vec<_> = (asks.chunks(share))
+            .map(|part| scope.spawn(move || read(part)))
             .collect();
-        let mut all = Vec::with_capacity(rooms.len());
+        let mut all = Vec::with_capacity(asks.len());
         for reader in readers {
             let part = reader.join().unwrap_or_else(|p| panic::resume_unwind(p))?;
             all.extend(part);

@@ -604,6 +604,83 @@ async fn every_room_gets_its_own_tail_however_the_reading_is_shared() {
     Engine::restore(Config::default(), "e2", opened.rooms).expect("the engine takes them back");
 }
 
+/// Tail loads (rooms woken after a start that read no history) are answered after the batch's
+/// writes, in the order asked, each with its room's newest messages up to the seq it named; a
+/// batch of many is read in parallel and still answered in order.
+#[tokio::test]
+async fn tail_loads_see_the_writes_before_them_and_come_back_in_order() {
+    let (_, mut store) = start(Disk::new().location(), strict(), "e1");
+    let mut ops = Ops::new();
+    let names: Vec<String> = (0..40).map(|n| format!("room-{n:02}")).collect();
+    for (n, room) in names.iter().enumerate() {
+        let seqs: Vec<u64> = (1..=(n as u64 % 6 + 1)).collect();
+        commit(&mut store, &mut ops, room, "e1-1", &seqs).await;
+    }
+    // One more write, in the same batch as the loads: they must see it.
+    assert!(store.send(ops.write("room-00", "e1-1", 2)));
+    for (n, room) in names.iter().enumerate() {
+        let seq = if n == 0 { 2 } else { n as u64 % 6 + 1 };
+        let load = Request::LoadTail {
+            room: room.clone(),
+            seq,
+            limit: 4,
+        };
+        assert!(store.send(load));
+    }
+    assert_eq!(
+        next(&mut store).await,
+        Report::Committed {
+            through: ops.last()
+        }
+    );
+    for (n, room) in names.iter().enumerate() {
+        let last = if n == 0 { 2 } else { n as u64 % 6 + 1 };
+        let want: Vec<(u64, Bytes)> = (last.saturating_sub(3).max(1)..=last)
+            .map(|seq| (seq, frame(room, seq)))
+            .collect();
+        let got = next(&mut store).await;
+        assert_eq!(
+            got,
+            Report::TailLoaded {
+                room: room.clone(),
+                messages: want
+            }
+        );
+    }
+    // A room the store has nothing of loads empty.
+    let load = Request::LoadTail {
+        room: "nowhere".to_owned(),
+        seq: 5,
+        limit: 4,
+    };
+    assert!(store.send(load));
+    let empty = Report::TailLoaded {
+        room: "nowhere".to_owned(),
+        messages: Vec::new(),
+    };
+    assert_eq!(next(&mut store).await, empty);
+    store.shutdown().await.unwrap();
+}
+
+/// With `rooms_max` 0 at open, no room comes back with history: a start that reads none.
+#[tokio::test]
+async fn an_open_that_preloads_no_room_reads_no_history() {
+    let disk = Disk::new();
+    let (_, mut store) = start(disk.location(), strict(), "e1");
+    let mut ops = Ops::new();
+    commit(&mut store, &mut ops, "lobby", "e1-1", &[1, 2, 3]).await;
+    store.shutdown().await.unwrap();
+    let options = StoreOptions {
+        rooms_max: 0,
+        ..strict()
+    };
+    let (opened, _) = open(disk.location(), options, "e2").unwrap();
+    let [room] = &opened.rooms[..] else {
+        panic!("one room, got {:?}", opened.rooms)
+    };
+    assert_eq!((room.seq, room.history.len()), (3, 0));
+}
+
 #[tokio::test]
 async fn a_recreated_room_drops_the_old_epochs_messages() {
     let (_, mut store) = start(Disk::new().location(), strict(), "e1");

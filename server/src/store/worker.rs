@@ -3,7 +3,9 @@
 //! and the age-retention sweep. Synchronous: the runner decides when, this decides what.
 //!
 //! A batch's writes share one write transaction (group commit: one fsync for all of them), and
-//! its fetches are answered after that commit, so a fetch sees every write queued before it.
+//! its fetches and tail loads are answered after that commit, so each sees every write queued
+//! before it. A batch's tail loads (many rooms woken at once, as after a restart) are read
+//! together, in parallel.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -18,7 +20,7 @@ use chat_engine::OpId;
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::schema::{self, key, RoomRow, Source, MESSAGES, META, ROOMS};
+use super::schema::{self, key, RoomRow, Source, TailAsk, MESSAGES, META, ROOMS};
 use super::{Durability, Location, OpenError, Opened, Report, Request, StoreOptions, StoreStats};
 use crate::clock::Clock;
 
@@ -197,6 +199,7 @@ impl Worker {
         let mut writes = Vec::new();
         let mut refused: Vec<OpId> = Vec::new();
         let mut fetches = Vec::new();
+        let mut tails = Vec::new();
         for request in batch {
             match request {
                 Request::Write { op, .. } if self.refusing => refused.push(op),
@@ -225,6 +228,7 @@ impl Worker {
                     before,
                     limit,
                 }),
+                Request::LoadTail { room, seq, limit } => tails.push(TailAsk { room, seq, limit }),
             }
         }
         if let (Some(&from), Some(&through)) = (refused.first(), refused.last()) {
@@ -276,7 +280,32 @@ impl Worker {
                 complete,
             });
         }
+        if !tails.is_empty() {
+            self.load_tails(tails, reports);
+        }
         Flow::Go
+    }
+
+    /// Reads and reports the tails of rooms being woken. A read that fails reports them empty:
+    /// the rooms wake without history (their joiners told `recovered: false`), never with a
+    /// wrong one.
+    fn load_tails(&mut self, asks: Vec<TailAsk>, reports: &Reports) {
+        let read = match self.readable() {
+            Ok(db) => schema::tails(db, &asks).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let tails = read.unwrap_or_else(|error| {
+            tracing::warn!(rooms = asks.len(), %error, "reading rooms' tails failed: they wake without history");
+            self.db = None;
+            self.reader = None;
+            vec![Vec::new(); asks.len()]
+        });
+        for (ask, messages) in asks.into_iter().zip(tails) {
+            let _ = reports.send(Report::TailLoaded {
+                room: ask.room,
+                messages,
+            });
+        }
     }
 
     /// The next time [`on_timer`](Self::on_timer) has something to do.
