@@ -249,3 +249,66 @@ fn a_tail_with_no_room_to_wake_in_refuses_its_joins() {
     assert_eq!(h.errors(ann), ["too_many_rooms"]);
     assert_eq!(h.engine.stats().dormant_rooms, 1, "'general' sleeps on");
 }
+
+/// Only rooms handed back without their history, and with messages, sleep: a room with its
+/// history is awake at once, and so is one that never had a message (there is nothing to read).
+#[test]
+fn a_restore_puts_to_sleep_only_the_rooms_whose_history_the_store_keeps() {
+    let stores = first_run(&["general"], 2);
+    let rooms = [
+        RestoredRoom {
+            name: "general".into(),
+            epoch: stores[0].epoch.clone(),
+            seq: 2,
+            history: stores.iter().map(|s| (s.seq, s.frame.clone())).collect(),
+        },
+        RestoredRoom {
+            name: "quiet".into(),
+            epoch: "first-start-9".into(),
+            seq: 0,
+            history: Vec::new(),
+        },
+    ];
+    let mut h = Shell::restored(waking(), "second-start", rooms).expect("a valid restore");
+    let stats = h.engine.stats();
+    assert_eq!((stats.rooms, stats.dormant_rooms), (2, 0), "both awake");
+    let ann = h.connect_with(join("general", "ann", None));
+    assert!(h.tail_loads().is_empty(), "an awake room reads nothing");
+    assert_eq!(greeted(&mut h, ann).0, [1, 2]);
+}
+
+/// A sleeping room that never had a message wakes at once: there is no tail to wait for.
+#[test]
+fn a_sleeping_room_without_messages_wakes_without_a_read() {
+    let mut h = Shell::new(
+        Config {
+            rooms_max: 1,
+            ..waking()
+        },
+        "only-start",
+    );
+    let ann = h.connect_with(join("silent", "ann", None));
+    h.disconnect(ann);
+    let bob = h.connect_with(join("other", "bob", None));
+    h.disconnect(bob);
+    assert_eq!(h.engine.stats().dormant_rooms, 1, "'silent' sleeps");
+    let carl = h.connect_with(join("silent", "carl", None));
+    assert!(h.tail_loads().is_empty());
+    assert_eq!(greeted(&mut h, carl).2, 0, "welcomed at once");
+}
+
+/// A tail reaching down to a seq 0 (which no message has) is not the room's history.
+#[test]
+fn a_tail_from_seq_0_is_refused() {
+    let stores = first_run(&["general"], 1);
+    let mut h = second_start(waking(), &stores);
+    let carl = h.connect_with(join("general", "carl", None));
+    let zero = r#"{"type":"message","room":"general","seq":0,"nick":"x","text":"t","ts":"t"}"#;
+    let tail = [
+        (0, bytes::Bytes::from_static(zero.as_bytes())),
+        (1, stores[0].frame.clone()),
+    ];
+    h.answer_tail_load_with("general", &tail);
+    assert_eq!(greeted(&mut h, carl).0, Vec::<u64>::new());
+    assert_eq!(h.engine.stats().tails_refused_total, 1);
+}
